@@ -1,0 +1,8 @@
+// Placeholder until the family is implemented.
+#include "compiler/ops/families.h"
+
+namespace kiln {
+
+void registerConvOps(OpRegistry&) {}
+
+}  // namespace kiln
