@@ -62,6 +62,9 @@ class KernelContext {
 
 using InferFn = std::function<std::vector<TensorType>(const InferContext&)>;
 using KernelFn = std::function<void(KernelContext&)>;
+// Multiply-accumulates of one node per batch item (symbolic batch counted
+// as 1); ops without arithmetic worth counting leave it empty.
+using MacsFn = std::function<int64_t(const Node&)>;
 
 inline constexpr int kVariadic = -1;
 
@@ -73,6 +76,7 @@ struct OpDef {
   std::vector<AttrSpec> attrs;
   InferFn infer;
   KernelFn reference;
+  MacsFn macs;
 };
 
 class OpRegistry {
