@@ -1,8 +1,180 @@
-// Placeholder until the family is implemented.
+// Broadcasting elementwise arithmetic: the binary ops Add, Sub, Mul, Div and
+// the variadic Sum, Max, Min, Mean. Every op is a scalar functor folded over
+// its inputs by one broadcasting kernel, templated on the element type.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <type_traits>
+
 #include "compiler/ops/families.h"
+#include "compiler/ops/helpers.h"
 
 namespace kiln {
 
-void registerElementwiseOps(OpRegistry&) {}
+namespace {
+
+// Signed integer overflow is undefined in C++; integer ops wrap in two's
+// complement instead (as numpy and ONNX runtimes do).
+template <class T>
+using Wrap = std::make_unsigned_t<T>;
+
+struct AddFn {
+  template <class T> T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<Wrap<T>>(a) + static_cast<Wrap<T>>(b));
+    else return a + b;
+  }
+};
+
+struct SubFn {
+  template <class T> T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<Wrap<T>>(a) - static_cast<Wrap<T>>(b));
+    else return a - b;
+  }
+};
+
+struct MulFn {
+  template <class T> T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<Wrap<T>>(a) * static_cast<Wrap<T>>(b));
+    else return a * b;
+  }
+};
+
+// Integer division truncates toward zero (C++ semantics). Zero divisors are
+// rejected before the kernel runs; MIN / -1 wraps instead of trapping.
+struct DivFn {
+  template <class T> T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == -1) return static_cast<T>(Wrap<T>{0} - static_cast<Wrap<T>>(a));
+    }
+    return a / b;
+  }
+};
+
+// Max and Min propagate NaN (like numpy's maximum/minimum).
+struct MaxFn {
+  template <class T> T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(b)) return b;
+    }
+    return a < b ? b : a;
+  }
+};
+
+struct MinFn {
+  template <class T> T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(b)) return b;
+    }
+    return b < a ? b : a;
+  }
+};
+
+// Calls fn(T{}) with the C++ type of a numeric dtype (infer has already
+// restricted the dtype to those the op supports).
+template <class Fn>
+void withNumericType(DType t, Fn fn) {
+  switch (t) {
+    case DType::F32: fn(float{}); return;
+    case DType::I64: fn(int64_t{}); return;
+    case DType::I32: fn(int32_t{}); return;
+    case DType::Bool: break;
+  }
+  throw Error(std::string("no arithmetic on ") + dtypeName(t));
+}
+
+// y[i] = combine(a[...], b[...]) over the broadcast shape of y. `a` may be
+// y itself (read before written at the same index), which is how the
+// variadic ops fold input after input into the output.
+template <class T, class Combine>
+void combineBroadcast(Tensor& y, const T* a, const Shape& aShape, const T* b, const Shape& bShape, Combine combine) {
+  T* out = y.data<T>();
+  const Shape& shape = y.shape();
+  forEachBroadcast(shape, {broadcastStrides(aShape, shape), broadcastStrides(bShape, shape)},
+                   [&](int64_t i, const std::vector<int64_t>& off) { out[i] = combine(a[off[0]], b[off[1]]); });
+}
+
+// The one kernel of the family: y = combine(...combine(combine(x0, x1), x2)...),
+// each input broadcast to y's shape; a single input is copied.
+template <class T, class Combine>
+void foldInputs(KernelContext& ctx, Combine combine) {
+  Tensor& y = ctx.output(0);
+  const Tensor& x0 = ctx.input(0);
+  if (ctx.numInputs() == 1) {
+    combineBroadcast<T>(y, x0.data<T>(), x0.shape(), x0.data<T>(), x0.shape(), [](T v, T) { return v; });
+    return;
+  }
+  const Tensor& x1 = ctx.input(1);
+  combineBroadcast<T>(y, x0.data<T>(), x0.shape(), x1.data<T>(), x1.shape(), combine);
+  for (size_t k = 2; k < ctx.numInputs(); ++k) {
+    const Tensor& xk = ctx.input(k);
+    combineBroadcast<T>(y, y.data<T>(), y.shape(), xk.data<T>(), xk.shape(), combine);
+  }
+}
+
+// All inputs share one dtype from `allowed`; the output has the broadcast
+// shape of all inputs.
+std::vector<TensorType> inferBroadcast(const InferContext& ctx, const std::vector<DType>& allowed) {
+  const DType dtype = ctx.input(0).dtype;
+  std::string names;
+  for (DType t : allowed) names += std::string(names.empty() ? "" : ", ") + dtypeName(t);
+  ctx.check(std::find(allowed.begin(), allowed.end(), dtype) != allowed.end(),
+            "input 0 is " + ctx.input(0).str() + ", expected one of " + names);
+  Shape shape = ctx.input(0).shape;
+  for (size_t i = 1; i < ctx.numInputs(); ++i) {
+    const TensorType& t = ctx.input(i);
+    ctx.check(t.dtype == dtype, "input " + std::to_string(i) + " is " + t.str() + ", expected " + dtypeName(dtype) +
+                                    " like input 0");
+    shape = broadcastShapes(ctx, shape, t.shape);
+  }
+  return {TensorType{dtype, shape}};
+}
+
+template <class Combine>
+OpDef elementwiseOp(std::string name, int maxInputs, std::vector<DType> allowed) {
+  OpDef d;
+  d.name = std::move(name);
+  d.minInputs = maxInputs == kVariadic ? 1 : maxInputs;
+  d.maxInputs = maxInputs;
+  d.infer = [allowed](const InferContext& ctx) { return inferBroadcast(ctx, allowed); };
+  d.reference = [](KernelContext& ctx) {
+    withNumericType(ctx.input(0).dtype(), [&](auto tag) { foldInputs<decltype(tag)>(ctx, Combine{}); });
+  };
+  return d;
+}
+
+void rejectIntegerZeroDivisor(KernelContext& ctx) {
+  const Tensor& divisor = ctx.input(1);
+  if (divisor.dtype() == DType::F32 || ctx.output(0).numElements() == 0) return;
+  for (int64_t v : divisor.toInts())
+    if (v == 0) ctx.fail("integer division by zero");
+}
+
+}  // namespace
+
+void registerElementwiseOps(OpRegistry& r) {
+  const std::vector<DType> arithmeticTypes{DType::F32, DType::I64, DType::I32};
+  r.add(elementwiseOp<AddFn>("Add", 2, arithmeticTypes));
+  r.add(elementwiseOp<SubFn>("Sub", 2, arithmeticTypes));
+  r.add(elementwiseOp<MulFn>("Mul", 2, arithmeticTypes));
+  OpDef div = elementwiseOp<DivFn>("Div", 2, arithmeticTypes);
+  div.reference = [divide = div.reference](KernelContext& ctx) {
+    rejectIntegerZeroDivisor(ctx);
+    divide(ctx);
+  };
+  r.add(std::move(div));
+
+  r.add(elementwiseOp<AddFn>("Sum", kVariadic, {DType::F32}));
+  r.add(elementwiseOp<MaxFn>("Max", kVariadic, {DType::F32, DType::I64}));
+  r.add(elementwiseOp<MinFn>("Min", kVariadic, {DType::F32, DType::I64}));
+  OpDef mean = elementwiseOp<AddFn>("Mean", kVariadic, {DType::F32});
+  mean.reference = [sum = mean.reference](KernelContext& ctx) {
+    sum(ctx);
+    Tensor& y = ctx.output(0);
+    float* out = y.data<float>();
+    const float count = static_cast<float>(ctx.numInputs());
+    for (int64_t i = 0; i < y.numElements(); ++i) out[i] /= count;
+  };
+  r.add(std::move(mean));
+}
 
 }  // namespace kiln
