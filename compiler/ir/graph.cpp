@@ -181,6 +181,7 @@ std::string Graph::uniqueName(const std::string& base) {
 Graph Graph::clone() const {
   Graph g;
   g.name = name;
+  g.arenaBytes = arenaBytes;
   g.nameCounter_ = nameCounter_;
   std::unordered_map<const Value*, Value*> map;
   map[nullptr] = nullptr;
@@ -189,6 +190,7 @@ Graph Graph::clone() const {
     copy->name = v->name;
     copy->type = v->type;
     copy->constant = v->constant;  // immutable, shared storage
+    copy->arenaOffset = v->arenaOffset;
     map[v.get()] = copy.get();
     g.values_.push_back(std::move(copy));
   }

@@ -20,6 +20,10 @@ class Value {
   TensorType type;
   Node* producer = nullptr;  // null for graph inputs and constants
   Tensor constant;           // non-empty for constants (initializers, folded values)
+  // Byte offset in the workspace arena per batch item (offset = arenaOffset *
+  // batch at run time), set by the plan-memory pass; -1 when not planned
+  // (graph inputs/outputs, constants, or no plan yet).
+  int64_t arenaOffset = -1;
 
   bool isConstant() const { return !constant.empty(); }
 };
@@ -47,6 +51,8 @@ class Graph {
   Graph& operator=(Graph&&) = default;
 
   std::string name = "main";
+  // Workspace bytes per batch item of the plan-memory pass (0: no plan).
+  int64_t arenaBytes = 0;
 
   Value* addInput(std::string name, TensorType type);
   Value* addConstant(std::string name, Tensor value);

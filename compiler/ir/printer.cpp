@@ -29,13 +29,17 @@ std::string printGraph(const Graph& g) {
   valueList(g.inputs());
   os << ") -> (";
   valueList(g.outputs());
-  os << ") {\n";
+  os << ")";
+  if (g.arenaBytes > 0) os << " arena " << g.arenaBytes << " B/sample";
+  os << " {\n";
   for (Value* v : g.values())
     if (v->isConstant()) os << "  " << valueRef(v) << ": " << v->type.str() << " = constant\n";
   for (Node* n : g.nodes()) {
     os << "  ";
-    for (size_t i = 0; i < n->outputs.size(); ++i)
+    for (size_t i = 0; i < n->outputs.size(); ++i) {
       os << (i ? ", " : "") << valueRef(n->outputs[i]) << ": " << n->outputs[i]->type.str();
+      if (n->outputs[i]->arenaOffset >= 0) os << " @" << n->outputs[i]->arenaOffset;
+    }
     os << " = " << n->opName() << "(";
     for (size_t i = 0; i < n->inputs.size(); ++i) os << (i ? ", " : "") << valueRef(n->inputs[i]);
     os << ")";

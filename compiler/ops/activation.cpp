@@ -1,12 +1,11 @@
 // Elementwise activations: one output of the input's type, computed value by
 // value. Each is a scalar function of (x, attributes); PRelu alone also reads
 // a broadcast slope tensor.
-#include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "compiler/ops/families.h"
 #include "compiler/ops/helpers.h"
+#include "compiler/ops/scalar_functions.h"
 
 namespace kiln {
 
@@ -37,35 +36,27 @@ AttrSpec floatAttr(std::string name, float v) { return {std::move(name), AttrKin
 }  // namespace
 
 void registerActivationOps(OpRegistry& r) {
-  addUnary(r, "Relu", {}, [](float x, const Attributes&) { return x > 0.f ? x : 0.f; });
+  addUnary(r, "Relu", {}, [](float x, const Attributes&) { return scalar::relu(x); });
   addUnary(r, "LeakyRelu", {floatAttr("alpha", 0.01f)},
-           [](float x, const Attributes& a) { return x >= 0.f ? x : a.getFloat("alpha") * x; });
+           [](float x, const Attributes& a) { return scalar::leakyRelu(x, a.getFloat("alpha")); });
   addUnary(r, "Elu", {floatAttr("alpha", 1.f)},
-           [](float x, const Attributes& a) { return x >= 0.f ? x : a.getFloat("alpha") * std::expm1(x); });
+           [](float x, const Attributes& a) { return scalar::elu(x, a.getFloat("alpha")); });
   addUnary(r, "Selu", {floatAttr("alpha", 1.67326319217681884765625f), floatAttr("gamma", 1.05070102214813232421875f)},
-           [](float x, const Attributes& a) {
-             return a.getFloat("gamma") * (x > 0.f ? x : a.getFloat("alpha") * std::expm1(x));
-           });
-  addUnary(r, "Sigmoid", {}, [](float x, const Attributes&) { return 1.f / (1.f + std::exp(-x)); });
+           [](float x, const Attributes& a) { return scalar::selu(x, a.getFloat("alpha"), a.getFloat("gamma")); });
+  addUnary(r, "Sigmoid", {}, [](float x, const Attributes&) { return scalar::sigmoid(x); });
   addUnary(r, "Tanh", {}, [](float x, const Attributes&) { return std::tanh(x); });
   addUnary(r, "HardSigmoid", {floatAttr("alpha", 0.2f), floatAttr("beta", 0.5f)}, [](float x, const Attributes& a) {
-    return std::clamp(a.getFloat("alpha") * x + a.getFloat("beta"), 0.f, 1.f);
+    return scalar::hardSigmoid(x, a.getFloat("alpha"), a.getFloat("beta"));
   });
   addUnary(r, "HardSwish", {},
-           [](float x, const Attributes&) { return x * std::clamp(x / 6.f + 0.5f, 0.f, 1.f); });
-  addUnary(r, "Softplus", {}, [](float x, const Attributes&) {
-    // log(1 + e^x) without overflow for large x.
-    return x > 0.f ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-  });
+           [](float x, const Attributes&) { return scalar::hardSwish(x); });
+  addUnary(r, "Softplus", {}, [](float x, const Attributes&) { return scalar::softplus(x); });
   // Clip's bounds are attributes in the IR; the importer reads ONNX's
   // optional min/max inputs (opset >= 11) into them.
   addUnary(r, "Clip",
            {floatAttr("min", -std::numeric_limits<float>::infinity()),
             floatAttr("max", std::numeric_limits<float>::infinity())},
-           [](float x, const Attributes& a) {
-             float lo = a.getFloat("min"), hi = a.getFloat("max");
-             return std::isnan(x) ? x : std::min(std::max(x, lo), hi);
-           });
+           [](float x, const Attributes& a) { return scalar::clip(x, a.getFloat("min"), a.getFloat("max")); });
 
   OpDef prelu;
   prelu.name = "PRelu";

@@ -19,30 +19,40 @@ template <class T>
 using Wrap = std::make_unsigned_t<T>;
 
 struct AddFn {
-  template <class T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<Wrap<T>>(a) + static_cast<Wrap<T>>(b));
-    else return a + b;
+  template <class T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return static_cast<T>(static_cast<Wrap<T>>(a) + static_cast<Wrap<T>>(b));
+    else
+      return a + b;
   }
 };
 
 struct SubFn {
-  template <class T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<Wrap<T>>(a) - static_cast<Wrap<T>>(b));
-    else return a - b;
+  template <class T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return static_cast<T>(static_cast<Wrap<T>>(a) - static_cast<Wrap<T>>(b));
+    else
+      return a - b;
   }
 };
 
 struct MulFn {
-  template <class T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<Wrap<T>>(a) * static_cast<Wrap<T>>(b));
-    else return a * b;
+  template <class T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return static_cast<T>(static_cast<Wrap<T>>(a) * static_cast<Wrap<T>>(b));
+    else
+      return a * b;
   }
 };
 
 // Integer division truncates toward zero (C++ semantics). Zero divisors are
 // rejected before the kernel runs; MIN / -1 wraps instead of trapping.
 struct DivFn {
-  template <class T> T operator()(T a, T b) const {
+  template <class T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
       if (b == -1) return static_cast<T>(Wrap<T>{0} - static_cast<Wrap<T>>(a));
     }
@@ -52,7 +62,8 @@ struct DivFn {
 
 // Max and Min propagate NaN (like numpy's maximum/minimum).
 struct MaxFn {
-  template <class T> T operator()(T a, T b) const {
+  template <class T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (std::isnan(b)) return b;
     }
@@ -61,7 +72,8 @@ struct MaxFn {
 };
 
 struct MinFn {
-  template <class T> T operator()(T a, T b) const {
+  template <class T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (std::isnan(b)) return b;
     }
@@ -74,10 +86,17 @@ struct MinFn {
 template <class Fn>
 void withNumericType(DType t, Fn fn) {
   switch (t) {
-    case DType::F32: fn(float{}); return;
-    case DType::I64: fn(int64_t{}); return;
-    case DType::I32: fn(int32_t{}); return;
-    case DType::Bool: break;
+    case DType::F32:
+      fn(float{});
+      return;
+    case DType::I64:
+      fn(int64_t{});
+      return;
+    case DType::I32:
+      fn(int32_t{});
+      return;
+    case DType::Bool:
+      break;
   }
   throw Error(std::string("no arithmetic on ") + dtypeName(t));
 }
@@ -122,8 +141,8 @@ std::vector<TensorType> inferBroadcast(const InferContext& ctx, const std::vecto
   Shape shape = ctx.input(0).shape;
   for (size_t i = 1; i < ctx.numInputs(); ++i) {
     const TensorType& t = ctx.input(i);
-    ctx.check(t.dtype == dtype, "input " + std::to_string(i) + " is " + t.str() + ", expected " + dtypeName(dtype) +
-                                    " like input 0");
+    ctx.check(t.dtype == dtype,
+              "input " + std::to_string(i) + " is " + t.str() + ", expected " + dtypeName(dtype) + " like input 0");
     shape = broadcastShapes(ctx, shape, t.shape);
   }
   return {TensorType{dtype, shape}};

@@ -52,8 +52,10 @@ void registerReduceOps(OpRegistry& r) {
     Shape out;
     for (size_t i = 0; i < in.rank(); ++i) {
       const bool reduced = std::binary_search(axes.begin(), axes.end(), i);
-      if (!reduced) out.dims.push_back(in[i]);
-      else if (keepdims) out.dims.push_back(1);
+      if (!reduced)
+        out.dims.push_back(in[i]);
+      else if (keepdims)
+        out.dims.push_back(1);
     }
     return std::vector<TensorType>{{DType::F32, out}};
   };

@@ -1,0 +1,72 @@
+#include "compiler/passes/pipeline.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+const std::vector<PassDef>& allPasses() {
+  static const std::vector<PassDef> passes = {
+      eliminateIdentityPass(), constantFoldPass(),   cancelTransposesPass(),
+      splitSeparablePass(),    foldBatchNormPass(),  fuseActivationPass(),
+      csePass(),               dcePass(),            planMemoryPass(),
+  };
+  return passes;
+}
+
+const PassDef& findPass(const std::string& name) {
+  std::string known;
+  for (const PassDef& p : allPasses()) {
+    if (p.name == name) return p;
+    known += (known.empty() ? "" : ", ") + p.name;
+  }
+  throw Error("unknown pass '" + name + "' (known: " + known + ")");
+}
+
+std::vector<std::string> pipelineForLevel(int level) {
+  if (level <= 0) return {};
+  if (level == 1) return {"eliminate-identity", "constant-fold", "cse", "dce"};
+  // Order matters: separable convs split before BN folding so a BN after one
+  // folds into its pointwise half; transposes cancel before fusion so the
+  // conv -> activation chains are adjacent; memory is planned last.
+  return {"eliminate-identity", "constant-fold",   "cancel-transposes", "split-separable", "fold-batchnorm",
+          "eliminate-identity", "fuse-activation", "cse",               "dce",             "plan-memory"};
+}
+
+std::vector<PassRun> runPipeline(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options) {
+  std::ostream& print = options.printStream ? *options.printStream : std::cerr;
+  std::vector<PassRun> runs;
+  for (size_t i = 0; i < passes.size(); ++i) {
+    const PassDef& pass = findPass(passes[i]);
+    PassRun run;
+    run.pass = pass.name;
+    run.nodesBefore = g.numNodes();
+    auto start = std::chrono::steady_clock::now();
+    pass.run(g, run.stats);
+    run.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    run.nodesAfter = g.numNodes();
+    if (options.verifyEachPass) {
+      try {
+        verify(g);
+      } catch (const Error& e) {
+        throw Error("after pass '" + pass.name + "': " + e.message(), e.site());
+      }
+    }
+    bool printThis = options.printAfterAll || std::find(options.printAfter.begin(), options.printAfter.end(),
+                                                        pass.name) != options.printAfter.end();
+    if (printThis) print << "// ----- IR after " << pass.name << " -----\n" << printGraph(g);
+    if (!options.dumpDotDir.empty()) {
+      std::filesystem::create_directories(options.dumpDotDir);
+      std::string prefix = (i + 1 < 10 ? "0" : "") + std::to_string(i + 1) + "-";
+      std::ofstream(std::filesystem::path(options.dumpDotDir) / (prefix + pass.name + ".dot")) << graphToDot(g);
+    }
+    runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+}  // namespace kiln

@@ -1,0 +1,240 @@
+// Model loading and model-level validation: protobuf parsing with a clear
+// diagnosis of non-model files, IR/opset versions, external initializer data
+// (confined to the model's folder), topological ordering of the main graph,
+// and ONNX's own checker and shape inference.
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <onnx/checker.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <climits>
+#include <fstream>
+#include <map>
+#include <unordered_map>
+
+#include "frontends/onnx/importer_internal.h"
+
+namespace kiln::onnx_import {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool startsWithNoCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         std::equal(prefix.begin(), prefix.end(), text.begin(),
+                    [](char want, char got) { return std::tolower(static_cast<unsigned char>(got)) == want; });
+}
+
+// Names the kind of text file `bytes` is, or "" when it looks binary. Such
+// files are the usual stand-ins for a model: an un-pulled git-LFS pointer or
+// an HTML error page saved by a download.
+std::string describeTextFile(const std::string& bytes) {
+  std::string_view head(bytes.data(), std::min<size_t>(bytes.size(), 512));
+  if (head.starts_with("version https://git-lfs"))
+    return "a git-LFS pointer file, not the model itself (run `git lfs pull` to fetch it)";
+  std::string_view trimmed = head;
+  if (trimmed.starts_with("\xEF\xBB\xBF")) trimmed.remove_prefix(3);
+  while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.remove_prefix(1);
+  if (startsWithNoCase(trimmed, "<!doctype html") || startsWithNoCase(trimmed, "<html"))
+    return "an HTML page, not an ONNX model (a failed download?)";
+  bool text = std::all_of(head.begin(), head.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 || c == '\n' || c == '\r' || c == '\t';
+  });
+  return text ? "a text file, not a binary ONNX model" : "";
+}
+
+ErrorSite siteOf(const ::onnx::NodeProto& n, size_t index) { return {"", nodeLabel(n, index), n.op_type()}; }
+
+}  // namespace
+
+void checkModelSize(uintmax_t bytes) {
+  if (bytes > static_cast<uintmax_t>(INT_MAX))
+    throw Error("the file is larger than protobuf's 2 GiB message limit; store the weights as external data");
+}
+
+::onnx::ModelProto parseModel(const std::string& bytes) {
+  if (bytes.empty()) throw Error("the file is empty, not an ONNX model");
+  std::string textKind = describeTextFile(bytes);
+  if (!textKind.empty() && (textKind.find("git-LFS") != std::string::npos || textKind.find("HTML") != std::string::npos))
+    throw Error("this is " + textKind);
+  checkModelSize(bytes.size());
+  google::protobuf::io::ArrayInputStream stream(bytes.data(), static_cast<int>(bytes.size()));
+  google::protobuf::io::CodedInputStream coded(&stream);
+  coded.SetTotalBytesLimit(INT_MAX);
+  ::onnx::ModelProto model;
+  bool parsed = model.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+  if (!parsed || !model.has_graph()) {
+    if (!textKind.empty()) throw Error("this is " + textKind);
+    throw Error(parsed ? "the protobuf holds no graph: not an ONNX model"
+                       : "truncated or corrupt protobuf: not a valid ONNX model (" + std::to_string(bytes.size()) +
+                             " bytes)");
+  }
+  return model;
+}
+
+int64_t checkVersions(const ::onnx::ModelProto& model, Issues& issues) {
+  if (!model.has_ir_version()) throw Error("the model has no ir_version");
+  if (model.ir_version() < kMinIrVersion || model.ir_version() > kMaxIrVersion)
+    throw Error("IR version " + std::to_string(model.ir_version()) + " is not supported (kiln reads IR versions " +
+                std::to_string(kMinIrVersion) + " to " + std::to_string(kMaxIrVersion) + ")");
+  int64_t opset = 0;
+  for (const auto& imp : model.opset_import())
+    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
+  if (opset == 0)
+    issues.add("model", "no opset import for the default ONNX domain");
+  else if (opset < kMinOpset || opset > kMaxOpset)
+    issues.add("model", "opset " + std::to_string(opset) + " of the default domain is not supported (kiln imports opsets " +
+                            std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")");
+  return opset;
+}
+
+namespace {
+
+int64_t parseOffset(const std::string& text, const std::string& what) {
+  int64_t v = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0)
+    throw Error(what + " '" + text + "' is not a non-negative integer");
+  return v;
+}
+
+// Resolves `location` inside `baseDir`, refusing anything that could read
+// outside it: absolute paths, `..` components, symlinks leading out.
+fs::path resolveInside(const std::string& location, const std::string& baseDir, const std::string& tensorName) {
+  std::string what = "external data path '" + location + "' of initializer '" + tensorName + "'";
+  fs::path rel(location);
+  if (location.empty()) throw Error("initializer '" + tensorName + "' has external data without a location");
+  if (rel.is_absolute() || rel.has_root_name() || rel.has_root_directory())
+    throw Error(what + " is absolute: external data must lie inside the model's folder");
+  for (const fs::path& part : rel)
+    if (part == "..") throw Error(what + " contains '..': external data must lie inside the model's folder");
+  std::error_code ec;
+  fs::path base = fs::canonical(baseDir.empty() ? "." : baseDir, ec);
+  if (ec) throw Error("cannot resolve the model's folder '" + baseDir + "': " + ec.message());
+  fs::path full = fs::canonical(base / rel, ec);
+  if (ec) throw Error(what + " cannot be opened: " + ec.message());
+  auto [baseEnd, fullIt] = std::mismatch(base.begin(), base.end(), full.begin(), full.end());
+  if (baseEnd != base.end())
+    throw Error(what + " leads to '" + full.string() + "' through a symlink: external data must lie inside the model's folder");
+  if (!fs::is_regular_file(full, ec)) throw Error(what + " is not a regular file");
+  return full;
+}
+
+}  // namespace
+
+void loadExternalData(::onnx::GraphProto& graph, const std::string& baseDir) {
+  for (::onnx::TensorProto& t : *graph.mutable_initializer()) {
+    if (t.data_location() != ::onnx::TensorProto::EXTERNAL) continue;
+    if (baseDir.empty())
+      throw Error("initializer '" + t.name() + "' uses external data, which needs the model loaded from a file");
+    std::string location;
+    int64_t offset = 0, length = -1;
+    for (const auto& entry : t.external_data()) {
+      if (entry.key() == "location") location = entry.value();
+      else if (entry.key() == "offset") offset = parseOffset(entry.value(), "external data offset");
+      else if (entry.key() == "length") length = parseOffset(entry.value(), "external data length");
+    }
+    fs::path file = resolveInside(location, baseDir, t.name());
+    DType dtype = dtypeFromOnnx(t.data_type(), "initializer '" + t.name() + "'");
+    size_t need = static_cast<size_t>(tensorShape(t, dtype).numElements()) * dtypeSize(dtype);
+    if (length >= 0 && static_cast<size_t>(length) != need)
+      throw Error("initializer '" + t.name() + "': external data length " + std::to_string(length) + " does not match its dims (" +
+                  std::to_string(need) + " bytes)");
+    std::error_code ec;
+    uintmax_t size = fs::file_size(file, ec);
+    if (ec || size < static_cast<uintmax_t>(offset) || size - static_cast<uintmax_t>(offset) < need)
+      throw Error("external data file '" + location + "' of initializer '" + t.name() + "' is too short: needs " +
+                  std::to_string(need) + " bytes at offset " + std::to_string(offset) + ", the file has " +
+                  std::to_string(ec ? 0 : size));
+    std::ifstream in(file, std::ios::binary);
+    std::string data(need, '\0');
+    in.seekg(offset);
+    if (!in.read(data.data(), static_cast<std::streamsize>(need)))
+      throw Error("cannot read external data file '" + location + "' of initializer '" + t.name() + "'");
+    t.set_raw_data(std::move(data));
+    t.clear_external_data();
+    t.set_data_location(::onnx::TensorProto::DEFAULT);
+  }
+}
+
+void sortNodes(::onnx::GraphProto& graph) {
+  std::set<std::string> sources;
+  for (const auto& in : graph.input()) sources.insert(in.name());
+  for (const auto& init : graph.initializer()) sources.insert(init.name());
+  const int count = graph.node_size();
+  std::unordered_map<std::string, int> producer;
+  for (int i = 0; i < count; ++i) {
+    const auto& n = graph.node(i);
+    for (const std::string& out : n.output()) {
+      if (out.empty()) continue;
+      if (sources.count(out))
+        throw Error("output '" + out + "' is already a graph input or initializer (duplicate output name)", siteOf(n, i));
+      auto [it, fresh] = producer.emplace(out, i);
+      if (!fresh)
+        throw Error("output '" + out + "' is also produced by node '" + nodeLabel(graph.node(it->second), it->second) +
+                        "' (duplicate output name)",
+                    siteOf(n, i));
+    }
+  }
+  // Kahn's algorithm; ready nodes are taken in file order so a sorted graph
+  // keeps its order.
+  std::vector<int> pending(count, 0);
+  std::vector<std::vector<int>> consumers(count);
+  for (int i = 0; i < count; ++i) {
+    std::set<int> deps;
+    for (const std::string& in : graph.node(i).input()) {
+      if (in.empty() || sources.count(in)) continue;
+      auto it = producer.find(in);
+      if (it == producer.end())
+        throw Error("input '" + in + "' is produced by no node and is not a graph input or initializer (dangling input)",
+                    siteOf(graph.node(i), i));
+      deps.insert(it->second);
+    }
+    pending[i] = static_cast<int>(deps.size());
+    for (int d : deps) consumers[d].push_back(i);
+  }
+  std::set<int> ready;
+  for (int i = 0; i < count; ++i)
+    if (pending[i] == 0) ready.insert(i);
+  std::vector<int> order;
+  while (!ready.empty()) {
+    int i = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(i);
+    for (int c : consumers[i])
+      if (--pending[c] == 0) ready.insert(c);
+  }
+  if (static_cast<int>(order.size()) != count)
+    for (int i = 0; i < count; ++i)
+      if (pending[i] != 0) throw Error("the graph has a cycle through this node", siteOf(graph.node(i), i));
+  for (const auto& out : graph.output())
+    if (!sources.count(out.name()) && !producer.count(out.name()))
+      throw Error("graph output '" + out.name() + "' is produced by no node");
+  google::protobuf::RepeatedPtrField<::onnx::NodeProto> sorted;
+  for (int i : order) *sorted.Add() = std::move(*graph.mutable_node(i));
+  graph.mutable_node()->Swap(&sorted);
+}
+
+void runOnnxChecks(const ::onnx::ModelProto& model) {
+  try {
+    ::onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    throw Error(std::string("the ONNX checker rejects the model: ") + e.what());
+  }
+  // Inference annotates value_info, so it runs on a copy; strict mode turns
+  // inconsistent shapes into errors here rather than odd IR later.
+  ::onnx::ModelProto annotated = model;
+  try {
+    ::onnx::ShapeInferenceOptions options(/*check_type=*/true, /*strict_mode=*/1, /*data_prop=*/false);
+    ::onnx::shape_inference::InferShapes(annotated, ::onnx::OpSchemaRegistry::Instance(), options);
+  } catch (const std::exception& e) {
+    throw Error(std::string("ONNX shape inference fails: ") + e.what());
+  }
+}
+
+}  // namespace kiln::onnx_import

@@ -1,0 +1,581 @@
+// The ONNX -> IR conversion table: one rule per supported ONNX op (keyed by
+// domain-qualified op type) with an optional proto-level support check and a
+// converter. Converters resolve everything static into IR attributes
+// (auto_pad -> pads, shape operands -> ints) as compiler/ops/README.md asks.
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "frontends/onnx/graph_builder.h"
+#include "frontends/onnx/importer_internal.h"
+
+namespace kiln::onnx_import {
+
+using AttrProto = ::onnx::AttributeProto;
+
+std::string nodeWhere(const std::string& label, const std::string& opType) {
+  return "node '" + label + "' (" + opType + ")";
+}
+
+std::string nodeLabel(const ::onnx::NodeProto& n, size_t index) {
+  return n.name().empty() ? "#" + std::to_string(index) + "(" + n.op_type() + ")" : n.name();
+}
+
+void Issues::throwIfAny() const {
+  if (lines_.empty()) return;
+  std::string message = "unsupported model (" + std::to_string(lines_.size()) + " problem" +
+                        (lines_.size() == 1 ? "" : "s") + "):";
+  for (const std::string& line : lines_) message += "\n  " + line;
+  throw Error(message);
+}
+
+namespace {
+
+const AttrProto* findAttr(const ::onnx::NodeProto& n, std::string_view name) {
+  for (const AttrProto& a : n.attribute())
+    if (a.name() == name) return &a;
+  return nullptr;
+}
+
+bool outputUsed(const FlatNode& n, int i, const std::set<std::string>& used) {
+  return i < n.proto.output_size() && !n.proto.output(i).empty() && used.count(n.proto.output(i));
+}
+
+// One node under conversion: typed access to its operands and attributes,
+// and emission of its IR nodes under the node's label.
+class NodeConverter {
+ public:
+  NodeConverter(const FlatNode& n, GraphBuilder& b) : n_(n), b_(b), site_{"", n.label, n.proto.op_type()} {}
+
+  int64_t opset() const { return n_.opset; }
+  [[noreturn]] void fail(const std::string& message) const { throw Error(message, site_); }
+
+  // Input i, or nullptr when omitted.
+  Value* input(size_t i) const {
+    return i < static_cast<size_t>(n_.proto.input_size()) ? b_.lookup(n_.proto.input(static_cast<int>(i)), site_) : nullptr;
+  }
+  Value* required(size_t i) const {
+    Value* v = input(i);
+    if (!v) fail("input " + std::to_string(i) + " is required");
+    return v;
+  }
+  std::vector<Value*> inputs() const {
+    std::vector<Value*> out;
+    for (int i = 0; i < n_.proto.input_size(); ++i) out.push_back(input(static_cast<size_t>(i)));
+    return out;
+  }
+  bool isBatchTainted(size_t i) const {
+    Value* v = input(i);
+    return v && b_.isBatchTainted(v);
+  }
+
+  // The value of operand i, which kiln turns into an attribute, or nullptr
+  // when omitted. A non-constant operand makes the node unsupported.
+  const Tensor* constant(size_t i, const std::string& what, bool allowBatchSentinel = false) const {
+    Value* v = input(i);
+    if (!v) return nullptr;
+    if (!v->isConstant())
+      throw Unsupported{"operand '" + what + "' (input " + std::to_string(i) + ") must be constant"};
+    if (!allowBatchSentinel && b_.isBatchTainted(v)) throw Unsupported{kBatchArithmeticMessage};
+    return &v->constant;
+  }
+  std::vector<int64_t> constantInts(size_t i, const std::string& what) const {
+    const Tensor* t = constant(i, what);
+    if (!t) fail("operand '" + what + "' (input " + std::to_string(i) + ") is required");
+    return ints(*t, what);
+  }
+  std::optional<float> constantScalar(size_t i, const std::string& what) const {
+    const Tensor* t = constant(i, what);
+    if (!t) return std::nullopt;
+    return scalarFloat(*t, what);
+  }
+  std::vector<int64_t> ints(const Tensor& t, const std::string& what) const {
+    if (t.dtype() != DType::I64 && t.dtype() != DType::I32) fail("operand '" + what + "' must be int64 or int32");
+    return t.toInts();
+  }
+  float scalarFloat(const Tensor& t, const std::string& what) const {
+    if (t.numElements() != 1) fail("'" + what + "' must hold one value, it has shape " + t.shape().str());
+    switch (t.dtype()) {
+      case DType::F32: return t.data<float>()[0];
+      case DType::Bool: return t.data<bool>()[0] ? 1.f : 0.f;
+      default: return static_cast<float>(t.toInts()[0]);
+    }
+  }
+
+  const AttrProto* attr(std::string_view name, AttrProto::AttributeType type) const {
+    const AttrProto* a = findAttr(n_.proto, name);
+    if (a && a->type() != type)
+      fail("attribute '" + std::string(name) + "' should be " + AttrProto::AttributeType_Name(type) + ", it is " +
+           AttrProto::AttributeType_Name(a->type()));
+    return a;
+  }
+  int64_t intAttr(std::string_view name, int64_t fallback) const {
+    const AttrProto* a = attr(name, AttrProto::INT);
+    return a ? a->i() : fallback;
+  }
+  float floatAttr(std::string_view name, float fallback) const {
+    const AttrProto* a = attr(name, AttrProto::FLOAT);
+    return a ? a->f() : fallback;
+  }
+  std::string stringAttr(std::string_view name, std::string fallback) const {
+    const AttrProto* a = attr(name, AttrProto::STRING);
+    return a ? a->s() : fallback;
+  }
+  std::optional<std::vector<int64_t>> intsAttr(std::string_view name) const {
+    const AttrProto* a = attr(name, AttrProto::INTS);
+    if (!a) return std::nullopt;
+    return std::vector<int64_t>(a->ints().begin(), a->ints().end());
+  }
+  std::vector<int64_t> requiredInts(std::string_view name) const {
+    std::optional<std::vector<int64_t>> v = intsAttr(name);
+    if (!v) fail("attribute '" + std::string(name) + "' is required");
+    return *v;
+  }
+  // The ONNX attributes among `names` that are present, same name and kind.
+  Attributes copyAttrs(const std::vector<std::string>& names) const {
+    Attributes out;
+    for (const std::string& name : names) {
+      const AttrProto* a = findAttr(n_.proto, name);
+      if (!a) continue;
+      switch (a->type()) {
+        case AttrProto::INT: out.set(name, a->i()); break;
+        case AttrProto::FLOAT: out.set(name, a->f()); break;
+        case AttrProto::STRING: out.set(name, a->s()); break;
+        case AttrProto::INTS: out.set(name, std::vector<int64_t>(a->ints().begin(), a->ints().end())); break;
+        case AttrProto::FLOATS: out.set(name, std::vector<float>(a->floats().begin(), a->floats().end())); break;
+        default: fail("attribute '" + name + "' has unsupported type " + AttrProto::AttributeType_Name(a->type()));
+      }
+    }
+    return out;
+  }
+  const AttrProto* onlyAttr() const {
+    if (n_.proto.attribute_size() != 1) fail("expected exactly one attribute");
+    return &n_.proto.attribute(0);
+  }
+
+  // Emits the node's final IR op; its outputs take the node's output names.
+  Value* emit(std::string_view op, std::vector<Value*> ins, const Attributes& attrs = {}) {
+    while (!ins.empty() && !ins.back()) ins.pop_back();
+    std::vector<std::string> names(n_.proto.output().begin(), n_.proto.output().end());
+    size_t irOutputs = static_cast<size_t>(OpRegistry::instance().get(op).numOutputs);
+    names.resize(irOutputs);
+    std::vector<Value*> outs = b_.emit(op, n_.label, ins, attrs, names);
+    for (size_t i = 0; i < outs.size() && i < static_cast<size_t>(n_.proto.output_size()); ++i)
+      if (!n_.proto.output(static_cast<int>(i)).empty()) b_.bind(n_.proto.output(static_cast<int>(i)), outs[i]);
+    return outs.front();
+  }
+  // Emits an intermediate IR node of a multi-node expansion.
+  Value* emitStep(std::string_view op, const std::string& step, const std::vector<Value*>& ins, const Attributes& attrs) {
+    return b_.emit(op, n_.label + "/" + step, ins, attrs, {}).front();
+  }
+  void bindConstant(Tensor t, bool tainted = false) {
+    const std::string& name = n_.proto.output(0);
+    b_.bind(name, b_.addConstant(name, std::move(t), tainted));
+  }
+
+ private:
+  const FlatNode& n_;
+  GraphBuilder& b_;
+  ErrorSite site_;
+};
+
+using ConvertFn = std::function<void(NodeConverter&)>;
+// Returns the reasons a node is unsupported, judged from the proto alone.
+using CheckFn = std::function<std::vector<std::string>(const FlatNode&, const std::set<std::string>& used)>;
+
+struct OpRule {
+  ConvertFn convert;
+  CheckFn check;
+};
+
+// Ops whose IR form is the ONNX form: same name, inputs, and the listed attributes.
+OpRule direct(std::string irOp, std::vector<std::string> attrs = {}, CheckFn check = nullptr) {
+  return {[irOp, attrs](NodeConverter& c) { c.emit(irOp, c.inputs(), c.copyAttrs(attrs)); }, std::move(check)};
+}
+
+// Unsupported when any output from index `first` on is read.
+CheckFn extraOutputsUnused(int first, std::string what) {
+  return [first, what](const FlatNode& n, const std::set<std::string>& used) {
+    std::vector<std::string> out;
+    for (int i = first; i < n.proto.output_size(); ++i)
+      if (outputUsed(n, i, used)) out.push_back(what + " (output '" + n.proto.output(i) + "') is not supported");
+    return out;
+  };
+}
+
+// --- sliding windows (Conv, pools, SeparableConv2D) ---
+
+struct Window {
+  std::vector<int64_t> strides, pads, dilations;
+};
+
+// Strides/dilations with defaults, and pads explicit or from auto_pad
+// (SAME_* need the input's static spatial dims: output = ceil(in / stride)).
+Window resolveWindow(const NodeConverter& c, const Shape& x, const std::vector<int64_t>& kernel) {
+  const size_t n = kernel.size();
+  if (x.rank() != n + 2)
+    c.fail("input is rank " + std::to_string(x.rank()) + " but the kernel has " + std::to_string(n) + " spatial dims");
+  Window w;
+  w.strides = c.intsAttr("strides").value_or(std::vector<int64_t>(n, 1));
+  w.dilations = c.intsAttr("dilations").value_or(std::vector<int64_t>(n, 1));
+  if (w.strides.size() != n || w.dilations.size() != n)
+    c.fail("strides and dilations need " + std::to_string(n) + " values");
+  for (size_t i = 0; i < n; ++i)
+    if (w.strides[i] < 1 || w.dilations[i] < 1 || kernel[i] < 1) c.fail("kernel sizes, strides and dilations must be positive");
+  std::string autoPad = c.stringAttr("auto_pad", "NOTSET");
+  if (autoPad == "NOTSET") {
+    w.pads = c.intsAttr("pads").value_or(std::vector<int64_t>(2 * n, 0));
+    if (w.pads.size() != 2 * n) c.fail("pads needs " + std::to_string(2 * n) + " values");
+    for (int64_t p : w.pads)
+      if (p < 0) c.fail("pads must not be negative");
+    return w;
+  }
+  w.pads.assign(2 * n, 0);
+  if (autoPad == "VALID") return w;
+  if (autoPad != "SAME_UPPER" && autoPad != "SAME_LOWER")
+    c.fail("auto_pad '" + autoPad + "' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID");
+  for (size_t i = 0; i < n; ++i) {
+    int64_t in = x[2 + i], s = w.strides[i], span = 0, reach = 0;
+    int64_t out = in / s + (in % s != 0);
+    if (__builtin_mul_overflow(kernel[i] - 1, w.dilations[i], &span) ||
+        __builtin_add_overflow((out - 1) * s + 1, span, &reach))
+      c.fail("dilated kernel size overflows");
+    int64_t total = std::max<int64_t>(0, reach - in);
+    int64_t small = total / 2, big = total - small;  // SAME_UPPER puts the odd pixel at the end
+    w.pads[i] = autoPad == "SAME_UPPER" ? small : big;
+    w.pads[n + i] = autoPad == "SAME_UPPER" ? big : small;
+  }
+  return w;
+}
+
+Attributes windowAttrs(const Window& w, bool withDilations) {
+  Attributes a;
+  a.set("strides", w.strides);
+  a.set("pads", w.pads);
+  if (withDilations) a.set("dilations", w.dilations);
+  return a;
+}
+
+void convertConv(NodeConverter& c) {
+  Value* x = c.required(0);
+  Value* w = c.required(1);
+  const Shape& xs = x->type.shape;
+  const Shape& ws = w->type.shape;
+  if (xs.rank() < 3) c.fail("input X is " + x->type.str() + "; Conv needs rank 3 or more (N, C, spatial...)");
+  if (ws.rank() != xs.rank())
+    c.fail("kernel rank mismatch: W is " + ws.str() + " (rank " + std::to_string(ws.rank()) + ") but X is " +
+           xs.str() + " (rank " + std::to_string(xs.rank()) + ")");
+  if (ws.hasSymbolicBatch()) c.fail("kernel W must have a static shape");
+  int64_t group = c.intAttr("group", 1);
+  if (group < 1 || xs[1] % group != 0)
+    c.fail("group " + std::to_string(group) + " does not divide the " + std::to_string(xs[1]) + " input channels");
+  if (ws[0] % group != 0)
+    c.fail("group " + std::to_string(group) + " does not divide the " + std::to_string(ws[0]) + " output channels");
+  if (ws[1] != xs[1] / group)
+    c.fail("W " + ws.str() + " takes " + std::to_string(ws[1]) + " channels per group, X has " + std::to_string(xs[1]) +
+           " channels in " + std::to_string(group) + " group(s)");
+  std::vector<int64_t> kernel(ws.dims.begin() + 2, ws.dims.end());
+  if (std::optional<std::vector<int64_t>> given = c.intsAttr("kernel_shape"); given && *given != kernel)
+    c.fail("kernel_shape does not match W " + ws.str());
+  Attributes a = windowAttrs(resolveWindow(c, xs, kernel), true);
+  a.set("group", group);
+  c.emit("Conv", {x, w, c.input(2)}, a);
+}
+
+void convertSeparableConv2D(NodeConverter& c) {
+  Value* x = c.required(0);
+  const Shape& xs = x->type.shape;
+  const Shape& wd = c.required(1)->type.shape;
+  const Shape& wp = c.required(2)->type.shape;
+  int64_t multiplier = c.intAttr("depth_multiplier", 1);
+  if (xs.rank() != 4 || wd.rank() != 4 || wp.rank() != 4) c.fail("X and both kernels must be rank 4");
+  int64_t mid = 0;
+  if (multiplier < 1 || __builtin_mul_overflow(xs[1], multiplier, &mid) || wd[0] != mid || wd[1] != 1)
+    c.fail("depthwise kernel is " + wd.str() + ", expected " + std::to_string(mid) + "x1xKHxKW for " +
+           std::to_string(xs[1]) + " channels and depth_multiplier " + std::to_string(multiplier));
+  if (wp[1] != mid || wp[2] != 1 || wp[3] != 1)
+    c.fail("pointwise kernel is " + wp.str() + ", expected Mx" + std::to_string(mid) + "x1x1");
+  Attributes a = windowAttrs(resolveWindow(c, xs, {wd[2], wd[3]}), true);
+  a.set("depth_multiplier", multiplier);
+  c.emit("SeparableConv2D", {x, c.input(1), c.input(2), c.input(3)}, a);
+}
+
+void convertPool(NodeConverter& c, bool isMax) {
+  Value* x = c.required(0);
+  std::vector<int64_t> kernel = c.requiredInts("kernel_shape");
+  Attributes a = windowAttrs(resolveWindow(c, x->type.shape, kernel), isMax);
+  a.set("kernel_shape", kernel);
+  a.set("ceil_mode", c.intAttr("ceil_mode", 0));
+  if (!isMax) a.set("count_include_pad", c.intAttr("count_include_pad", 0));
+  c.emit(isMax ? "MaxPool" : "AveragePool", {x}, a);
+}
+
+// --- operands that become attributes ---
+
+void convertClip(NodeConverter& c) {
+  Attributes a;
+  if (std::optional<float> lo = c.constantScalar(1, "min")) a.set("min", *lo);
+  if (std::optional<float> hi = c.constantScalar(2, "max")) a.set("max", *hi);
+  c.emit("Clip", {c.required(0)}, a);
+}
+
+void convertReshape(NodeConverter& c) {
+  const Tensor* shapeTensor = c.constant(1, "shape", /*allowBatchSentinel=*/true);
+  if (!shapeTensor) c.fail("operand 'shape' (input 1) is required");
+  std::vector<int64_t> shape = c.ints(*shapeTensor, "shape");
+  int64_t allowZero = c.intAttr("allowzero", 0);
+  if (c.isBatchTainted(1))
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (shape[i] == kBatchSentinel) {
+        // x.view(x.size(0), ...): 0 copies the (symbolic) batch.
+        if (i != 0 || allowZero != 0) throw Unsupported{kBatchArithmeticMessage};
+        shape[i] = 0;
+      }
+  Attributes a;
+  a.set("shape", shape);
+  a.set("allowzero", allowZero);
+  c.emit("Reshape", {c.required(0)}, a);
+}
+
+void convertTranspose(NodeConverter& c) {
+  Value* x = c.required(0);
+  std::vector<int64_t> reversed;
+  for (size_t i = x->type.shape.rank(); i-- > 0;) reversed.push_back(static_cast<int64_t>(i));
+  Attributes a;
+  a.set("perm", c.intsAttr("perm").value_or(reversed));
+  c.emit("Transpose", {x}, a);
+}
+
+// Squeeze/Unsqueeze axes: an attribute before opset 13, input 1 from 13 on.
+std::optional<std::vector<int64_t>> axesOperand(const NodeConverter& c) {
+  if (c.opset() < 13) return c.intsAttr("axes");
+  const Tensor* t = c.constant(1, "axes");
+  if (!t) return std::nullopt;
+  return c.ints(*t, "axes");
+}
+
+void convertSqueeze(NodeConverter& c) {
+  Value* x = c.required(0);
+  std::optional<std::vector<int64_t>> axes = axesOperand(c);
+  if (!axes) {  // all static dims of size 1 (a symbolic batch is not known to be 1)
+    axes.emplace();
+    for (size_t i = 0; i < x->type.shape.rank(); ++i)
+      if (x->type.shape[i] == 1) axes->push_back(static_cast<int64_t>(i));
+  }
+  Attributes a;
+  a.set("axes", *axes);
+  c.emit("Squeeze", {x}, a);
+}
+
+void convertUnsqueeze(NodeConverter& c) {
+  std::optional<std::vector<int64_t>> axes = axesOperand(c);
+  if (!axes) c.fail("axes are required");
+  Attributes a;
+  a.set("axes", *axes);
+  c.emit("Unsqueeze", {c.required(0)}, a);
+}
+
+void convertPad(NodeConverter& c) {
+  Attributes a;
+  a.set("pads", c.constantInts(1, "pads"));
+  a.set("mode", c.stringAttr("mode", "constant"));
+  if (std::optional<float> value = c.constantScalar(2, "constant_value")) a.set("value", *value);
+  c.emit("Pad", {c.required(0)}, a);
+}
+
+void convertSlice(NodeConverter& c) {
+  std::vector<int64_t> starts = c.constantInts(1, "starts"), ends = c.constantInts(2, "ends");
+  std::vector<int64_t> axes, steps(starts.size(), 1);
+  for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (c.input(3)) axes = c.constantInts(3, "axes");
+  if (c.input(4)) steps = c.constantInts(4, "steps");
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    c.fail("starts, ends, axes and steps differ in length");
+  Attributes a;
+  a.set("starts", starts);
+  a.set("ends", ends);
+  a.set("axes", axes);
+  a.set("steps", steps);
+  c.emit("Slice", {c.required(0)}, a);
+}
+
+// Softmax/LogSoftmax before opset 13 coerce the input to 2-D at `axis`; unless
+// that axis is the last, this is Flatten -> softmax over dim 1 -> Reshape back.
+void convertSoftmax(NodeConverter& c, const std::string& op) {
+  Value* x = c.required(0);
+  int64_t axis = c.intAttr("axis", c.opset() < 13 ? 1 : -1);
+  const Shape& shape = x->type.shape;
+  Attributes a;
+  if (c.opset() >= 13 || normalizeAxis(axis, shape.rank()) + 1 == shape.rank()) {
+    a.set("axis", axis);
+    c.emit(op, {x}, a);
+    return;
+  }
+  Attributes flatten, inner, back;
+  flatten.set("axis", axis);
+  inner.set("axis", int64_t{1});
+  std::vector<int64_t> dims = shape.dims;
+  if (shape.hasSymbolicBatch()) dims[0] = 0;  // Reshape's 0 copies the batch
+  back.set("shape", dims);
+  Value* flat = c.emitStep("Flatten", "coerce_2d", {x}, flatten);
+  Value* soft = c.emitStep(op, "softmax_2d", {flat}, inner);
+  c.emit("Reshape", {soft}, back);
+}
+
+void convertDropout(NodeConverter& c) {
+  if (const Tensor* training = c.constant(2, "training_mode"); training && c.scalarFloat(*training, "training_mode") != 0.f)
+    throw Unsupported{"training_mode=1 (training-time Dropout) is not supported"};
+  c.emit("Dropout", {c.required(0)});
+}
+
+void convertCast(NodeConverter& c) {
+  Attributes a;
+  a.set("to", std::string(dtypeName(dtypeFromOnnx(static_cast<int32_t>(c.intAttr("to", 0)), "Cast target"))));
+  c.emit("Cast", {c.required(0)}, a);
+}
+
+void convertConstant(NodeConverter& c) {
+  const AttrProto& a = *c.onlyAttr();
+  if (a.name() == "value") {
+    c.bindConstant(convertTensor(a.t()));
+  } else if (a.name() == "value_float") {
+    c.bindConstant(Tensor::scalar<float>(a.f()));
+  } else if (a.name() == "value_floats") {
+    std::vector<float> v(a.floats().begin(), a.floats().end());
+    c.bindConstant(Tensor::fromVector<float>(Shape{static_cast<int64_t>(v.size())}, v));
+  } else if (a.name() == "value_int") {
+    c.bindConstant(Tensor::scalar<int64_t>(a.i()));
+  } else if (a.name() == "value_ints") {
+    std::vector<int64_t> v(a.ints().begin(), a.ints().end());
+    c.bindConstant(Tensor::fromVector<int64_t>(Shape{static_cast<int64_t>(v.size())}, v));
+  } else {
+    c.fail("attribute '" + a.name() + "' is not supported");
+  }
+}
+
+void convertConstantOfShape(NodeConverter& c) {
+  Attributes a;
+  a.set("shape", c.constantInts(0, "shape"));
+  if (const AttrProto* value = c.attr("value", AttrProto::TENSOR)) {
+    Tensor t = convertTensor(value->t());
+    a.set("value", c.scalarFloat(t, "value"));
+    a.set("dtype", std::string(dtypeName(t.dtype())));
+  }
+  c.emit("ConstantOfShape", {}, a);
+}
+
+// Shape of a value is always known at import: static dims, and the batch
+// sentinel for a symbolic batch.
+void convertShape(NodeConverter& c) {
+  std::vector<int64_t> dims = c.required(0)->type.shape.dims;
+  for (int64_t& d : dims)
+    if (d == kBatch) d = kBatchSentinel;
+  const auto rank = static_cast<int64_t>(dims.size());
+  auto clampIndex = [rank](int64_t i) { return std::clamp(i < 0 ? i + rank : i, int64_t{0}, rank); };
+  int64_t start = clampIndex(c.intAttr("start", 0));
+  int64_t end = std::max(start, clampIndex(c.intAttr("end", rank)));
+  std::vector<int64_t> slice(dims.begin() + start, dims.begin() + end);
+  bool tainted = std::find(slice.begin(), slice.end(), kBatchSentinel) != slice.end();
+  c.bindConstant(Tensor::fromVector<int64_t>(Shape{static_cast<int64_t>(slice.size())}, slice), tainted);
+}
+
+// --- proto-level support checks ---
+
+std::vector<std::string> checkBatchNorm(const FlatNode& n, const std::set<std::string>& used) {
+  std::vector<std::string> out = extraOutputsUnused(1, "a training statistics output")(n, used);
+  if (const AttrProto* t = findAttr(n.proto, "training_mode"); t && t->i() != 0)
+    out.push_back("training_mode=1 (training-time BatchNormalization) is not supported");
+  return out;
+}
+
+std::vector<std::string> checkPad(const FlatNode& n, const std::set<std::string>&) {
+  const AttrProto* mode = findAttr(n.proto, "mode");
+  if (!mode || mode->s() == "constant" || mode->s() == "reflect" || mode->s() == "edge") return {};
+  return {"mode '" + mode->s() + "' is not supported"};
+}
+
+std::vector<std::string> checkCast(const FlatNode& n, const std::set<std::string>&) {
+  const AttrProto* to = findAttr(n.proto, "to");
+  if (to && isSupportedElemType(static_cast<int32_t>(to->i()))) return {};
+  std::string name = to && ::onnx::TensorProto::DataType_IsValid(static_cast<int>(to->i()))
+                         ? ::onnx::TensorProto::DataType_Name(static_cast<::onnx::TensorProto::DataType>(to->i()))
+                         : "?";
+  return {"cast to " + name + " is not supported"};
+}
+
+std::vector<std::string> checkConstant(const FlatNode& n, const std::set<std::string>&) {
+  static const std::set<std::string> supported = {"value", "value_float", "value_floats", "value_int", "value_ints"};
+  std::vector<std::string> out;
+  for (const AttrProto& a : n.proto.attribute())
+    if (!supported.count(a.name())) out.push_back("attribute '" + a.name() + "' is not supported");
+  return out;
+}
+
+std::string qualifiedOp(const ::onnx::NodeProto& n) {
+  if (n.domain().empty() || n.domain() == "ai.onnx") return n.op_type();
+  return n.domain() + ":" + n.op_type();
+}
+
+const std::map<std::string, OpRule>& rules() {
+  static const std::map<std::string, OpRule> table = [] {
+    std::map<std::string, OpRule> r;
+    for (const char* op : {"Relu", "Sigmoid", "Tanh", "HardSwish", "Softplus", "PRelu", "Add", "Sub", "Mul", "Div",
+                           "Sum", "Max", "Min", "Mean", "GlobalAveragePool", "GlobalMaxPool", "MatMul", "Identity"})
+      r[op] = direct(op);
+    r["LeakyRelu"] = direct("LeakyRelu", {"alpha"});
+    r["Elu"] = direct("Elu", {"alpha"});
+    r["Selu"] = direct("Selu", {"alpha", "gamma"});
+    r["HardSigmoid"] = direct("HardSigmoid", {"alpha", "beta"});
+    r["Gemm"] = direct("Gemm", {"alpha", "beta", "transA", "transB"});
+    r["Flatten"] = direct("Flatten", {"axis"});
+    r["Concat"] = direct("Concat", {"axis"});
+    r["Gather"] = direct("Gather", {"axis"});
+    r["ReduceMean"] = direct("ReduceMean", {"axes", "keepdims"});
+    r["BatchNormalization"] = direct("BatchNormalization", {"epsilon"}, checkBatchNorm);
+    r["Conv"] = {convertConv, nullptr};
+    r[std::string(kKerasDomain) + ":SeparableConv2D"] = {convertSeparableConv2D, nullptr};
+    r["MaxPool"] = {[](NodeConverter& c) { convertPool(c, true); }, extraOutputsUnused(1, "the Indices output")};
+    r["AveragePool"] = {[](NodeConverter& c) { convertPool(c, false); }, nullptr};
+    r["Clip"] = {convertClip, nullptr};
+    r["Reshape"] = {convertReshape, nullptr};
+    r["Transpose"] = {convertTranspose, nullptr};
+    r["Squeeze"] = {convertSqueeze, nullptr};
+    r["Unsqueeze"] = {convertUnsqueeze, nullptr};
+    r["Pad"] = {convertPad, checkPad};
+    r["Slice"] = {convertSlice, nullptr};
+    r["Softmax"] = {[](NodeConverter& c) { convertSoftmax(c, "Softmax"); }, nullptr};
+    r["LogSoftmax"] = {[](NodeConverter& c) { convertSoftmax(c, "LogSoftmax"); }, nullptr};
+    r["Dropout"] = {convertDropout, extraOutputsUnused(1, "the mask output")};
+    r["Cast"] = {convertCast, checkCast};
+    r["Constant"] = {convertConstant, checkConstant};
+    r["ConstantOfShape"] = {convertConstantOfShape, nullptr};
+    r["Shape"] = {convertShape, nullptr};
+    return r;
+  }();
+  return table;
+}
+
+}  // namespace
+
+void checkSupport(const FlatNode& n, const std::set<std::string>& used, Issues& issues) {
+  std::string where = nodeWhere(n.label, n.proto.op_type());
+  const std::string& domain = n.proto.domain();
+  auto rule = rules().find(qualifiedOp(n.proto));
+  if (rule == rules().end()) {
+    bool known = domain.empty() || domain == "ai.onnx" || domain == kKerasDomain;
+    issues.add(where, known ? "unsupported op '" + n.proto.op_type() + "'"
+                            : "unsupported domain '" + domain + "' (op '" + n.proto.op_type() + "')");
+    return;
+  }
+  if (rule->second.check)
+    for (const std::string& problem : rule->second.check(n, used)) issues.add(where, problem);
+}
+
+void convertNode(const FlatNode& n, GraphBuilder& b) {
+  NodeConverter c(n, b);
+  rules().at(qualifiedOp(n.proto)).convert(c);
+}
+
+}  // namespace kiln::onnx_import

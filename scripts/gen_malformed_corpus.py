@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""Writes the malformed-model corpus into tests/malformed/ (committed): small
+files the importer must reject with a clear kiln::Error, never a crash, and
+EXPECTED.tsv listing `file<TAB>substring the error message must contain`.
+Run it from anywhere; it rewrites the folder's generated files."""
+import os
+
+import numpy as np
+
+# numpy 1.24 dropped these aliases; onnx 1.12 still uses them.
+np.float = float
+np.int = int
+np.bool = bool
+np.object = object
+
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "malformed")
+F = TensorProto.FLOAT
+expected = []
+
+
+def write(name, data, substring):
+    path = os.path.join(OUT, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    expected.append((name, substring))
+
+
+def model_bytes(nodes, inits=(), x_shape=("N", 4), y_shape=("N", 4), opset=13, ir_version=8):
+    graph = helper.make_graph(nodes, "malformed", [helper.make_tensor_value_info("X", F, list(x_shape))],
+                              [helper.make_tensor_value_info("Y", F, list(y_shape))], list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    return model.SerializeToString()
+
+
+def weight(name, dims, raw=b"", location=None):
+    """A float initializer with arbitrary dims and raw bytes (no checks)."""
+    t = TensorProto(name=name, data_type=F, dims=list(dims))
+    if location is None:
+        t.raw_data = raw
+    else:
+        t.data_location = TensorProto.EXTERNAL
+        t.external_data.add(key="location", value=location)
+    return t
+
+
+def matmul_with(w):
+    return model_bytes([helper.make_node("MatMul", ["X", "W"], ["Y"], name="mm")], [w])
+
+
+os.makedirs(OUT, exist_ok=True)
+relu = [helper.make_node("Relu", ["X"], ["Y"], name="relu")]
+big = numpy_helper.from_array(np.ones([64, 4], np.float32), "W")
+valid = model_bytes([helper.make_node("MatMul", ["X", "W"], ["Y"], name="mm")], [big], y_shape=["N", 4])
+
+# Not protobuf, or not all of it.
+write("truncated.onnx", valid[: len(valid) // 2], "truncated or corrupt protobuf")
+write("lfs_pointer.onnx", b"version https://git-lfs.github.com/spec/v1\n"
+      b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1048576\n",
+      "git-LFS pointer")
+write("html_page.onnx", b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>"
+      b"<body>Not Found</body></html>\n", "HTML page")
+
+write("empty.onnx", b"", "the file is empty")
+write("plain_text.onnx", b"ir_version: 8\ngraph { name: 'textproto, not binary' }\n", "a text file")
+
+# Initializers whose dims and data disagree or cannot exist.
+write("raw_data_size.onnx", matmul_with(weight("W", [4, 4], b"\0" * 60)), "bytes of raw_data")
+write("negative_dim.onnx", matmul_with(weight("W", [4, -4], b"")), "negative dimension")
+write("overflow_dims.onnx", matmul_with(weight("W", [1 << 32, 1 << 32, 1 << 32], b"\0" * 4)), "overflows 64 bits")
+write("huge_shape.onnx", matmul_with(weight("W", [1 << 20, 1 << 20], b"\0" * 4)), "GiB tensor limit")
+
+# Graph structure.
+write("unknown_op.onnx", model_bytes([helper.make_node("Frobnicate", ["X"], ["Y"], name="frob")]),
+      "unsupported op 'Frobnicate'")
+write("cycle.onnx", model_bytes([helper.make_node("Relu", ["X", "B"], ["A"], name="a"),
+                                 helper.make_node("Add", ["X", "A"], ["B"], name="b"),
+                                 helper.make_node("Identity", ["B"], ["Y"], name="out")]), "cycle")
+write("dangling_input.onnx", model_bytes([helper.make_node("Add", ["X", "nowhere"], ["Y"], name="add")]),
+      "dangling input")
+write("duplicate_output.onnx", model_bytes([helper.make_node("Relu", ["X"], ["Y"], name="first"),
+                                            helper.make_node("Sigmoid", ["X"], ["Y"], name="second")]),
+      "duplicate output name")
+
+# Conv whose operands cannot fit together.
+w6 = numpy_helper.from_array(np.ones([4, 2, 3, 3], np.float32), "W")
+write("conv_group.onnx", model_bytes([helper.make_node("Conv", ["X", "W"], ["Y"], name="conv", group=4)], [w6],
+                                     x_shape=["N", 6, 8, 8], y_shape=["N", 4, 6, 6]), "does not divide")
+w3 = numpy_helper.from_array(np.ones([4, 3, 3], np.float32), "W")
+write("conv_kernel_rank.onnx", model_bytes([helper.make_node("Conv", ["X", "W"], ["Y"], name="conv")], [w3],
+                                           x_shape=["N", 3, 8, 8], y_shape=["N", 4, 6]), "kernel rank mismatch")
+
+# External data that must not be read.
+write("ext_parent.onnx", matmul_with(weight("W", [4, 4], location="../x.bin")), "contains '..'")
+write("ext_absolute.onnx", matmul_with(weight("W", [4, 4], location="/tmp/kiln_weights.bin")), "is absolute")
+link = os.path.join(OUT, "ext_symlink.bin")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink("../../CMakeLists.txt", link)
+write("ext_symlink.onnx", matmul_with(weight("W", [4, 4], location="ext_symlink.bin")), "through a symlink")
+with open(os.path.join(OUT, "ext_short.bin"), "wb") as f:
+    f.write(b"\0" * 16)
+write("ext_short.onnx", matmul_with(weight("W", [4, 4], location="ext_short.bin")), "too short")
+
+# Versions kiln does not read.
+write("opset9.onnx", model_bytes(relu, opset=9), "opset 9 of the default domain is not supported")
+write("ir_version10.onnx", model_bytes(relu, ir_version=10), "IR version 10 is not supported")
+
+with open(os.path.join(OUT, "EXPECTED.tsv"), "w") as f:
+    f.write("# file<TAB>substring the import error must contain (written by scripts/gen_malformed_corpus.py)\n")
+    for name, substring in expected:
+        f.write(f"{name}\t{substring}\n")

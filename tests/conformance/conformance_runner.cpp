@@ -1,0 +1,659 @@
+// kiln_conformance: runs ONNX test cases (ONNX's node suite, the PyTorch
+// fixtures) through the ONNX importer and the reference interpreter and
+// compares the outputs with the expected ones.
+//
+// A case is a folder holding model.onnx and test_data_set_*/{input,output}_*.pb.
+// Cases using ops kiln has no IR op for, or non-float inputs/outputs, are out
+// of scope and counted apart. Expected failures live in one skip list
+// ("name  # reason" per line). Each case runs in a forked child so a crash or
+// hang in one case is reported as that case's failure, not the run's end.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <onnx/defs/schema.h>
+#include <onnx/onnx_pb.h>
+
+#include "compiler/interp/interpreter.h"
+#include "compiler/ir/graph.h"
+#include "compiler/ir/op.h"
+#include "frontends/onnx/onnx_importer.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Options {
+  std::string casesDir;
+  std::string skipsFile;
+  double rtol = 1e-4;
+  double atol = 1e-5;
+  double minPassRate = 1.0;
+  std::optional<std::regex> only;
+  std::string onlyText;
+  bool requireInScope = false;  // out-of-scope cases count as failures
+  bool fork = true;
+  bool verbose = false;
+  unsigned caseTimeoutS = 120;
+  int64_t raiseOpset = 0;  // 0: run every case at its own opset
+};
+
+[[noreturn]] void usage(const std::string& problem) {
+  std::cerr << "kiln_conformance: " << problem << "\n"
+            << "usage: kiln_conformance --cases DIR [--skips FILE] [--rtol R] [--atol A]\n"
+            << "         [--min-pass-rate P] [--only REGEX] [--require-in-scope] [--no-fork]\n"
+            << "         [--raise-opset N] [--case-timeout SECONDS] [--verbose]\n";
+  std::exit(2);
+}
+
+double parseNumber(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    double v = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(v) && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  usage(flag + " expects a non-negative number, got '" + text + "'");
+}
+
+Options parseOptions(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--cases") o.casesDir = value();
+    else if (a == "--skips") o.skipsFile = value();
+    else if (a == "--rtol") o.rtol = parseNumber(a, value());
+    else if (a == "--atol") o.atol = parseNumber(a, value());
+    else if (a == "--min-pass-rate") o.minPassRate = parseNumber(a, value());
+    else if (a == "--case-timeout") o.caseTimeoutS = static_cast<unsigned>(parseNumber(a, value()));
+    else if (a == "--raise-opset") o.raiseOpset = static_cast<int64_t>(parseNumber(a, value()));
+    else if (a == "--only") {
+      o.onlyText = value();
+      try {
+        o.only = std::regex(o.onlyText);
+      } catch (const std::regex_error& e) {
+        usage("bad --only regex: " + std::string(e.what()));
+      }
+    } else if (a == "--require-in-scope") o.requireInScope = true;
+    else if (a == "--no-fork") o.fork = false;
+    else if (a == "--verbose") o.verbose = true;
+    else usage("unknown argument '" + a + "'");
+  }
+  if (o.casesDir.empty()) usage("--cases is required");
+  if (o.minPassRate > 1) usage("--min-pass-rate is a fraction in [0, 1]");
+  return o;
+}
+
+// ---------------------------------------------------------------- skip list
+
+struct SkipList {
+  std::map<std::string, std::string> reasons;  // case name -> reason
+};
+
+SkipList readSkipList(const std::string& path) {
+  SkipList s;
+  if (path.empty()) return s;
+  std::ifstream in(path);
+  if (!in) usage("cannot read skip list " + path);
+  std::string line;
+  int lineNo = 0;
+  while (std::getline(in, line)) {
+    ++lineNo;
+    size_t hash = line.find('#');
+    std::string reason = hash == std::string::npos ? "" : line.substr(hash + 1);
+    std::string name = line.substr(0, hash);
+    auto trim = [](std::string& t) {
+      t.erase(0, t.find_first_not_of(" \t\r"));
+      t.erase(t.find_last_not_of(" \t\r") + 1);
+    };
+    trim(name);
+    trim(reason);
+    if (name.empty()) continue;  // blank or comment-only line
+    if (name.find_first_of(" \t") != std::string::npos)
+      usage(path + ":" + std::to_string(lineNo) + ": expected 'test_name  # reason'");
+    if (reason.empty()) usage(path + ":" + std::to_string(lineNo) + ": skip of '" + name + "' gives no reason");
+    s.reasons[name] = reason;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------- scope
+
+std::string readFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Inputs kiln needs as compile-time constants: the importer turns them into
+// IR attributes (see compiler/ops/README.md). ONNX's node tests feed them as
+// graph inputs; the runner freezes those into initializers from the test
+// data, which is how they appear in exported CNNs. Gather's indices are
+// included because exporters only ever emit them as constants.
+const std::map<std::string, std::set<int>>& staticOperandSlots() {
+  static const std::map<std::string, std::set<int>> slots = {
+      {"Reshape", {1}},        {"Slice", {1, 2, 3, 4}}, {"Squeeze", {1}}, {"Unsqueeze", {1}},
+      {"Pad", {1, 2, 3}},      {"Clip", {1, 2}},        {"ConstantOfShape", {0}},
+      {"ReduceMean", {1}},     {"Gather", {1}},
+  };
+  return slots;
+}
+
+const char* elemTypeName(int t) {
+  switch (t) {
+    case onnx::TensorProto::FLOAT: return "float32";
+    case onnx::TensorProto::DOUBLE: return "float64";
+    case onnx::TensorProto::FLOAT16: return "float16";
+    case onnx::TensorProto::BFLOAT16: return "bfloat16";
+    case onnx::TensorProto::INT64: return "int64";
+    case onnx::TensorProto::INT32: return "int32";
+    case onnx::TensorProto::INT16: return "int16";
+    case onnx::TensorProto::INT8: return "int8";
+    case onnx::TensorProto::UINT8: return "uint8";
+    case onnx::TensorProto::UINT16: return "uint16";
+    case onnx::TensorProto::UINT32: return "uint32";
+    case onnx::TensorProto::UINT64: return "uint64";
+    case onnx::TensorProto::BOOL: return "bool";
+    case onnx::TensorProto::STRING: return "string";
+    default: return "other";
+  }
+}
+
+// "", or the element type of a tensor-typed value ("sequence"/"optional"/...
+// for the others).
+std::string valueKind(const onnx::ValueInfoProto& v, int* elemType) {
+  const onnx::TypeProto& t = v.type();
+  if (t.has_tensor_type()) {
+    *elemType = t.tensor_type().elem_type();
+    return "";
+  }
+  if (t.has_sequence_type()) return "sequence";
+  if (t.has_optional_type()) return "optional";
+  if (t.has_map_type()) return "map";
+  if (t.has_sparse_tensor_type()) return "sparse tensor";
+  return "untyped";
+}
+
+struct Scope {
+  // Empty when in scope; else why not, as short keys for the summary
+  // ("op Exp", "int64 input", ...).
+  std::vector<std::string> outOfScope;
+  std::set<std::string> staticInputs;  // graph inputs to freeze from the test data
+  std::vector<std::string> dataInputs;  // non-initializer graph inputs, in file order
+  int64_t raisedFrom = 0;               // the default-domain opset before --raise-opset, if raised
+};
+
+bool isDefaultDomain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
+
+// ONNX generates each node test at the opset its op was last changed in, so
+// ops unchanged since opset 1-10 get models older than kiln imports. When
+// every node's op has the same definition at `target` as at the model's
+// opset, the model means the same at `target`; returns the old opset then
+// (and 0 when the model needs no raise or cannot be raised).
+int64_t raisableOpset(const onnx::ModelProto& model, int64_t target) {
+  int64_t current = 0;
+  for (const onnx::OperatorSetIdProto& o : model.opset_import())
+    if (isDefaultDomain(o.domain())) current = o.version();
+  if (current == 0 || current >= target) return 0;
+  for (const onnx::NodeProto& n : model.graph().node()) {
+    if (!isDefaultDomain(n.domain())) return 0;
+    const onnx::OpSchema* before = onnx::OpSchemaRegistry::Schema(n.op_type(), static_cast<int>(current));
+    const onnx::OpSchema* after = onnx::OpSchemaRegistry::Schema(n.op_type(), static_cast<int>(target));
+    if (!before || !after || before->since_version() != after->since_version()) return 0;
+  }
+  return current;
+}
+
+void raiseOpset(onnx::ModelProto& model, int64_t target) {
+  for (onnx::OperatorSetIdProto& o : *model.mutable_opset_import())
+    if (isDefaultDomain(o.domain())) o.set_version(target);
+  // IR version 6 came with opset 11; older IR versions predate such opsets.
+  if (model.ir_version() < 6) model.set_ir_version(6);
+}
+
+Scope classify(const onnx::ModelProto& model, const std::set<std::string>& kilnOps) {
+  Scope s;
+  const onnx::GraphProto& g = model.graph();
+  std::set<std::string> missing;
+  for (const onnx::NodeProto& n : g.node()) {
+    const std::string& domain = n.domain();
+    if (!domain.empty() && domain != "ai.onnx") missing.insert("domain " + domain);
+    // Constant never reaches the IR: the importer folds it into a constant value.
+    else if (!kilnOps.count(n.op_type()) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
+  }
+  s.outOfScope.assign(missing.begin(), missing.end());
+
+  std::set<std::string> initializers;
+  for (const onnx::TensorProto& t : g.initializer()) initializers.insert(t.name());
+
+  // Which graph inputs are consumed only in static-operand slots.
+  std::map<std::string, bool> onlyStatic;
+  for (const onnx::NodeProto& n : g.node()) {
+    auto slots = staticOperandSlots().find(n.op_type());
+    for (int i = 0; i < n.input_size(); ++i) {
+      const std::string& name = n.input(i);
+      if (name.empty()) continue;
+      bool isStatic = slots != staticOperandSlots().end() && slots->second.count(i);
+      auto [it, inserted] = onlyStatic.emplace(name, isStatic);
+      if (!inserted) it->second = it->second && isStatic;
+    }
+  }
+  for (const onnx::ValueInfoProto& v : g.output()) onlyStatic[v.name()] = false;
+
+  std::set<std::string> reasons;
+  for (const onnx::ValueInfoProto& v : g.input()) {
+    if (initializers.count(v.name())) continue;
+    s.dataInputs.push_back(v.name());
+    int elem = 0;
+    std::string kind = valueKind(v, &elem);
+    if (!kind.empty()) {
+      reasons.insert(kind + " input");
+      continue;
+    }
+    auto it = onlyStatic.find(v.name());
+    if (it != onlyStatic.end() && it->second) {
+      if (elem == onnx::TensorProto::INT64 || elem == onnx::TensorProto::INT32 || elem == onnx::TensorProto::FLOAT)
+        s.staticInputs.insert(v.name());
+      else
+        reasons.insert(std::string(elemTypeName(elem)) + " static operand");
+    } else if (elem != onnx::TensorProto::FLOAT) {
+      reasons.insert(std::string(elemTypeName(elem)) + " input");
+    }
+  }
+  for (const onnx::ValueInfoProto& v : g.output()) {
+    int elem = 0;
+    std::string kind = valueKind(v, &elem);
+    if (!kind.empty()) reasons.insert(kind + " output");
+    // int64 outputs are shapes (Shape, folded shape arithmetic); compared exactly.
+    else if (elem != onnx::TensorProto::FLOAT && elem != onnx::TensorProto::INT64)
+      reasons.insert(std::string(elemTypeName(elem)) + " output");
+  }
+  s.outOfScope.insert(s.outOfScope.end(), reasons.begin(), reasons.end());
+  return s;
+}
+
+// ---------------------------------------------------------------- comparing
+
+std::string oneLine(const std::string& text, size_t maxLen = 400) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\n' && text[i] != '\r') {
+      out += text[i];
+      continue;
+    }
+    while (i + 1 < text.size() && std::isspace(static_cast<unsigned char>(text[i + 1]))) ++i;
+    if (i + 1 < text.size()) out += " | ";
+  }
+  if (out.size() > maxLen) out = out.substr(0, maxLen) + "...";
+  return out;
+}
+
+std::string indexString(int64_t flat, const kiln::Shape& shape) {
+  std::vector<int64_t> idx(shape.rank());
+  for (size_t d = shape.rank(); d-- > 0;) {
+    idx[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  std::string s = "[";
+  for (size_t d = 0; d < idx.size(); ++d) s += (d ? "," : "") + std::to_string(idx[d]);
+  return s + "]";
+}
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.8g", v);
+  return buf;
+}
+
+// "" when `got` matches `want`; else what differs.
+std::string compareTensors(const kiln::Tensor& want, const kiln::Tensor& got, double rtol, double atol) {
+  if (want.dtype() != got.dtype())
+    return std::string("dtype ") + kiln::dtypeName(got.dtype()) + ", expected " + kiln::dtypeName(want.dtype());
+  if (want.shape() != got.shape()) return "shape " + got.shape().str() + ", expected " + want.shape().str();
+  const int64_t n = want.numElements();
+  if (want.dtype() == kiln::DType::F32) {
+    const float* w = want.data<float>();
+    const float* g = got.data<float>();
+    int64_t bad = 0, worst = -1;
+    double worstExcess = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      const double a = g[i], b = w[i];
+      bool ok;
+      double excess = 0;
+      if (std::isnan(b) || std::isnan(a)) {
+        ok = std::isnan(a) && std::isnan(b);
+        excess = INFINITY;
+      } else if (a == b) {  // also equal infinities
+        ok = true;
+      } else {
+        const double diff = std::fabs(a - b), tol = atol + rtol * std::fabs(b);
+        ok = diff <= tol;
+        excess = std::isfinite(diff) ? diff / tol : INFINITY;
+      }
+      if (!ok) {
+        ++bad;
+        if (excess > worstExcess) worstExcess = excess, worst = i;
+      }
+    }
+    if (!bad) return "";
+    const std::string how = std::isnan(w[worst]) || std::isnan(g[worst])
+                                ? "NaN mismatch"
+                                : "|diff| " + fmt(std::fabs(double(g[worst]) - w[worst])) + ", tolerance " +
+                                      fmt(atol + rtol * std::fabs(double(w[worst])));
+    return std::to_string(bad) + " of " + std::to_string(n) + " values differ; worst at " +
+           indexString(worst, want.shape()) + ": expected " + fmt(w[worst]) + ", got " + fmt(g[worst]) + " (" + how +
+           ")";
+  }
+  if (want.dtype() == kiln::DType::I64) {
+    const int64_t* w = want.data<int64_t>();
+    const int64_t* g = got.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      if (w[i] != g[i])
+        return "at " + indexString(i, want.shape()) + ": expected " + std::to_string(w[i]) + ", got " +
+               std::to_string(g[i]);
+    return "";
+  }
+  if (std::memcmp(want.rawData(), got.rawData(), want.byteSize()) != 0) return "values differ (exact compare)";
+  return "";
+}
+
+// ---------------------------------------------------------------- running
+
+std::vector<fs::path> dataSets(const fs::path& caseDir) {
+  std::vector<fs::path> sets;
+  for (const auto& e : fs::directory_iterator(caseDir))
+    if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());
+  std::sort(sets.begin(), sets.end());
+  return sets;
+}
+
+std::vector<fs::path> numberedFiles(const fs::path& dir, const std::string& prefix) {
+  std::vector<fs::path> files;
+  for (int i = 0;; ++i) {
+    fs::path p = dir / (prefix + std::to_string(i) + ".pb");
+    if (!fs::exists(p)) break;
+    files.push_back(p);
+  }
+  return files;
+}
+
+// Runs every data set of one in-scope case; "" on success, else the first
+// problem. Throws nothing.
+std::string runCase(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope, const Options& opt) {
+  const fs::path modelPath = caseDir / "model.onnx";
+  std::string stage = "import";
+  try {
+    std::vector<fs::path> sets = dataSets(caseDir);
+    if (sets.empty()) return "no test_data_set_* folder";
+    for (const fs::path& set : sets) {
+      const std::string setName = set.filename().string();
+      std::vector<fs::path> inputFiles = numberedFiles(set, "input_");
+      std::vector<fs::path> outputFiles = numberedFiles(set, "output_");
+      if (inputFiles.size() != scope.dataInputs.size())
+        return setName + ": " + std::to_string(inputFiles.size()) + " input files for " +
+               std::to_string(scope.dataInputs.size()) + " graph inputs";
+
+      // Import; from a rewritten copy when static operands get frozen in or
+      // the opset is raised.
+      stage = "import";
+      kiln::Graph graph;
+      std::map<std::string, fs::path> runtimeInputs;
+      if (scope.staticInputs.empty() && !scope.raisedFrom) {
+        for (size_t i = 0; i < inputFiles.size(); ++i) runtimeInputs[scope.dataInputs[i]] = inputFiles[i];
+        graph = kiln::onnx_import::importModelFile(modelPath.string());
+      } else {
+        onnx::ModelProto frozen = model;
+        if (scope.raisedFrom) raiseOpset(frozen, opt.raiseOpset);
+        onnx::GraphProto* g = frozen.mutable_graph();
+        g->clear_input();
+        for (const onnx::ValueInfoProto& v : model.graph().input()) {
+          auto pos = std::find(scope.dataInputs.begin(), scope.dataInputs.end(), v.name());
+          if (pos == scope.dataInputs.end() || !scope.staticInputs.count(v.name())) {
+            *g->add_input() = v;
+            if (pos != scope.dataInputs.end()) runtimeInputs[v.name()] = inputFiles[pos - scope.dataInputs.begin()];
+            continue;
+          }
+          onnx::TensorProto t;
+          if (!t.ParseFromString(readFile(inputFiles[pos - scope.dataInputs.begin()])))
+            return setName + ": cannot parse " + inputFiles[pos - scope.dataInputs.begin()].filename().string();
+          t.set_name(v.name());
+          *g->add_initializer() = t;
+        }
+        std::string bytes;
+        frozen.SerializeToString(&bytes);
+        std::string how = scope.staticInputs.empty() ? "" : "static operands frozen";
+        if (scope.raisedFrom)
+          how += (how.empty() ? "" : ", ") + std::string("opset ") + std::to_string(scope.raisedFrom) + " raised to " +
+                 std::to_string(opt.raiseOpset);
+        graph = kiln::onnx_import::importModelBytes(bytes, modelPath.string() + " (" + how + ")", caseDir.string());
+      }
+
+      stage = "load data";
+      std::vector<kiln::Tensor> inputs;
+      for (const kiln::Value* in : graph.inputs()) {
+        auto it = runtimeInputs.find(in->name);
+        if (it == runtimeInputs.end()) return setName + ": imported graph has input '" + in->name + "' the model lacks";
+        inputs.push_back(kiln::onnx_import::loadTensorProtoFile(it->second.string()));
+      }
+      if (graph.outputs().size() != outputFiles.size())
+        return setName + ": graph has " + std::to_string(graph.outputs().size()) + " outputs, data has " +
+               std::to_string(outputFiles.size());
+
+      stage = "interpret";
+      std::vector<kiln::Tensor> got = kiln::interpret(graph, inputs);
+      if (got.size() != outputFiles.size())
+        return setName + ": interpret returned " + std::to_string(got.size()) + " outputs, expected " +
+               std::to_string(outputFiles.size());
+
+      stage = "compare";
+      for (size_t i = 0; i < got.size(); ++i) {
+        kiln::Tensor want = kiln::onnx_import::loadTensorProtoFile(outputFiles[i].string());
+        std::string diff = compareTensors(want, got[i], opt.rtol, opt.atol);
+        if (!diff.empty())
+          return setName + ": output " + std::to_string(i) + " '" + graph.outputs()[i]->name + "': " + diff;
+      }
+    }
+    return "";
+  } catch (const std::exception& e) {
+    return stage + " failed: " + oneLine(e.what());
+  } catch (...) {
+    return stage + " failed: unknown exception";
+  }
+}
+
+// Runs runCase in a child process so that crashes and hangs are contained.
+std::string runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope,
+                        const Options& opt) {
+  if (!opt.fork) return runCase(caseDir, model, scope, opt);
+  std::cout.flush();
+  std::cerr.flush();
+  int fds[2];
+  if (pipe(fds) != 0) return "pipe failed: " + std::string(std::strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) return "fork failed: " + std::string(std::strerror(errno));
+  if (pid == 0) {
+    close(fds[0]);
+    alarm(opt.caseTimeoutS);
+    // Kernels may print diagnostics; keep them out of the report.
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+    std::string result = "=" + runCase(caseDir, model, scope, opt);
+    size_t off = 0;
+    while (off < result.size()) {
+      ssize_t w = write(fds[1], result.data() + off, result.size() - off);
+      if (w <= 0) break;
+      off += static_cast<size_t>(w);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string result;
+  char buf[4096];
+  ssize_t r;
+  while ((r = read(fds[0], buf, sizeof buf)) > 0) result.append(buf, static_cast<size_t>(r));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    if (sig == SIGALRM) return "timed out after " + std::to_string(opt.caseTimeoutS) + " s";
+    return std::string("crashed: ") + strsignal(sig);
+  }
+  if (result.empty() || result[0] != '=') return "child exited with status " + std::to_string(WEXITSTATUS(status));
+  return result.substr(1);
+}
+
+std::string percent(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100 * fraction);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  GOOGLE_PROTOBUF_VERIFY_VERSION;
+  const Options opt = parseOptions(argc, argv);
+  const SkipList skips = readSkipList(opt.skipsFile);
+
+  std::set<std::string> kilnOps;
+  for (const std::string& name : kiln::OpRegistry::instance().names()) kilnOps.insert(name);
+
+  std::vector<fs::path> cases;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(opt.casesDir, ec))
+    if (e.is_directory() && fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
+  if (ec) usage("cannot list " + opt.casesDir + ": " + ec.message());
+  std::sort(cases.begin(), cases.end());
+
+  int found = 0, outOfScope = 0, skipped = 0, passed = 0, failed = 0, raised = 0;
+  std::map<std::string, int> outOfScopeWhy;  // key -> cases
+  std::vector<std::string> skippedButPassing, skippedNames, skipsOutOfScope;
+  std::set<std::string> seen;
+
+  for (const fs::path& dir : cases) {
+    const std::string name = dir.filename().string();
+    if (opt.only && !std::regex_search(name, *opt.only)) continue;
+    ++found;
+    seen.insert(name);
+
+    onnx::ModelProto model;
+    Scope scope;
+    std::string parseError;
+    try {
+      if (!model.ParseFromString(readFile(dir / "model.onnx"))) parseError = "model.onnx is not a ModelProto";
+      else scope = classify(model, kilnOps);
+    } catch (const std::exception& e) {
+      parseError = e.what();
+    }
+    const bool isSkipped = skips.reasons.count(name) > 0;
+
+    if (parseError.empty() && !scope.outOfScope.empty()) {
+      ++outOfScope;
+      for (const std::string& why : scope.outOfScope) ++outOfScopeWhy[why];
+      if (isSkipped) skipsOutOfScope.push_back(name);
+      std::string all;
+      for (const std::string& why : scope.outOfScope) all += (all.empty() ? "" : ", ") + why;
+      if (opt.requireInScope) {
+        ++failed;
+        std::cout << "FAIL " << name << ": out of scope (" << all << ")\n";
+      } else if (opt.verbose) {
+        std::cout << "out of scope " << name << ": " << all << "\n";
+      }
+      continue;
+    }
+
+    if (parseError.empty() && opt.raiseOpset) {
+      scope.raisedFrom = raisableOpset(model, opt.raiseOpset);
+      if (scope.raisedFrom) ++raised;
+    }
+    std::string problem = parseError.empty() ? runIsolated(dir, model, scope, opt) : parseError;
+    if (isSkipped) {
+      ++skipped;
+      skippedNames.push_back(name);
+      if (problem.empty()) skippedButPassing.push_back(name);
+      else if (opt.verbose) std::cout << "skip " << name << ": " << problem << "\n";
+    } else if (problem.empty()) {
+      ++passed;
+      if (opt.verbose) std::cout << "pass " << name << "\n";
+    } else {
+      ++failed;
+      std::cout << "FAIL " << name << ": " << problem << "\n";
+    }
+    std::cout.flush();
+  }
+
+  const int run = passed + failed;
+  const double rate = run ? double(passed) / run : 0.0;
+  std::cout << "\nkiln_conformance " << opt.casesDir << (opt.only ? " (--only " + opt.onlyText + ")" : "")
+            << "  [rtol " << opt.rtol << ", atol " << opt.atol << "]\n";
+  std::cout << "  cases:        " << found << "\n";
+  std::cout << "  out of scope: " << outOfScope << (opt.requireInScope ? " (counted as failures)" : "") << "\n";
+  if (!outOfScopeWhy.empty()) {
+    std::vector<std::pair<int, std::string>> why;
+    for (const auto& [k, v] : outOfScopeWhy) why.emplace_back(v, k);
+    std::sort(why.begin(), why.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::string line;
+    for (size_t i = 0; i < why.size(); ++i) {
+      std::string item = why[i].second + " (" + std::to_string(why[i].first) + ")";
+      if (line.size() + item.size() > 100) {
+        std::cout << "      " << line << "\n";
+        line.clear();
+      }
+      line += (line.empty() ? "" : ", ") + item;
+    }
+    if (!line.empty()) std::cout << "      " << line << "\n";
+  }
+  std::cout << "  in scope:     " << (found - outOfScope);
+  if (raised) std::cout << " (" << raised << " run at opset " << opt.raiseOpset << ", their ops being unchanged since)";
+  std::cout << "\n";
+  std::cout << "  skipped:      " << skipped << " (expected failures from the skip list)\n";
+  for (const std::string& n : skippedNames) std::cout << "      " << n << "  # " << skips.reasons.at(n) << "\n";
+  std::cout << "  passed:       " << passed << "\n";
+  std::cout << "  failed:       " << failed << "\n";
+  std::cout << "  pass rate:    " << percent(rate) << " of " << run << " run (required " << percent(opt.minPassRate)
+            << ")\n";
+  for (const std::string& n : skippedButPassing)
+    std::cout << "  note: skipped case " << n << " now passes; remove it from the skip list\n";
+  for (const std::string& n : skipsOutOfScope)
+    std::cout << "  note: skipped case " << n << " is out of scope anyway; its skip entry is unneeded\n";
+  if (!opt.only)
+    for (const auto& [n, reason] : skips.reasons)
+      if (!seen.count(n)) std::cout << "  note: skip entry " << n << " matches no case\n";
+
+  if (found == 0) {
+    std::cout << "no cases found\n";
+    return 1;
+  }
+  if (run == 0 && !opt.requireInScope) {
+    std::cout << "no in-scope case ran\n";
+    return 1;
+  }
+  return rate + 1e-12 >= opt.minPassRate ? 0 : 1;
+}

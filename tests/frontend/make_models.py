@@ -1,0 +1,239 @@
+#!/usr/bin/python3
+"""Writes the ONNX models of the frontend tests into the folder given as
+argv[1]: one small model per conversion rule, plus data files (inputs and
+numpy-computed expected outputs as TensorProto) where a test checks values."""
+import os
+import sys
+
+import numpy as np
+
+# numpy 1.24 dropped these aliases; onnx 1.12 still uses them.
+np.float = float
+np.int = int
+np.bool = bool
+np.object = object
+
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+OUT = sys.argv[1]
+os.makedirs(OUT, exist_ok=True)
+RNG = np.random.default_rng(7)
+F = TensorProto.FLOAT
+
+
+def init(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def vinfo(name, shape, elem=F):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def save(name, nodes, inputs, outputs, inits=(), opset=13, functions=(), extra_opsets=(), check=True):
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(inits))
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in extra_opsets]
+    model = helper.make_model(graph, opset_imports=opsets, functions=list(functions))
+    model.ir_version = 8
+    # Outputs declared without a shape get the one ONNX infers (the checker
+    # wants shapes on the main graph's outputs).
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for out, typed in zip(model.graph.output, inferred.graph.output):
+        if not out.type.tensor_type.HasField("shape"):
+            out.type.CopyFrom(typed.type)
+    if check:
+        onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(OUT, name + ".onnx"))
+
+
+def save_tensor(name, array):
+    with open(os.path.join(OUT, name + ".pb"), "wb") as f:
+        f.write(numpy_helper.from_array(np.asarray(array, dtype=np.float32)).SerializeToString())
+
+
+def single(name, op, attrs=None, inits=(), shape=("N", 4), out_shape=None, extra_inputs=(), opset=13, n_outputs=1,
+           out_elem=F):
+    """One node on input X (plus initializers/extra inputs), output Y."""
+    node = helper.make_node(op, ["X"] + [i.name for i in inits] + list(extra_inputs),
+                            ["Y"] + [f"Y{i}" for i in range(1, n_outputs)], name="n0", **(attrs or {}))
+    save(name, [node], [vinfo("X", list(shape))], [vinfo("Y", out_shape, out_elem)], inits, opset)
+
+
+# --- activations and elementwise ---
+for op in ["Relu", "Sigmoid", "Tanh", "Softplus", "Identity"]:
+    single("op_" + op, op)
+single("op_HardSwish", "HardSwish", opset=14)
+single("op_LeakyRelu", "LeakyRelu", {"alpha": 0.25})
+single("op_Elu", "Elu", {"alpha": 0.5})
+single("op_Selu", "Selu", {"alpha": 1.5, "gamma": 1.25})
+single("op_HardSigmoid", "HardSigmoid", {"alpha": 0.3, "beta": 0.4})
+single("op_PRelu", "PRelu", inits=[init("slope", np.full([4], 0.1, np.float32))])
+single("op_Clip", "Clip", inits=[init("lo", np.float32(-1)), init("hi", np.float32(2))])
+# Clip with only max: min omitted as "".
+save("op_Clip_max_only", [helper.make_node("Clip", ["X", "", "hi"], ["Y"], name="n0")],
+     [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("hi", np.float32(6))])
+for op in ["Add", "Sub", "Mul", "Div"]:
+    single("op_" + op, op, inits=[init("B", np.arange(4, dtype=np.float32) + 1)])
+for op in ["Sum", "Max", "Min", "Mean"]:
+    single("op_" + op, op, inits=[init("B", np.ones([4], np.float32)), init("C", np.ones([1, 4], np.float32))])
+
+# --- convolution and pooling ---
+for pad in ["SAME_UPPER", "SAME_LOWER", "VALID", "NOTSET"]:
+    attrs = {"strides": [2, 2], "auto_pad": pad}
+    if pad == "NOTSET":
+        attrs["pads"] = [1, 0, 1, 0]
+    single("conv_" + pad.lower(), "Conv", attrs, [init("W", RNG.standard_normal([4, 3, 3, 3]).astype(np.float32))],
+           shape=["N", 3, 8, 8])
+single("conv_group", "Conv", {"group": 2, "kernel_shape": [3, 3], "dilations": [2, 2]},
+       [init("W", RNG.standard_normal([6, 2, 3, 3]).astype(np.float32)), init("B", np.ones([6], np.float32))],
+       shape=["N", 4, 9, 9])
+single("op_BatchNormalization", "BatchNormalization", {"epsilon": 1e-3},
+       [init(n, np.full([3], v, np.float32)) for n, v in [("s", 2), ("b", 1), ("m", 0.5), ("v", 4)]],
+       shape=["N", 3, 4, 4])
+single("op_MaxPool", "MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER",
+                                 "storage_order": 1}, shape=["N", 3, 8, 8], n_outputs=2)
+single("op_AveragePool", "AveragePool", {"kernel_shape": [2, 2], "pads": [1, 1, 0, 0], "count_include_pad": 1},
+       shape=["N", 3, 8, 8])
+single("op_GlobalAveragePool", "GlobalAveragePool", shape=["N", 3, 8, 8])
+single("op_GlobalMaxPool", "GlobalMaxPool", shape=["N", 3, 8, 8])
+
+# --- linear ---
+single("op_Gemm", "Gemm", {"alpha": 0.5, "transB": 1},
+       [init("W", np.ones([5, 4], np.float32)), init("C", np.ones([5], np.float32))])
+single("op_MatMul", "MatMul", inits=[init("W", np.ones([4, 5], np.float32))])
+
+# --- shape ops ---
+single("op_Flatten", "Flatten", {"axis": 1}, shape=["N", 3, 2, 2])
+single("op_Reshape", "Reshape", inits=[init("shape", np.array([0, 2, -1], np.int64))], shape=["N", 3, 2, 2])
+single("op_Transpose", "Transpose", shape=[2, 3, 4])
+single("op_Squeeze_noaxes", "Squeeze", shape=["N", 1, 4, 1], out_shape=["N", 4])
+single("op_Squeeze_opset11", "Squeeze", {"axes": [1]}, shape=["N", 1, 4], opset=11)
+single("op_Unsqueeze", "Unsqueeze", inits=[init("axes", np.array([1, -1], np.int64))])
+single("op_Concat", "Concat", {"axis": 1}, inits=[init("B", np.ones([1, 2], np.float32))], shape=[1, 4])
+single("op_Pad", "Pad", {"mode": "reflect"}, [init("pads", np.array([0, 1, 0, 2], np.int64))])
+save("op_Pad_value", [helper.make_node("Pad", ["X", "pads", "v"], ["Y"], name="n0")], [vinfo("X", ["N", 4])],
+     [vinfo("Y", None)], [init("pads", np.array([0, 1, 0, 2], np.int64)), init("v", np.float32(3))])
+single("op_Dropout", "Dropout", n_outputs=1)
+single("op_ReduceMean", "ReduceMean", {"axes": [2, 3], "keepdims": 0}, shape=["N", 3, 4, 4])
+single("op_Cast", "Cast", {"to": TensorProto.INT64}, out_elem=TensorProto.INT64)
+single("op_Gather", "Gather", {"axis": 1}, [init("idx", np.array([0, 2], np.int64))], shape=["N", 5])
+single("op_Slice", "Slice", inits=[init(n, np.array([v], np.int64)) for n, v in
+                                   [("starts", 1), ("ends", 5), ("axes", 1), ("steps", 2)]], shape=["N", 6])
+single("op_LogSoftmax", "LogSoftmax", shape=["N", 3, 4])
+save("op_Constant_ConstantOfShape", [
+    helper.make_node("Constant", [], ["c"], name="c0", value_floats=[1.0, 2.0, 3.0, 4.0]),
+    helper.make_node("Constant", [], ["s"], name="c1", value_ints=[1, 4]),
+    helper.make_node("ConstantOfShape", ["s"], ["z"], name="cos",
+                     value=helper.make_tensor("v", F, [1], [1.5])),
+    helper.make_node("Add", ["X", "c"], ["t"], name="add"),
+    helper.make_node("Add", ["t", "z"], ["Y"], name="add2")],
+    [vinfo("X", ["N", 4])], [vinfo("Y", None)])
+
+# Softmax before opset 13: coerced to 2-D at `axis`.
+x = RNG.standard_normal([2, 3, 4]).astype(np.float32)
+save_tensor("softmax11_input", x)
+flat = x.reshape(2, 12)
+e = np.exp(flat - flat.max(axis=1, keepdims=True))
+save_tensor("softmax11_expected", (e / e.sum(axis=1, keepdims=True)).reshape(2, 3, 4))
+single("softmax11_axis1", "Softmax", {"axis": 1}, shape=["N", 3, 4], opset=11)
+single("softmax11_last", "Softmax", {"axis": 2}, shape=["N", 3, 4], opset=11)
+
+# --- shape folding ---
+def view_batch(name, arithmetic):
+    """torch's x.view(x.size(0), -1); `arithmetic` adds a Mul on the batch."""
+    nodes = [helper.make_node("Shape", ["X"], ["shape"], name="shape"),
+             helper.make_node("Gather", ["shape", "zero"], ["n"], name="gather", axis=0)]
+    if arithmetic:
+        nodes.append(helper.make_node("Mul", ["n", "two"], ["n2"], name="double"))
+    nodes += [helper.make_node("Unsqueeze", ["n2" if arithmetic else "n", "axes"], ["n1"], name="unsqueeze"),
+              helper.make_node("Concat", ["n1", "minus1"], ["newshape"], name="concat", axis=0),
+              helper.make_node("Reshape", ["X", "newshape"], ["Y"], name="view")]
+    inits = [init("zero", np.int64(0)), init("two", np.int64(2)), init("axes", np.array([0], np.int64)),
+             init("minus1", np.array([-1], np.int64))]
+    save(name, nodes, [vinfo("X", ["N", 3, 4, 4])], [vinfo("Y", ["M", "K"])], inits)
+
+
+view_batch("fold_view_batch", False)
+view_batch("fold_batch_arithmetic", True)
+save("fold_static_shape", [
+    helper.make_node("Shape", ["X"], ["shape"], name="shape"),
+    helper.make_node("Slice", ["shape", "s0", "s2"], ["head"], name="head"),
+    helper.make_node("Cast", ["head"], ["head32"], name="to32", to=TensorProto.INT32),
+    helper.make_node("Cast", ["head32"], ["head64"], name="to64", to=TensorProto.INT64),
+    helper.make_node("Concat", ["head64", "minus1"], ["newshape"], name="concat", axis=0),
+    helper.make_node("Reshape", ["X", "newshape"], ["Y"], name="reshape")],
+    [vinfo("X", [2, 3, 4, 4])], [vinfo("Y", [2, 3, 16])],
+    [init("s0", np.array([0], np.int64)), init("s2", np.array([2], np.int64)), init("minus1", np.array([-1], np.int64))])
+
+# --- functions ---
+leaky = helper.make_node("LeakyRelu", ["h"], ["y"], name="act")
+leaky.attribute.append(onnx.AttributeProto(name="alpha", ref_attr_name="slope", type=onnx.AttributeProto.FLOAT))
+block = helper.make_function("custom", "Block", ["x", "w"], ["y"],
+                             [helper.make_node("Conv", ["x", "w"], ["h"], name="conv", pads=[1, 1, 1, 1]), leaky],
+                             [helper.make_opsetid("", 13)], ["slope"])
+save("function_inline", [
+    helper.make_node("Block", ["X", "W"], ["T"], name="b1", domain="custom", slope=0.3),
+    helper.make_node("Block", ["T", "W"], ["Y"], name="b2", domain="custom")],
+    [vinfo("X", ["N", 2, 5, 5])], [vinfo("Y", None)], [init("W", RNG.standard_normal([2, 2, 3, 3]).astype(np.float32))],
+    functions=[block], extra_opsets=[("custom", 1)])
+
+
+def separable(domain, fname, name):
+    """Keras SeparableConv2D(3 -> 4, 3x3, depth_multiplier 2, stride 2, same)."""
+    def ref(attr, name, kind):
+        a = onnx.AttributeProto(name=name, ref_attr_name=attr, type=kind)
+        return a
+    depthwise = helper.make_node("Conv", ["x", "wd"], ["d"], name="depthwise", group=3)
+    for a in [ref("strides", "strides", onnx.AttributeProto.INTS), ref("auto_pad", "auto_pad", onnx.AttributeProto.STRING),
+              ref("dilations", "dilations", onnx.AttributeProto.INTS)]:
+        depthwise.attribute.append(a)
+    pointwise = helper.make_node("Conv", ["d", "wp", "b"], ["y"], name="pointwise")
+    fn = helper.make_function(domain, fname, ["x", "wd", "wp", "b"], ["y"], [depthwise, pointwise],
+                              [helper.make_opsetid("", 13)], ["strides", "auto_pad", "dilations", "depth_multiplier"])
+    call = helper.make_node(fname, ["X", "WD", "WP", "B"], ["Y"], name="sep", domain=domain, strides=[2, 2],
+                            auto_pad="SAME_UPPER", dilations=[1, 1], depth_multiplier=2)
+    inits = [init("WD", RNG_SEP.standard_normal([6, 1, 3, 3]).astype(np.float32)),
+             init("WP", RNG_SEP.standard_normal([4, 6, 1, 1]).astype(np.float32)),
+             init("B", RNG_SEP.standard_normal([4]).astype(np.float32))]
+    save(name, [call], [vinfo("X", ["N", 3, 9, 9])], [vinfo("Y", None)], inits, functions=[fn],
+         extra_opsets=[(domain, 1)])
+
+
+RNG_SEP = np.random.default_rng(11)
+separable("ai.kiln.keras", "SeparableConv2D", "separable_keras")
+RNG_SEP = np.random.default_rng(11)
+separable("custom", "SepConvInlined", "separable_inlined")
+
+# --- external data (valid): weights in a file next to the model ---
+os.makedirs(os.path.join(OUT, "external"), exist_ok=True)
+w = np.arange(12, dtype=np.float32).reshape(3, 4)
+with open(os.path.join(OUT, "external", "weights.bin"), "wb") as f:
+    f.write(b"\0" * 8 + w.tobytes())
+ext = onnx.TensorProto(name="W", data_type=F, dims=[3, 4], data_location=onnx.TensorProto.EXTERNAL)
+for k, v in [("location", "weights.bin"), ("offset", "8"), ("length", "48")]:
+    ext.external_data.add(key=k, value=v)
+graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"], name="mm")], "ext",
+                          [vinfo("X", ["N", 3])], [vinfo("Y", ["N", 4])], [ext])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.save(model, os.path.join(OUT, "external", "model.onnx"))
+
+# --- unsupported: one report listing every problem ---
+save("unsupported_many", [
+    helper.make_node("Floor", ["X"], ["a"], name="floor"),
+    helper.make_node("Erf", ["a"], ["b"]),
+    helper.make_node("BatchNormalization", ["X4", "s", "s", "s", "s"], ["c"], name="bn_train", training_mode=1),
+    helper.make_node("MaxPool", ["X4"], ["d", "idx"], name="pool_idx", kernel_shape=[2, 2]),
+    helper.make_node("Relu", ["b"], ["Y"], name="relu")],
+    [vinfo("X", ["N", 4]), vinfo("X4", ["N", 3, 4, 4])], [vinfo("Y", None), vinfo("idx", None, TensorProto.INT64), vinfo("c", None)],
+    [init("s", np.ones([3], np.float32))], opset=15, check=False)
+save("unsupported_dropout_training", [
+    helper.make_node("Dropout", ["X", "", "t"], ["Y"], name="drop")],
+    [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("t", np.array(True))])
+save("symbolic_dim", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", ["N", "C"])], [vinfo("Y", None)])
+# Nodes out of order: valid once sorted.
+save("unsorted_nodes", [helper.make_node("Relu", ["T"], ["Y"], name="second"),
+                        helper.make_node("Sigmoid", ["X"], ["T"], name="first")],
+     [vinfo("X", ["N", 4])], [vinfo("Y", ["N", 4])], check=False)
+
+save_tensor("tensor_file", np.arange(6, dtype=np.float32).reshape(2, 3))

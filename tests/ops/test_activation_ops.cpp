@@ -1,0 +1,69 @@
+// Spot checks of the activation ops against hand-computed values: Relu,
+// LeakyRelu, Clip (bounds, NaN), HardSwish and PRelu's broadcast slope.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "compiler/interp/interpreter.h"
+#include "compiler/ir/graph.h"
+
+using namespace kiln;
+
+namespace {
+
+// Runs `op` on x (the graph input declares a symbolic batch; the output must
+// keep it), with an optional constant second input.
+Tensor runActivation(const std::string& op, const Tensor& x, Attributes attrs = {}, const Tensor& second = {}) {
+  Graph g;
+  Shape declared = x.shape();
+  declared[0] = kBatch;
+  std::vector<Value*> inputs{g.addInput("x", TensorType{DType::F32, declared})};
+  if (!second.empty()) inputs.push_back(g.addConstant("slope", second));
+  Node* n = g.addNode(op, "act", inputs, std::move(attrs));
+  g.addOutput(n->output());
+  REQUIRE(n->output()->type.shape == declared);
+  return interpret(g, {x}).at(0);
+}
+
+void requireValues(const Tensor& t, const std::vector<float>& want) {
+  REQUIRE(t.numElements() == static_cast<int64_t>(want.size()));
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO("element " << i);
+    CHECK(t.data<float>()[i] == Approx(want[i]).margin(1e-6));
+  }
+}
+
+const Tensor kRow = Tensor::fromVector<float>({1, 6}, {-4.f, -1.f, -0.f, 0.5f, 3.f, 8.f});
+
+}  // namespace
+
+TEST_CASE("Relu and LeakyRelu", "[ops][activation]") {
+  requireValues(runActivation("Relu", kRow), {0.f, 0.f, 0.f, 0.5f, 3.f, 8.f});
+  requireValues(runActivation("LeakyRelu", kRow), {-0.04f, -0.01f, 0.f, 0.5f, 3.f, 8.f});
+  Attributes alpha;
+  alpha.set("alpha", 0.5f);
+  requireValues(runActivation("LeakyRelu", kRow, alpha), {-2.f, -0.5f, 0.f, 0.5f, 3.f, 8.f});
+}
+
+TEST_CASE("Clip bounds and NaN passthrough", "[ops][activation]") {
+  Attributes relu6;
+  relu6.set("min", 0.f);
+  relu6.set("max", 6.f);
+  requireValues(runActivation("Clip", kRow, relu6), {0.f, 0.f, 0.f, 0.5f, 3.f, 6.f});
+  requireValues(runActivation("Clip", kRow), {-4.f, -1.f, 0.f, 0.5f, 3.f, 8.f});  // unbounded by default
+  Tensor nan = runActivation("Clip", Tensor::fromVector<float>({1, 1}, {NAN}), relu6);
+  CHECK(std::isnan(nan.data<float>()[0]));
+}
+
+TEST_CASE("HardSwish is x * relu6(x + 3) / 6", "[ops][activation]") {
+  requireValues(runActivation("HardSwish", kRow), {0.f, -1.f / 3.f, 0.f, 0.5f * 3.5f / 6.f, 3.f, 8.f});
+}
+
+TEST_CASE("PRelu broadcasts a per-channel slope", "[ops][activation]") {
+  Tensor x = Tensor::fromVector<float>({2, 3, 1, 2}, {-1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6});
+  Tensor slope = Tensor::fromVector<float>({3, 1, 1}, {0.f, 0.5f, 2.f});
+  requireValues(runActivation("PRelu", x, {}, slope), {0, 1, -1, 2, -6, 3, 0, 4, -2.5f, 5, -12, 6});
+  Graph g;
+  Value* in = g.addInput("x", TensorType{DType::F32, {kBatch, 3, 1, 2}});
+  CHECK_THROWS_WITH(g.addNode("PRelu", "p", {in, g.addConstant("s", Tensor(DType::F32, {4}))}),
+                    Catch::Contains("node 'p' (PRelu)"));
+}

@@ -1,0 +1,231 @@
+// Per-pass before/after tests: each pass fires where it should, leaves the
+// graph alone where it must not, and keeps the interpreter's results
+// (norm-wise relative error <= 1e-5, see maxRelativeError).
+#include <catch2/catch.hpp>
+
+#include "compiler/passes/pipeline.h"
+#include "graph_builder.h"
+
+using namespace kiln;
+using namespace kiln::testing;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;
+
+// Runs `passes` on a clone of g and checks numerical equivalence at batch 1
+// and 3; returns the optimized graph and its stats.
+Graph optimize(const Graph& g, const std::vector<std::string>& passes, std::vector<PassRun>* runs = nullptr) {
+  Graph opt = g.clone();
+  std::vector<PassRun> r = runPipeline(opt, passes);
+  if (runs) *runs = r;
+  for (int64_t batch : {1, 3}) {
+    std::vector<Tensor> in = randomInputs(g, batch, 42);
+    CHECK(maxRelativeError(interpret(opt, in), interpret(g, in)) <= kTolerance);
+  }
+  return opt;
+}
+
+Attributes ints(const std::string& name, std::vector<int64_t> v) {
+  Attributes a;
+  a.set(name, std::move(v));
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("fold-batchnorm folds BN into Conv, depthwise Conv, Gemm and MatMul+Add", "[passes]") {
+  GraphBuilder b(1);
+  Value* x = b.input("x", {kBatch, 3, 9, 9});
+  Value* y = b.batchNorm(b.conv(x, 6, 3, 1, 1, 1, /*bias=*/false));
+  y = b.batchNorm(b.conv(y, 6, 3, 2, 1, /*group=*/6, /*bias=*/true));
+  y = b.op("Flatten", {b.op("GlobalAveragePool", {y})});
+  y = b.batchNorm(b.gemm(y, 5, true));
+  Value* w = b.constant(Shape{5, 4});
+  y = b.batchNorm(b.op("Add", {b.op("MatMul", {y, w}), b.constant(Shape{4})}));
+  y = b.batchNorm(b.op("MatMul", {y, b.constant(Shape{4, 3})}));
+  b.output(y);
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fold-batchnorm"}, &runs);
+  CHECK(countOps(opt, "BatchNormalization") == 0);
+  CHECK(countOps(opt, "ScaleShift") == 0);
+  CHECK(runs[0].stats.get("BN folded") == 5);
+  CHECK(opt.outputs()[0]->name == b.graph.outputs()[0]->name);
+}
+
+TEST_CASE("fold-batchnorm leaves a BN whose producer has other users as ScaleShift", "[passes]") {
+  GraphBuilder b(2);
+  Value* x = b.input("x", {kBatch, 4, 5, 5});
+  Value* c = b.conv(x, 4, 1);
+  b.output(b.op("Add", {b.batchNorm(c), c}));  // c has two users: folding would change the Add's other input
+  Graph opt = optimize(b.graph, {"fold-batchnorm"});
+  CHECK(countOps(opt, "BatchNormalization") == 0);
+  CHECK(countOps(opt, "ScaleShift") == 1);
+  CHECK(countOps(opt, "Conv") == 1);
+}
+
+TEST_CASE("split-separable splits into depthwise + pointwise and the BN after it folds", "[passes]") {
+  GraphBuilder b(3);
+  Value* x = b.input("x", {kBatch, 3, 8, 8});
+  b.output(b.op("Relu", {b.batchNorm(b.separable(x, 5, 3, /*multiplier=*/2, 1, 1, /*bias=*/true))}));
+  Graph opt = optimize(b.graph, {"split-separable", "fold-batchnorm"});
+  CHECK(countOps(opt, "SeparableConv2D") == 0);
+  CHECK(countOps(opt, "BatchNormalization") == 0);
+  REQUIRE(countOps(opt, "Conv") == 2);
+  std::vector<Node*> convs;
+  for (Node* n : opt.nodes())
+    if (n->opName() == "Conv") convs.push_back(n);
+  CHECK(convs[0]->attrs.getInt("group") == 3);
+  CHECK(convs[0]->attrs.getString("fusion_group") == convs[1]->attrs.getString("fusion_group"));
+  CHECK_FALSE(convs[0]->attrs.getString("fusion_group").empty());
+}
+
+TEST_CASE("eliminate-identity removes no-op nodes and keeps output names", "[passes]") {
+  GraphBuilder b(4);
+  Value* x = b.input("x", {kBatch, 2, 3, 4});
+  Value* y = b.op("Relu", {x});
+  y = b.op("Dropout", {y});
+  y = b.op("Identity", {y});
+  y = b.transpose(y, {0, 1, 2, 3});
+  y = b.op("Reshape", {y}, ints("shape", {0, 2, 3, 4}));
+  Attributes pad = ints("pads", {0, 0, 0, 0, 0, 0, 0, 0});
+  y = b.op("Pad", {y}, pad);
+  y = b.op("Reshape", {y}, ints("shape", {0, 6, 4}));  // a real reshape: must stay
+  b.output(y);
+  std::string outName = y->name;
+  Graph opt = optimize(b.graph, {"eliminate-identity"});
+  CHECK(opt.numNodes() == 2);
+  CHECK(countOps(opt, "Reshape") == 1);
+  CHECK(opt.outputs()[0]->name == outName);
+}
+
+TEST_CASE("eliminate-identity keeps an identity between graph input and output", "[passes]") {
+  GraphBuilder b(5);
+  b.output(b.op("Identity", {b.input("x", {2})}));
+  Graph opt = optimize(b.graph, {"eliminate-identity"});
+  CHECK(opt.numNodes() == 1);
+}
+
+TEST_CASE("cancel-transposes removes tf2onnx NHWC wrappers around convolutions", "[passes]") {
+  GraphBuilder b(6);
+  Value* x = b.input("x", {kBatch, 8, 8, 3});  // NHWC
+  Value* y = b.transpose(x, {0, 3, 1, 2});
+  y = b.transpose(b.conv(y, 4, 3, 1, 1), {0, 2, 3, 1});
+  y = b.op("Relu", {y});
+  y = b.op("Add", {y, b.constant(Shape{4})});  // per-channel bias in NHWC
+  y = b.transpose(y, {0, 3, 1, 2});
+  y = b.transpose(b.conv(y, 4, 3, 1, 1), {0, 2, 3, 1});
+  b.output(y);
+  REQUIRE(countOps(b.graph, "Transpose") == 4);
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"cancel-transposes"}, &runs);
+  CHECK(countOps(opt, "Transpose") == 2);  // only the graph edges remain
+  CHECK(runs[0].stats.get("transpose pairs cancelled") == 1);
+}
+
+TEST_CASE("cancel-transposes does not cancel transposes that are not inverse, nor across a Conv", "[passes]") {
+  GraphBuilder b(7);
+  Value* x = b.input("x", {kBatch, 4, 5, 6});
+  Value* y = b.transpose(x, {0, 2, 3, 1});
+  y = b.transpose(y, {0, 2, 3, 1});  // composes to {0,3,1,2}: merged, not cancelled
+  Value* z = b.transpose(b.conv(x, 4, 1), {0, 2, 3, 1});
+  b.output(y);
+  b.output(z);
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"cancel-transposes"}, &runs);
+  CHECK(countOps(opt, "Transpose") == 2);
+  CHECK(runs[0].stats.get("transpose pairs cancelled") == 0);
+}
+
+TEST_CASE("constant-fold evaluates constant subgraphs; cse and dce clean up", "[passes]") {
+  GraphBuilder b(8);
+  Value* x = b.input("x", {kBatch, 4});
+  Value* c = b.op("Relu", {b.constant(Shape{4})});
+  Value* s1 = b.op("Sigmoid", {x});
+  Value* s2 = b.op("Sigmoid", {x});
+  b.op("Tanh", {x});  // dead
+  b.output(b.op("Add", {b.op("Mul", {s1, s2}), c}));
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"constant-fold", "cse", "dce"}, &runs);
+  CHECK(runs[0].stats.get("nodes folded") == 1);
+  CHECK(runs[1].stats.get("nodes merged") == 1);
+  CHECK(runs[2].stats.get("nodes removed") == 1);
+  CHECK(opt.numNodes() == 3);
+}
+
+TEST_CASE("fuse-activation fuses residual Add then activation into the Conv", "[passes]") {
+  GraphBuilder b(9);
+  Value* x = b.input("x", {kBatch, 4, 6, 6});
+  Value* c1 = b.conv(x, 4, 3, 1, 1);
+  Value* y = b.op("Relu", {b.op("Add", {b.conv(c1, 4, 3, 1, 1), x})});
+  Attributes clip;
+  clip.set("min", 0.f);
+  clip.set("max", 6.f);
+  y = b.op("Clip", {b.conv(y, 4, 1)}, clip);
+  Value* shared = b.conv(y, 4, 1);
+  b.output(b.op("Add", {b.op("Sigmoid", {shared}), shared}));  // two users: not fused
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fuse-activation"}, &runs);
+  CHECK(runs[0].stats.get("residual adds fused") == 1);
+  CHECK(runs[0].stats.get("activations fused") == 2);
+  CHECK(countOps(opt, "Relu") == 0);
+  CHECK(countOps(opt, "Clip") == 0);
+  CHECK(countOps(opt, "Sigmoid") == 1);
+}
+
+TEST_CASE("plan-memory packs tensors and never overlaps live ones", "[passes]") {
+  GraphBuilder b(10);
+  Value* x = b.input("x", {kBatch, 8, 16, 16});
+  Value* y = x;
+  for (int i = 0; i < 6; ++i) y = b.op("Relu", {b.conv(y, 8, 3, 1, 1)});
+  b.output(y);
+  Graph opt = b.graph.clone();
+  std::vector<PassRun> runs = runPipeline(opt, {"plan-memory"});
+  int64_t arena = runs[0].stats.get("arena bytes per sample");
+  int64_t total = runs[0].stats.get("tensor bytes per sample");
+  CHECK(arena == opt.arenaBytes);
+  CHECK(arena * 4 <= total);  // a chain needs two buffers; relus run in place
+  CHECK(runs[0].stats.get("in-place tensors") == 5);
+  // Tensors live at the same time never share bytes; a tensor written by
+  // the node that reads another for the last time may reuse exactly its
+  // offset (in place) but not overlap it partially.
+  struct Live {
+    const Value* v;
+    size_t def, last;
+    int64_t begin, end;
+  };
+  std::vector<Live> live;
+  std::vector<Node*> nodes = opt.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (Value* out : nodes[i]->outputs) {
+      if (out->arenaOffset < 0) continue;
+      size_t last = i;
+      for (size_t j = i + 1; j < nodes.size(); ++j)
+        for (Value* in : nodes[j]->inputs)
+          if (in == out) last = j;
+      int64_t bytes = out->type.shape.product(1, out->type.shape.rank()) * 4;
+      live.push_back({out, i, last, out->arenaOffset, out->arenaOffset + bytes});
+    }
+  REQUIRE(live.size() == 11);  // 12 tensors, the last is the graph output
+  for (const Live& a : live)
+    for (const Live& b : live) {
+      if (&a == &b || b.def < a.def) continue;
+      bool disjoint = a.end <= b.begin || b.end <= a.begin;
+      if (b.def < a.last) CHECK(disjoint);
+      if (b.def == a.last) CHECK((disjoint || a.begin == b.begin));
+      CHECK(b.end <= arena);
+    }
+}
+
+TEST_CASE("pipeline reports unknown passes and prints after a pass", "[passes]") {
+  GraphBuilder b(11);
+  b.output(b.op("Relu", {b.op("Dropout", {b.input("x", {2})})}));
+  CHECK_THROWS_WITH(runPipeline(b.graph, {"no-such-pass"}), Catch::Contains("unknown pass 'no-such-pass'"));
+  std::ostringstream out;
+  PipelineOptions options;
+  options.printAfter = {"eliminate-identity"};
+  options.printStream = &out;
+  runPipeline(b.graph, {"eliminate-identity", "dce"}, options);
+  CHECK_THAT(out.str(), Catch::Contains("IR after eliminate-identity"));
+  CHECK_THAT(out.str(), !Catch::Contains("Dropout"));
+}
