@@ -52,17 +52,7 @@ Shape convOutputShape(const InferContext& ctx, const Shape& x, const Shape& w, c
   for (size_t d = 0; d < spatial; ++d) {
     const int64_t in = x[2 + d], kernel = w[2 + d], stride = p.strides[d], dilation = p.dilations[d];
     const int64_t padBegin = p.pads[d], padEnd = p.pads[spatial + d];
-    ctx.check(kernel >= 1, weightName + " " + w.str() + " has an empty kernel");
-    ctx.check(stride >= 1 && dilation >= 1, "strides and dilations must be >= 1");
-    ctx.check(padBegin >= 0 && padEnd >= 0, "pads must be >= 0");
-    int64_t extent = 0, padded = 0;  // kernel extent dilation*(kernel-1)+1, padded input size
-    bool overflow = __builtin_mul_overflow(dilation, kernel - 1, &extent) ||
-                    __builtin_add_overflow(in, padBegin, &padded) || __builtin_add_overflow(padded, padEnd, &padded);
-    ctx.check(!overflow, "spatial dim " + str(int64_t(d)) + " overflows with pads/dilations");
-    ++extent;
-    ctx.check(padded >= extent, "spatial dim " + str(int64_t(d)) + ": padded input " + str(padded) +
-                                    " is smaller than the kernel extent " + str(extent));
-    out.dims.push_back((padded - extent) / stride + 1);
+    out.dims.push_back(windowSpan(ctx, d, in, kernel, stride, dilation, padBegin, padEnd) / stride + 1);
   }
   return out;
 }

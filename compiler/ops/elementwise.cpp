@@ -81,26 +81,6 @@ struct MinFn {
   }
 };
 
-// Calls fn(T{}) with the C++ type of a numeric dtype (infer has already
-// restricted the dtype to those the op supports).
-template <class Fn>
-void withNumericType(DType t, Fn fn) {
-  switch (t) {
-    case DType::F32:
-      fn(float{});
-      return;
-    case DType::I64:
-      fn(int64_t{});
-      return;
-    case DType::I32:
-      fn(int32_t{});
-      return;
-    case DType::Bool:
-      break;
-  }
-  throw Error(std::string("no arithmetic on ") + dtypeName(t));
-}
-
 // y[i] = combine(a[...], b[...]) over the broadcast shape of y. `a` may be
 // y itself (read before written at the same index), which is how the
 // variadic ops fold input after input into the output.
@@ -156,7 +136,13 @@ OpDef elementwiseOp(std::string name, int maxInputs, std::vector<DType> allowed)
   d.maxInputs = maxInputs;
   d.infer = [allowed](const InferContext& ctx) { return inferBroadcast(ctx, allowed); };
   d.reference = [](KernelContext& ctx) {
-    withNumericType(ctx.input(0).dtype(), [&](auto tag) { foldInputs<decltype(tag)>(ctx, Combine{}); });
+    visitDType(ctx.input(0).dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (std::is_same_v<T, bool>)
+        ctx.fail("no arithmetic on bool");
+      else
+        foldInputs<T>(ctx, Combine{});
+    });
   };
   return d;
 }

@@ -37,6 +37,21 @@ std::vector<int64_t> broadcastStrides(const Shape& in, const Shape& out) {
   return s;
 }
 
+int64_t windowSpan(const InferContext& ctx, size_t dim, int64_t in, int64_t kernel, int64_t stride, int64_t dilation,
+                   int64_t padBegin, int64_t padEnd) {
+  const std::string where = "spatial dim " + std::to_string(dim);
+  ctx.check(kernel >= 1 && stride >= 1 && dilation >= 1, where + ": kernel, strides and dilations must be >= 1");
+  ctx.check(padBegin >= 0 && padEnd >= 0, where + ": pads must be >= 0");
+  int64_t extent = 0, padded = 0;
+  bool overflow = __builtin_mul_overflow(dilation, kernel - 1, &extent) ||
+                  __builtin_add_overflow(in, padBegin, &padded) || __builtin_add_overflow(padded, padEnd, &padded);
+  ctx.check(!overflow, where + " overflows with pads/dilations");
+  ++extent;
+  ctx.check(padded >= extent, where + ": padded input " + std::to_string(padded) +
+                                  " is smaller than the window extent " + std::to_string(extent));
+  return padded - extent;
+}
+
 std::vector<TensorType> sameAsFirstInput(const InferContext& ctx) { return {ctx.input(0)}; }
 
 void requireFloat(const InferContext& ctx, size_t i) {

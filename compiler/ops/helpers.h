@@ -38,6 +38,25 @@ void forEachBroadcast(const Shape& out, const std::vector<std::vector<int64_t>>&
   }
 }
 
+// Calls fn(T{}) with the C++ element type of `t` (float, int64_t, int32_t,
+// bool), so one templated kernel serves every dtype an op accepts.
+template <class Fn>
+void visitDType(DType t, Fn fn) {
+  switch (t) {
+    case DType::F32: fn(float{}); return;
+    case DType::I64: fn(int64_t{}); return;
+    case DType::I32: fn(int32_t{}); return;
+    case DType::Bool: fn(bool{}); return;
+  }
+}
+
+// Sliding-window geometry along spatial dim `dim` (Conv and pools): checks
+// kernel, stride, dilation >= 1 and pads >= 0 with overflow-checked sums,
+// and returns the padded input size minus the window extent
+// dilation*(kernel-1)+1, which must be >= 0; output size = span/stride + 1.
+int64_t windowSpan(const InferContext& ctx, size_t dim, int64_t in, int64_t kernel, int64_t stride, int64_t dilation,
+                   int64_t padBegin, int64_t padEnd);
+
 // Shape inference for ops whose single output has the type of input 0.
 std::vector<TensorType> sameAsFirstInput(const InferContext& ctx);
 

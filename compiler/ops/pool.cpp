@@ -73,16 +73,7 @@ Shape pooledShape(const InferContext& ctx, const Shape& x, const PoolParams& p) 
   for (size_t d = 0; d < spatial; ++d) {
     const int64_t in = x[2 + d], kernel = p.kernel[d], stride = p.strides[d], dilation = p.dilations[d];
     const int64_t padBegin = p.pads[d], padEnd = p.pads[spatial + d];
-    ctx.check(kernel >= 1 && stride >= 1 && dilation >= 1, "kernel_shape, strides and dilations must be >= 1");
-    ctx.check(padBegin >= 0 && padEnd >= 0, "pads must be >= 0");
-    int64_t extent = 0, padded = 0;  // kernel extent dilation*(kernel-1)+1, padded input size
-    bool overflow = __builtin_mul_overflow(dilation, kernel - 1, &extent) ||
-                    __builtin_add_overflow(in, padBegin, &padded) || __builtin_add_overflow(padded, padEnd, &padded);
-    ctx.check(!overflow, "spatial dim " + str(int64_t(d)) + " overflows with pads/dilations");
-    ++extent;
-    ctx.check(padded >= extent, "spatial dim " + str(int64_t(d)) + ": padded input " + str(padded) +
-                                    " is smaller than the window extent " + str(extent));
-    const int64_t span = padded - extent;
+    const int64_t span = windowSpan(ctx, d, in, kernel, stride, dilation, padBegin, padEnd);
     int64_t size = span / stride + 1;
     if (p.ceilMode && span % stride != 0 && size <= (in + padBegin - 1) / stride) ++size;
     for (int64_t o = 0; o < size; ++o)

@@ -22,25 +22,6 @@ AttrSpec intAttr(std::string name, int64_t v) { return {std::move(name), AttrKin
 
 std::string listStr(const std::vector<int64_t>& v) { return attrToString(AttrValue{v}); }
 
-// Calls fn(T{}) with the C++ element type of `t`.
-template <class Fn>
-void withElementType(DType t, Fn fn) {
-  switch (t) {
-    case DType::F32:
-      fn(float{});
-      return;
-    case DType::I64:
-      fn(int64_t{});
-      return;
-    case DType::I32:
-      fn(int32_t{});
-      return;
-    case DType::Bool:
-      fn(bool{});
-      return;
-  }
-}
-
 // Product of dims [begin, end) of a shape, failing through ctx on a symbolic
 // dim or overflow.
 int64_t staticProduct(const InferContext& ctx, const Shape& s, size_t begin, size_t end) {
@@ -95,7 +76,7 @@ void viewKernel(KernelContext& ctx) { ctx.output(0) = ctx.input(0).reshaped(ctx.
 // y[i] = x[base + sum_d idx_d * strides_d] over y's shape: transposes and
 // slices are both this walk with different strides.
 void stridedCopy(const Tensor& x, Tensor& y, int64_t base, const std::vector<int64_t>& strides) {
-  withElementType(x.dtype(), [&](auto tag) {
+  visitDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* in = x.data<T>() + base;
     T* out = y.data<T>();
@@ -534,9 +515,9 @@ void sliceKernel(KernelContext& ctx) {
 void castKernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
-  withElementType(x.dtype(), [&](auto fromTag) {
+  visitDType(x.dtype(), [&](auto fromTag) {
     using From = decltype(fromTag);
-    withElementType(y.dtype(), [&](auto toTag) {
+    visitDType(y.dtype(), [&](auto toTag) {
       using To = decltype(toTag);
       const From* in = x.data<From>();
       To* out = y.data<To>();
@@ -557,7 +538,7 @@ std::vector<TensorType> inferConstantOfShape(const InferContext& ctx) {
 void constantOfShapeKernel(KernelContext& ctx) {
   Tensor& y = ctx.output(0);
   const float value = ctx.attrs().getFloat("value");
-  withElementType(y.dtype(), [&](auto tag) {
+  visitDType(y.dtype(), [&](auto tag) {
     using T = decltype(tag);
     std::fill_n(y.data<T>(), y.numElements(), convert<T>(value));
   });
@@ -588,7 +569,7 @@ void registerShapeOps(OpRegistry& r) {
                  {"mode", AttrKind::String, AttrValue{std::string("constant")}},
                  {"value", AttrKind::Float, AttrValue{0.f}}},
                 inferPad, [](KernelContext& ctx) {
-                  withElementType(ctx.input(0).dtype(), [&](auto tag) {
+                  visitDType(ctx.input(0).dtype(), [&](auto tag) {
                     if constexpr (!std::is_same_v<decltype(tag), bool>) padKernel<decltype(tag)>(ctx);
                   });
                 }));

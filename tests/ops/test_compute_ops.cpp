@@ -207,7 +207,7 @@ TEST_CASE("Conv rejects malformed nodes with errors naming the node", "[ops][con
   CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {6, 8, 3, 3}, convAttrs({1}, {0, 0, 0, 0}, {1, 1})),
                     Catch::Contains("strides has 1 values, expected 2"));
   CHECK_THROWS_WITH(attempt({1, 8, 2, 5}, {6, 8, 3, 3}, plain),
-                    Catch::Contains("padded input 2 is smaller than the kernel extent 3"));
+                    Catch::Contains("padded input 2 is smaller than the window extent 3"));
   CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {6, 8, 3, 3}, convAttrs({0, 1}, {0, 0, 0, 0}, {1, 1})),
                     Catch::Contains("must be >= 1"));
   CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {6, 8, 3, 3}, convAttrs({1, 1}, {0, -1, 0, 0}, {1, 1})),
