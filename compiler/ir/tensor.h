@@ -29,7 +29,7 @@ class Tensor {
     Tensor t(dtypeOf<T>(), std::move(shape));
     if (static_cast<int64_t>(values.size()) != t.numElements())
       throw Error("tensor of shape " + t.shape().str() + " given " + std::to_string(values.size()) + " values");
-    std::memcpy(t.rawData(), values.data(), t.byteSize());
+    if (!values.empty()) std::memcpy(t.rawData(), values.data(), t.byteSize());
     return t;
   }
   template <class T>
