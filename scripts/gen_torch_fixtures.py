@@ -5,6 +5,11 @@ OUTDIR/<name>/model.onnx + test_data_set_0/input_0.pb, output_0.pb.
 
 Usage: gen_torch_fixtures.py OUTDIR [--only NAME ...]
 
+Besides the exported models, a few fixtures are written directly with
+onnx.helper, for constructs PyTorch never exports (a Keras SeparableConv2D as
+a model-local function in domain ai.kiln.keras); their expected outputs come
+from the same computation written with torch.nn.functional in float64.
+
 Exports keep BatchNormalization as a node (TrainingMode.PRESERVE on an eval
 model, no constant folding), and BN running statistics are randomized, so a
 wrong BN fold or a wrong epsilon shows up numerically. Expected outputs are
@@ -256,12 +261,128 @@ class SqueezeNetish(nn.Module):
         return torch.flatten(x, 1)
 
 
+class NhwcConvBn(nn.Module):
+    """Conv + BN on an NHWC tensor, computed in NCHW between two permutes:
+    the Transpose pair tf2onnx puts around every conv of a TensorFlow model."""
+
+    def __init__(self, cin, cout, k, stride=1):
+        super().__init__()
+        self.conv = conv_bn(cin, cout, k, stride=stride, padding=k // 2)
+
+    def forward(self, x):
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class TfNhwcResidual(nn.Module):
+    """A TensorFlow-style network as tf2onnx exports it: NHWC input, every
+    conv wrapped in NHWC->NCHW / NCHW->NHWC Transposes, while activations, a
+    per-channel bias add (a constant broadcast on the last axis), the residual
+    add and the global mean run in NHWC. Transpose cancellation should leave
+    only the edge Transposes (after the input, before the mean)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = NhwcConvBn(3, 16, 3, stride=2)
+        self.a1 = NhwcConvBn(16, 16, 3)
+        self.a2 = NhwcConvBn(16, 16, 3)
+        self.shift = nn.Parameter(torch.randn(16) * 0.1)
+        self.b1 = NhwcConvBn(16, 24, 3, stride=2)
+        self.b2 = NhwcConvBn(24, 24, 1)
+        self.fc = nn.Linear(24, 10)
+        # The module, not F.relu6: that exports Clip's bounds through Cast
+        # nodes, which the importer does not take as constant operands.
+        self.relu6 = nn.ReLU6()
+
+    def forward(self, x):
+        x = self.relu6(self.stem(x))
+        x = F.relu(self.a2(F.relu(self.a1(x))) + x + self.shift)
+        x = F.leaky_relu(self.b2(torch.sigmoid(self.b1(x))), 0.1)
+        return self.fc(x.mean(dim=(1, 2)))
+
+
 def mobilenet_v2():
     return torchvision.models.mobilenet_v2(weights=None, width_mult=1.0)
 
 
 def resnet18():
     return torchvision.models.resnet18(weights=None)
+
+
+def keras_separable_function(gen):
+    """Keras SeparableConv2D layers as ai.kiln.keras.SeparableConv2D calls of a
+    model-local function (body: depthwise Conv + 1x1 Conv with bias), each
+    followed by BatchNormalization (Keras' epsilon 1e-3) and Relu, after a
+    plain conv stem. The importer keeps each call as one IR op; -O2 must split
+    it and fold the BN into the pointwise half. Returns (model, input, expected
+    output), the output computed in float64 from the function's definition."""
+    from onnx import helper, TensorProto
+
+    c = 8  # channels into both separable convs: the body's group is fixed
+    def ref_attr(name, kind):
+        return onnx.AttributeProto(name=name, ref_attr_name=name, type=kind)
+    depthwise = helper.make_node("Conv", ["x", "wd"], ["d"], name="depthwise", group=c)
+    depthwise.attribute.extend([ref_attr("strides", onnx.AttributeProto.INTS),
+                                ref_attr("pads", onnx.AttributeProto.INTS),
+                                ref_attr("auto_pad", onnx.AttributeProto.STRING),
+                                ref_attr("dilations", onnx.AttributeProto.INTS)])
+    pointwise = helper.make_node("Conv", ["d", "wp", "b"], ["y"], name="pointwise")
+    function = helper.make_function("ai.kiln.keras", "SeparableConv2D", ["x", "wd", "wp", "b"], ["y"],
+                                    [depthwise, pointwise], [helper.make_opsetid("", 13)],
+                                    ["strides", "pads", "auto_pad", "dilations", "depth_multiplier"])
+
+    # Drawn in float32, computed with in float64: the reference then uses
+    # exactly the weights the model stores.
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).double()
+
+    def bn_params(ch):
+        return [(torch.rand(ch, generator=gen) + 0.5).double(), rand(ch, scale=0.2),
+                rand(ch, scale=0.2), (torch.rand(ch, generator=gen) * 1.5 + 0.5).double()]
+
+    x = rand(1, 3, 12, 12)
+    w0, b0 = rand(c, 3, 3, 3, scale=0.3), rand(c, scale=0.1)
+    # sep1: depth_multiplier 2, explicit pads; sep2: stride 2 with Keras'
+    # padding="same" (SAME_UPPER: the odd padding row/column at the end).
+    wd1, wp1, bp1 = rand(2 * c, 1, 3, 3, scale=0.3), rand(c, 2 * c, 1, 1, scale=0.3), rand(c, scale=0.1)
+    wd2, wp2, bp2 = rand(c, 1, 3, 3, scale=0.3), rand(12, c, 1, 1, scale=0.3), rand(12, scale=0.1)
+    bn1, bn2 = bn_params(c), bn_params(12)
+    eps = 1e-3
+
+    def bn(t, p):
+        gamma, beta, mean, var = p
+        return F.batch_norm(t, mean, var, gamma, beta, training=False, eps=eps)
+
+    h = F.relu(F.conv2d(x, w0, b0, padding=1))
+    h = F.relu(bn(F.conv2d(F.conv2d(h, wd1, padding=1, groups=c), wp1, bp1), bn1))
+    h = F.relu(bn(F.conv2d(F.conv2d(F.pad(h, (0, 1, 0, 1)), wd2, stride=2, groups=c), wp2, bp2), bn2))
+
+    inits = {"W0": w0, "B0": b0, "WD1": wd1, "WP1": wp1, "BP1": bp1, "WD2": wd2, "WP2": wp2, "BP2": bp2}
+    for i, p in ((1, bn1), (2, bn2)):
+        inits.update({f"bn{i}_scale": p[0], f"bn{i}_bias": p[1], f"bn{i}_mean": p[2], f"bn{i}_var": p[3]})
+    nodes = [
+        helper.make_node("Conv", ["x", "W0", "B0"], ["stem"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["stem"], ["stem_relu"], name="stem_relu"),
+        helper.make_node("SeparableConv2D", ["stem_relu", "WD1", "WP1", "BP1"], ["sep1"], name="sep1",
+                         domain="ai.kiln.keras", strides=[1, 1], pads=[1, 1, 1, 1], dilations=[1, 1],
+                         depth_multiplier=2),
+        helper.make_node("BatchNormalization", ["sep1", "bn1_scale", "bn1_bias", "bn1_mean", "bn1_var"], ["bn1"],
+                         name="bn1", epsilon=eps),
+        helper.make_node("Relu", ["bn1"], ["relu1"], name="relu1"),
+        helper.make_node("SeparableConv2D", ["relu1", "WD2", "WP2", "BP2"], ["sep2"], name="sep2",
+                         domain="ai.kiln.keras", strides=[2, 2], auto_pad="SAME_UPPER", dilations=[1, 1],
+                         depth_multiplier=1),
+        helper.make_node("BatchNormalization", ["sep2", "bn2_scale", "bn2_bias", "bn2_mean", "bn2_var"], ["bn2"],
+                         name="bn2", epsilon=eps),
+        helper.make_node("Relu", ["bn2"], ["y"], name="relu2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "keras_separable", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(h.shape))],
+        [numpy_helper.from_array(t.float().numpy(), n) for n, t in inits.items()])
+    model = helper.make_model(graph, functions=[function],
+                              opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.kiln.keras", 1)])
+    model.ir_version = 8  # functions need IR 8; Debian's onnx writes that already, newer ones more
+    return model, x.float(), h.float()
 
 
 # name -> (model factory, input shape used in the data, opset, dynamic batch)
@@ -294,6 +415,12 @@ FIXTURES = {
     "squeezenet_fire": (SqueezeNetish, (1, 3, 33, 33), 13, False),
     "mobilenet_v2": (mobilenet_v2, (1, 3, 64, 64), 13, False),
     "resnet18": (resnet18, (1, 3, 64, 64), 13, False),
+    "tf_nhwc_residual": (TfNhwcResidual, (1, 16, 16, 3), 13, False),
+}
+
+# name -> builder(torch.Generator) returning (ModelProto, input, expected output)
+HELPER_FIXTURES = {
+    "keras_separable_function": keras_separable_function,
 }
 
 
@@ -311,6 +438,28 @@ def randomize_batchnorm(model, gen):
             m.eps = 1e-3 if c % 2 else 1e-5  # both Keras' and torch's default
 
 
+def write_data_set(case_dir, x, ys, output_names):
+    data_dir = os.path.join(case_dir, "test_data_set_0")
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, "input_0.pb"), "wb") as f:
+        f.write(numpy_helper.from_array(x, "x").SerializeToString())
+    for i, (y, out_name) in enumerate(zip(ys, output_names)):
+        with open(os.path.join(data_dir, f"output_{i}.pb"), "wb") as f:
+            f.write(numpy_helper.from_array(y, out_name).SerializeToString())
+
+
+def write_helper_fixture(outdir, name, build, seed):
+    model, x, y = build(torch.Generator().manual_seed(seed))
+    onnx.checker.check_model(model)
+    case_dir = os.path.join(outdir, name)
+    os.makedirs(case_dir)
+    onnx.save(model, os.path.join(case_dir, "model.onnx"))
+    write_data_set(case_dir, x.numpy(), [y.numpy()], [model.graph.output[0].name])
+    op_types = sorted({f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in model.graph.node})
+    print(f"{name}: onnx.helper, input {list(x.shape)}, output {list(y.shape)}, "
+          f"max|y|={float(y.abs().max()):.3g}, ops={','.join(op_types)}")
+
+
 def export_fixture(outdir, name, factory, shape, opset, dynamic, seed):
     torch.manual_seed(seed)
     model = factory()
@@ -324,7 +473,7 @@ def export_fixture(outdir, name, factory, shape, opset, dynamic, seed):
     trace_x = torch.randn(2, *shape[1:], generator=gen) if dynamic else x
 
     case_dir = os.path.join(outdir, name)
-    os.makedirs(os.path.join(case_dir, "test_data_set_0"))
+    os.makedirs(case_dir)
     model_path = os.path.join(case_dir, "model.onnx")
     with torch.no_grad():
         y32 = model(x)
@@ -352,12 +501,7 @@ def export_fixture(outdir, name, factory, shape, opset, dynamic, seed):
     torch_err = max(float(np.max(np.abs(a.numpy() - b))) for a, b in zip(y32, ys))
     max_abs = max(float(np.max(np.abs(y))) for y in ys)
 
-    data_dir = os.path.join(case_dir, "test_data_set_0")
-    with open(os.path.join(data_dir, "input_0.pb"), "wb") as f:
-        f.write(numpy_helper.from_array(x.numpy(), "x").SerializeToString())
-    for i, (y, out_name) in enumerate(zip(ys, output_names)):
-        with open(os.path.join(data_dir, f"output_{i}.pb"), "wb") as f:
-            f.write(numpy_helper.from_array(y, out_name).SerializeToString())
+    write_data_set(case_dir, x.numpy(), ys, output_names)
     print(f"{name}: opset {opset}, input {list(shape)}, outputs {[list(y.shape) for y in ys]}, "
           f"max|y|={max_abs:.3g}, torch f32 err={torch_err:.2g}, ops={','.join(op_types)}")
 
@@ -370,8 +514,8 @@ def main():
 
     start = time.time()
     torch.set_num_threads(1)
-    names = args.only or list(FIXTURES)
-    unknown = [n for n in names if n not in FIXTURES]
+    names = args.only or list(FIXTURES) + list(HELPER_FIXTURES)
+    unknown = [n for n in names if n not in FIXTURES and n not in HELPER_FIXTURES]
     if unknown:
         sys.exit(f"unknown fixture(s): {', '.join(unknown)}")
     if not args.only and os.path.exists(args.outdir):
@@ -383,6 +527,11 @@ def main():
         shutil.rmtree(os.path.join(args.outdir, name), ignore_errors=True)
         factory, shape, opset, dynamic = FIXTURES[name]
         export_fixture(args.outdir, name, factory, shape, opset, dynamic, seed=1000 + 17 * i)
+    for i, name in enumerate(HELPER_FIXTURES):
+        if name not in names:
+            continue
+        shutil.rmtree(os.path.join(args.outdir, name), ignore_errors=True)
+        write_helper_fixture(args.outdir, name, HELPER_FIXTURES[name], seed=5000 + 17 * i)
     print(f"wrote {len(names)} fixtures to {args.outdir} in {time.time() - start:.1f}s")
 
 

@@ -2,6 +2,14 @@
 // fixtures) through the ONNX importer and the reference interpreter and
 // compares the outputs with the expected ones.
 //
+// With --optimize LEVEL each case is also run through the -O LEVEL pass
+// pipeline (verifier after every pass) and interpreted again: the optimized
+// outputs must match the unoptimized ones to 1e-5 relative to each output's
+// peak magnitude, and the expected ones at the usual tolerances. A case that
+// passes unoptimized but not optimized fails the run whatever the pass rate,
+// since that is a pass bug, never a kernel gap. --expect-after-O2 adds
+// structural checks on the optimized graph (what -O2 must have removed).
+//
 // A case is a folder holding model.onnx and test_data_set_*/{input,output}_*.pb.
 // Cases using ops kiln has no IR op for, or non-float inputs/outputs, are out
 // of scope and counted apart. Expected failures live in one skip list
@@ -35,11 +43,21 @@
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/graph.h"
 #include "compiler/ir/op.h"
+#include "compiler/passes/pipeline.h"
 #include "frontends/onnx/onnx_importer.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+
+// One structural check on the -O2 graph, optionally limited to the cases
+// whose name matches a regex ("check@regex").
+struct Expectation {
+  enum Kind { NoBatchNorm, NoSeparable, NoTransposePair, MaxTransposes, ArenaHalf } kind;
+  int64_t limit = 0;  // MaxTransposes
+  std::optional<std::regex> cases;
+  std::string text;  // as given, for messages
+};
 
 struct Options {
   std::string casesDir;
@@ -54,13 +72,19 @@ struct Options {
   bool verbose = false;
   unsigned caseTimeoutS = 120;
   int64_t raiseOpset = 0;  // 0: run every case at its own opset
+  int optimizeLevel = -1;  // -1: interpret the imported graph only
+  std::vector<Expectation> expectations;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
   std::cerr << "kiln_conformance: " << problem << "\n"
             << "usage: kiln_conformance --cases DIR [--skips FILE] [--rtol R] [--atol A]\n"
             << "         [--min-pass-rate P] [--only REGEX] [--require-in-scope] [--no-fork]\n"
-            << "         [--raise-opset N] [--case-timeout SECONDS] [--verbose]\n";
+            << "         [--raise-opset N] [--case-timeout SECONDS] [--verbose]\n"
+            << "         [--optimize LEVEL] [--expect-after-O2 CHECK[@REGEX],...]\n"
+            << "  checks: no-batchnorm, no-separable, no-transpose-pair (no Transpose fed by a\n"
+            << "  Transpose), max-transposes=N, arena-half (arena bytes * 2 <= the bytes of all\n"
+            << "  intermediates); @REGEX limits a check to matching case names\n";
   std::exit(2);
 }
 
@@ -72,6 +96,32 @@ double parseNumber(const std::string& flag, const std::string& text) {
   } catch (const std::exception&) {
   }
   usage(flag + " expects a non-negative number, got '" + text + "'");
+}
+
+Expectation parseExpectation(const std::string& text) {
+  Expectation e;
+  e.text = text;
+  const size_t at = text.find('@');
+  const std::string check = text.substr(0, at);
+  if (at != std::string::npos) {
+    try {
+      e.cases = std::regex(text.substr(at + 1));
+    } catch (const std::regex_error& err) {
+      usage("bad regex in --expect-after-O2 check '" + text + "': " + err.what());
+    }
+  }
+  const std::string maxPrefix = "max-transposes=";
+  if (check == "no-batchnorm") e.kind = Expectation::NoBatchNorm;
+  else if (check == "no-separable") e.kind = Expectation::NoSeparable;
+  else if (check == "no-transpose-pair") e.kind = Expectation::NoTransposePair;
+  else if (check == "arena-half") e.kind = Expectation::ArenaHalf;
+  else if (check.rfind(maxPrefix, 0) == 0) {
+    e.kind = Expectation::MaxTransposes;
+    e.limit = static_cast<int64_t>(parseNumber("max-transposes", check.substr(maxPrefix.size())));
+  } else {
+    usage("unknown --expect-after-O2 check '" + check + "'");
+  }
+  return e;
 }
 
 Options parseOptions(int argc, char** argv) {
@@ -89,6 +139,16 @@ Options parseOptions(int argc, char** argv) {
     else if (a == "--min-pass-rate") o.minPassRate = parseNumber(a, value());
     else if (a == "--case-timeout") o.caseTimeoutS = static_cast<unsigned>(parseNumber(a, value()));
     else if (a == "--raise-opset") o.raiseOpset = static_cast<int64_t>(parseNumber(a, value()));
+    else if (a == "--optimize") {
+      double level = parseNumber(a, value());
+      if (level != std::floor(level) || level > 2) usage("--optimize expects a level 0, 1 or 2");
+      o.optimizeLevel = static_cast<int>(level);
+    } else if (a == "--expect-after-O2") {
+      // Comma-separated, so a check's regex cannot hold a comma.
+      std::stringstream list(value());
+      for (std::string item; std::getline(list, item, ',');)
+        if (!item.empty()) o.expectations.push_back(parseExpectation(item));
+    }
     else if (a == "--only") {
       o.onlyText = value();
       try {
@@ -103,6 +163,7 @@ Options parseOptions(int argc, char** argv) {
   }
   if (o.casesDir.empty()) usage("--cases is required");
   if (o.minPassRate > 1) usage("--min-pass-rate is a fraction in [0, 1]");
+  if (!o.expectations.empty() && o.optimizeLevel != 2) usage("--expect-after-O2 needs --optimize 2");
   return o;
 }
 
@@ -235,16 +296,35 @@ void raiseOpset(onnx::ModelProto& model, int64_t target) {
   if (model.ir_version() < 6) model.set_ir_version(6);
 }
 
+using LocalFunctions = std::map<std::pair<std::string, std::string>, const onnx::FunctionProto*>;
+
+// Adds to `missing` what node `n` needs that kiln lacks. The importer inlines
+// calls of model-local functions (so their bodies count), except the Keras
+// composites it keeps as one IR op (frontends/onnx/function_inliner.cpp).
+void collectUnsupported(const onnx::NodeProto& n, const LocalFunctions& functions, const std::set<std::string>& kilnOps,
+                        int depth, std::set<std::string>& missing) {
+  const std::string& domain = n.domain();
+  if (domain == "ai.kiln.keras" && n.op_type() == "SeparableConv2D") return;
+  // The importer's nesting limit; deeper calls are reported as their domain.
+  constexpr int kMaxCallDepth = 16;
+  auto fn = functions.find({domain, n.op_type()});
+  if (fn != functions.end() && depth < kMaxCallDepth) {
+    for (const onnx::NodeProto& inner : fn->second->node())
+      collectUnsupported(inner, functions, kilnOps, depth + 1, missing);
+    return;
+  }
+  if (!isDefaultDomain(domain)) missing.insert("domain " + domain);
+  // Constant never reaches the IR: the importer folds it into a constant value.
+  else if (!kilnOps.count(n.op_type()) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
+}
+
 Scope classify(const onnx::ModelProto& model, const std::set<std::string>& kilnOps) {
   Scope s;
   const onnx::GraphProto& g = model.graph();
+  LocalFunctions functions;
+  for (const onnx::FunctionProto& f : model.functions()) functions[{f.domain(), f.name()}] = &f;
   std::set<std::string> missing;
-  for (const onnx::NodeProto& n : g.node()) {
-    const std::string& domain = n.domain();
-    if (!domain.empty() && domain != "ai.onnx") missing.insert("domain " + domain);
-    // Constant never reaches the IR: the importer folds it into a constant value.
-    else if (!kilnOps.count(n.op_type()) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
-  }
+  for (const onnx::NodeProto& n : g.node()) collectUnsupported(n, functions, kilnOps, 0, missing);
   s.outOfScope.assign(missing.begin(), missing.end());
 
   std::set<std::string> initializers;
@@ -381,7 +461,132 @@ std::string compareTensors(const kiln::Tensor& want, const kiln::Tensor& got, do
   return "";
 }
 
+// "" when `got` (an optimized graph's output) matches `ref` (the unoptimized
+// graph's) to `bound` relative to ref's peak magnitude. Passes reassociate
+// float arithmetic (a folded BN scale, a fused bias), so elementwise relative
+// error blows up near zero while the error against the output's scale stays
+// at float32 rounding. NaNs must sit where ref has them.
+std::string compareNormwise(const kiln::Tensor& ref, const kiln::Tensor& got, double bound) {
+  if (ref.dtype() != kiln::DType::F32 || got.dtype() != kiln::DType::F32 || ref.shape() != got.shape())
+    return compareTensors(ref, got, 0, 0);
+  const float* r = ref.data<float>();
+  const float* g = got.data<float>();
+  double peak = 0, worstDiff = 0;
+  int64_t worst = -1;
+  for (int64_t i = 0; i < ref.numElements(); ++i) {
+    const double a = g[i], b = r[i];
+    if (std::isnan(a) || std::isnan(b)) {
+      if (std::isnan(a) && std::isnan(b)) continue;
+      return "NaN mismatch at " + indexString(i, ref.shape()) + ": unoptimized " + fmt(b) + ", optimized " + fmt(a);
+    }
+    if (a == b) continue;  // also equal infinities
+    const double diff = std::fabs(a - b);
+    if (!std::isfinite(diff))
+      return "at " + indexString(i, ref.shape()) + ": unoptimized " + fmt(b) + ", optimized " + fmt(a);
+    if (diff > worstDiff) worstDiff = diff, worst = i;
+  }
+  for (int64_t i = 0; i < ref.numElements(); ++i)
+    if (std::isfinite(r[i])) peak = std::max(peak, std::fabs(double(r[i])));
+  const double relative = peak > 0 ? worstDiff / peak : worstDiff;
+  if (worst < 0 || relative <= bound) return "";
+  return "max|diff| " + fmt(worstDiff) + " = " + fmt(relative) + " of max|unoptimized| " + fmt(peak) + " (bound " +
+         fmt(bound) + "); worst at " + indexString(worst, ref.shape()) + ": unoptimized " + fmt(r[worst]) +
+         ", optimized " + fmt(g[worst]);
+}
+
+// ---------------------------------------------------------------- optimizing
+
+struct GraphCounts {
+  size_t nodes = 0;
+  int batchNorms = 0, separables = 0, transposes = 0;
+  int transposePairs = 0;  // Transposes whose input another Transpose produces
+  int64_t intermediateBytes = 0;
+};
+
+// Intermediates are the values a node produces that are not graph outputs:
+// what plan-memory places in its arena, so their total is the memory a
+// program without buffer reuse would need. Counted per batch item as
+// plan-memory does (a symbolic batch dim left out, a static one included).
+GraphCounts countGraph(const kiln::Graph& g) {
+  GraphCounts c;
+  c.nodes = g.numNodes();
+  for (const kiln::Node* n : g.nodes()) {
+    const std::string& op = n->opName();
+    c.batchNorms += op == "BatchNormalization";
+    c.separables += op == "SeparableConv2D";
+    if (op == "Transpose") {
+      ++c.transposes;
+      const kiln::Node* from = n->input(0) ? n->input(0)->producer : nullptr;
+      c.transposePairs += from && from->opName() == "Transpose";
+    }
+    for (const kiln::Value* v : n->outputs) {
+      if (g.isGraphOutput(v)) continue;
+      const kiln::Shape& s = v->type.shape;
+      c.intermediateBytes += s.product(s.hasSymbolicBatch() ? 1 : 0, s.rank()) *
+                             static_cast<int64_t>(kiln::dtypeSize(v->type.dtype));
+    }
+  }
+  return c;
+}
+
+std::string optimizationReport(const GraphCounts& before, const GraphCounts& after, int64_t arenaBytes) {
+  std::string r = "nodes " + std::to_string(before.nodes) + " -> " + std::to_string(after.nodes) +
+                  ", BatchNormalization " + std::to_string(before.batchNorms) + " -> " +
+                  std::to_string(after.batchNorms) + ", SeparableConv2D " + std::to_string(before.separables) +
+                  " -> " + std::to_string(after.separables) + ", Transpose " + std::to_string(before.transposes) +
+                  " -> " + std::to_string(after.transposes);
+  if (arenaBytes > 0) {
+    char ratio[32];
+    std::snprintf(ratio, sizeof ratio, "%.1f%%", 100.0 * double(arenaBytes) / double(after.intermediateBytes));
+    r += ", arena " + std::to_string(arenaBytes) + " B vs intermediates " + std::to_string(after.intermediateBytes) +
+         " B (" + ratio + ")";
+  }
+  return r;
+}
+
+// "" when the optimized graph meets every expectation that applies to the
+// case; else the broken ones.
+std::string checkExpectations(const std::string& caseName, const GraphCounts& c, int64_t arenaBytes,
+                              const std::vector<Expectation>& expectations) {
+  std::string broken;
+  auto fail = [&](const Expectation& e, const std::string& why) {
+    broken += (broken.empty() ? "" : "; ") + e.text + ": " + why;
+  };
+  for (const Expectation& e : expectations) {
+    if (e.cases && !std::regex_search(caseName, *e.cases)) continue;
+    switch (e.kind) {
+      case Expectation::NoBatchNorm:
+        if (c.batchNorms) fail(e, std::to_string(c.batchNorms) + " BatchNormalization left");
+        break;
+      case Expectation::NoSeparable:
+        if (c.separables) fail(e, std::to_string(c.separables) + " SeparableConv2D left");
+        break;
+      case Expectation::NoTransposePair:
+        if (c.transposePairs) fail(e, std::to_string(c.transposePairs) + " Transpose fed by a Transpose");
+        break;
+      case Expectation::MaxTransposes:
+        if (c.transposes > e.limit) fail(e, std::to_string(c.transposes) + " Transposes left");
+        break;
+      case Expectation::ArenaHalf:
+        if (arenaBytes * 2 > c.intermediateBytes)
+          fail(e, "arena " + std::to_string(arenaBytes) + " B is over half of the " +
+                      std::to_string(c.intermediateBytes) + " B of intermediates");
+        break;
+    }
+  }
+  return broken;
+}
+
 // ---------------------------------------------------------------- running
+
+// What running one case found: why it fails (empty when it passes), why only
+// its optimized graph fails (empty when fine or not optimized), and the
+// optimizer's summary of the case.
+struct CaseResult {
+  std::string problem;
+  std::string optimizedProblem;
+  std::string report;
+};
 
 std::vector<fs::path> dataSets(const fs::path& caseDir) {
   std::vector<fs::path> sets;
@@ -401,21 +606,29 @@ std::vector<fs::path> numberedFiles(const fs::path& dir, const std::string& pref
   return files;
 }
 
-// Runs every data set of one in-scope case; "" on success, else the first
-// problem. Throws nothing.
-std::string runCase(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope, const Options& opt) {
+// Runs every data set of one in-scope case, the imported graph and (with
+// --optimize) the optimized one; reports the first problem of each. Throws
+// nothing.
+CaseResult runCase(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope, const Options& opt) {
   const fs::path modelPath = caseDir / "model.onnx";
+  const std::string level = "-O" + std::to_string(opt.optimizeLevel);
   std::string stage = "import";
+  bool optimizing = false;
+  CaseResult result;
+  auto fail = [&](std::string problem) {
+    (optimizing ? result.optimizedProblem : result.problem) = std::move(problem);
+    return result;
+  };
   try {
     std::vector<fs::path> sets = dataSets(caseDir);
-    if (sets.empty()) return "no test_data_set_* folder";
+    if (sets.empty()) return fail("no test_data_set_* folder");
     for (const fs::path& set : sets) {
       const std::string setName = set.filename().string();
       std::vector<fs::path> inputFiles = numberedFiles(set, "input_");
       std::vector<fs::path> outputFiles = numberedFiles(set, "output_");
       if (inputFiles.size() != scope.dataInputs.size())
-        return setName + ": " + std::to_string(inputFiles.size()) + " input files for " +
-               std::to_string(scope.dataInputs.size()) + " graph inputs";
+        return fail(setName + ": " + std::to_string(inputFiles.size()) + " input files for " +
+               std::to_string(scope.dataInputs.size()) + " graph inputs");
 
       // Import; from a rewritten copy when static operands get frozen in or
       // the opset is raised.
@@ -439,7 +652,7 @@ std::string runCase(const fs::path& caseDir, const onnx::ModelProto& model, cons
           }
           onnx::TensorProto t;
           if (!t.ParseFromString(readFile(inputFiles[pos - scope.dataInputs.begin()])))
-            return setName + ": cannot parse " + inputFiles[pos - scope.dataInputs.begin()].filename().string();
+            return fail(setName + ": cannot parse " + inputFiles[pos - scope.dataInputs.begin()].filename().string());
           t.set_name(v.name());
           *g->add_initializer() = t;
         }
@@ -456,52 +669,87 @@ std::string runCase(const fs::path& caseDir, const onnx::ModelProto& model, cons
       std::vector<kiln::Tensor> inputs;
       for (const kiln::Value* in : graph.inputs()) {
         auto it = runtimeInputs.find(in->name);
-        if (it == runtimeInputs.end()) return setName + ": imported graph has input '" + in->name + "' the model lacks";
+        if (it == runtimeInputs.end())
+          return fail(setName + ": imported graph has input '" + in->name + "' the model lacks");
         inputs.push_back(kiln::onnx_import::loadTensorProtoFile(it->second.string()));
       }
       if (graph.outputs().size() != outputFiles.size())
-        return setName + ": graph has " + std::to_string(graph.outputs().size()) + " outputs, data has " +
-               std::to_string(outputFiles.size());
+        return fail(setName + ": graph has " + std::to_string(graph.outputs().size()) + " outputs, data has " +
+                    std::to_string(outputFiles.size()));
 
       stage = "interpret";
       std::vector<kiln::Tensor> got = kiln::interpret(graph, inputs);
       if (got.size() != outputFiles.size())
-        return setName + ": interpret returned " + std::to_string(got.size()) + " outputs, expected " +
-               std::to_string(outputFiles.size());
+        return fail(setName + ": interpret returned " + std::to_string(got.size()) + " outputs, expected " +
+                    std::to_string(outputFiles.size()));
 
       stage = "compare";
+      std::vector<kiln::Tensor> wants;
       for (size_t i = 0; i < got.size(); ++i) {
-        kiln::Tensor want = kiln::onnx_import::loadTensorProtoFile(outputFiles[i].string());
-        std::string diff = compareTensors(want, got[i], opt.rtol, opt.atol);
+        wants.push_back(kiln::onnx_import::loadTensorProtoFile(outputFiles[i].string()));
+        std::string diff = compareTensors(wants[i], got[i], opt.rtol, opt.atol);
         if (!diff.empty())
-          return setName + ": output " + std::to_string(i) + " '" + graph.outputs()[i]->name + "': " + diff;
+          return fail(setName + ": output " + std::to_string(i) + " '" + graph.outputs()[i]->name + "': " + diff);
       }
+      if (opt.optimizeLevel < 0) continue;
+
+      optimizing = true;
+      stage = level + " pipeline";
+      kiln::Graph optimized = graph.clone();
+      kiln::PipelineOptions pipelineOptions;
+      pipelineOptions.verifyEachPass = true;
+      kiln::runPipeline(optimized, kiln::pipelineForLevel(opt.optimizeLevel), pipelineOptions);
+      stage = "interpret " + level;
+      std::vector<kiln::Tensor> gotOptimized = kiln::interpret(optimized, inputs);
+      if (gotOptimized.size() != got.size())
+        return fail(setName + ": " + level + " graph returned " + std::to_string(gotOptimized.size()) +
+                    " outputs, expected " + std::to_string(got.size()));
+      stage = "compare " + level;
+      // Optimizations reassociate float32 arithmetic; beyond that they must
+      // not change a result.
+      constexpr double kOptimizedBound = 1e-5;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const std::string output = setName + ": output " + std::to_string(i) + " '" + graph.outputs()[i]->name + "' ";
+        std::string diff = compareNormwise(got[i], gotOptimized[i], kOptimizedBound);
+        if (!diff.empty()) return fail(output + "vs unoptimized: " + diff);
+        diff = compareTensors(wants[i], gotOptimized[i], opt.rtol, opt.atol);
+        if (!diff.empty()) return fail(output + "vs expected: " + diff);
+      }
+      const GraphCounts after = countGraph(optimized);
+      if (result.report.empty()) result.report = optimizationReport(countGraph(graph), after, optimized.arenaBytes);
+      std::string broken =
+          checkExpectations(caseDir.filename().string(), after, optimized.arenaBytes, opt.expectations);
+      if (!broken.empty()) return fail(broken);
+      optimizing = false;
     }
-    return "";
+    return result;
   } catch (const std::exception& e) {
-    return stage + " failed: " + oneLine(e.what());
+    return fail(stage + " failed: " + oneLine(e.what()));
   } catch (...) {
-    return stage + " failed: unknown exception";
+    return fail(stage + " failed: unknown exception");
   }
 }
 
 // Runs runCase in a child process so that crashes and hangs are contained.
-std::string runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope,
-                        const Options& opt) {
+CaseResult runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope,
+                       const Options& opt) {
   if (!opt.fork) return runCase(caseDir, model, scope, opt);
+  auto failed = [](std::string problem) { return CaseResult{std::move(problem), "", ""}; };
   std::cout.flush();
   std::cerr.flush();
   int fds[2];
-  if (pipe(fds) != 0) return "pipe failed: " + std::string(std::strerror(errno));
+  if (pipe(fds) != 0) return failed("pipe failed: " + std::string(std::strerror(errno)));
   pid_t pid = fork();
-  if (pid < 0) return "fork failed: " + std::string(std::strerror(errno));
+  if (pid < 0) return failed("fork failed: " + std::string(std::strerror(errno)));
   if (pid == 0) {
     close(fds[0]);
     alarm(opt.caseTimeoutS);
     // Kernels may print diagnostics; keep them out of the report.
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-    std::string result = "=" + runCase(caseDir, model, scope, opt);
+    // "=" problem NUL optimizedProblem NUL report: none of them holds a NUL.
+    CaseResult r = runCase(caseDir, model, scope, opt);
+    std::string result = "=" + r.problem + '\0' + r.optimizedProblem + '\0' + r.report;
     size_t off = 0;
     while (off < result.size()) {
       ssize_t w = write(fds[1], result.data() + off, result.size() - off);
@@ -520,11 +768,14 @@ std::string runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, 
   waitpid(pid, &status, 0);
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
-    if (sig == SIGALRM) return "timed out after " + std::to_string(opt.caseTimeoutS) + " s";
-    return std::string("crashed: ") + strsignal(sig);
+    if (sig == SIGALRM) return failed("timed out after " + std::to_string(opt.caseTimeoutS) + " s");
+    return failed(std::string("crashed: ") + strsignal(sig));
   }
-  if (result.empty() || result[0] != '=') return "child exited with status " + std::to_string(WEXITSTATUS(status));
-  return result.substr(1);
+  const size_t first = result.find('\0'), second = result.find('\0', first + 1);
+  if (result.empty() || result[0] != '=' || second == std::string::npos)
+    return failed("child exited with status " + std::to_string(WEXITSTATUS(status)));
+  return CaseResult{result.substr(1, first - 1), result.substr(first + 1, second - first - 1),
+                    result.substr(second + 1)};
 }
 
 std::string percent(double fraction) {
@@ -551,6 +802,8 @@ int main(int argc, char** argv) {
   std::sort(cases.begin(), cases.end());
 
   int found = 0, outOfScope = 0, skipped = 0, passed = 0, failed = 0, raised = 0;
+  int optimizedOnlyFailures = 0;  // pass unoptimized, fail optimized: pass bugs
+  const std::string level = "-O" + std::to_string(opt.optimizeLevel);
   std::map<std::string, int> outOfScopeWhy;  // key -> cases
   std::vector<std::string> skippedButPassing, skippedNames, skipsOutOfScope;
   std::set<std::string> seen;
@@ -591,7 +844,11 @@ int main(int argc, char** argv) {
       scope.raisedFrom = raisableOpset(model, opt.raiseOpset);
       if (scope.raisedFrom) ++raised;
     }
-    std::string problem = parseError.empty() ? runIsolated(dir, model, scope, opt) : parseError;
+    const CaseResult result = parseError.empty() ? runIsolated(dir, model, scope, opt) : CaseResult{parseError, "", ""};
+    const bool optimizedOnly = result.problem.empty() && !result.optimizedProblem.empty();
+    const std::string problem = optimizedOnly ? level + ": " + result.optimizedProblem : result.problem;
+    if (!result.report.empty() && (opt.verbose || !opt.expectations.empty()))
+      std::cout << level << " " << name << ": " << result.report << "\n";
     if (isSkipped) {
       ++skipped;
       skippedNames.push_back(name);
@@ -602,6 +859,7 @@ int main(int argc, char** argv) {
       if (opt.verbose) std::cout << "pass " << name << "\n";
     } else {
       ++failed;
+      optimizedOnlyFailures += optimizedOnly;
       std::cout << "FAIL " << name << ": " << problem << "\n";
     }
     std::cout.flush();
@@ -610,7 +868,8 @@ int main(int argc, char** argv) {
   const int run = passed + failed;
   const double rate = run ? double(passed) / run : 0.0;
   std::cout << "\nkiln_conformance " << opt.casesDir << (opt.only ? " (--only " + opt.onlyText + ")" : "")
-            << "  [rtol " << opt.rtol << ", atol " << opt.atol << "]\n";
+            << (opt.optimizeLevel >= 0 ? " " + level : "") << "  [rtol " << opt.rtol << ", atol " << opt.atol
+            << "]\n";
   std::cout << "  cases:        " << found << "\n";
   std::cout << "  out of scope: " << outOfScope << (opt.requireInScope ? " (counted as failures)" : "") << "\n";
   if (!outOfScopeWhy.empty()) {
@@ -637,6 +896,9 @@ int main(int argc, char** argv) {
   for (const std::string& n : skippedNames) std::cout << "      " << n << "  # " << skips.reasons.at(n) << "\n";
   std::cout << "  passed:       " << passed << "\n";
   std::cout << "  failed:       " << failed << "\n";
+  if (opt.optimizeLevel >= 0)
+    std::cout << "  of which " << level << " only: " << optimizedOnlyFailures
+              << " (passing unoptimized, failing optimized: fails the run at any pass rate)\n";
   std::cout << "  pass rate:    " << percent(rate) << " of " << run << " run (required " << percent(opt.minPassRate)
             << ")\n";
   for (const std::string& n : skippedButPassing)
@@ -655,5 +917,5 @@ int main(int argc, char** argv) {
     std::cout << "no in-scope case ran\n";
     return 1;
   }
-  return rate + 1e-12 >= opt.minPassRate ? 0 : 1;
+  return rate + 1e-12 >= opt.minPassRate && optimizedOnlyFailures == 0 ? 0 : 1;
 }
