@@ -37,11 +37,17 @@ ParsedArgs parseArgs(std::string_view command, const std::vector<std::string>& a
     }
     size_t eq = arg.find('=');
     std::string name = arg.substr(0, eq);
-    auto spec = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& s) { return s.name == name; });
+    auto spec = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& s) {
+      return s.attachedValue ? arg.starts_with(s.name) : s.name == name;
+    });
     if (spec == specs.end())
       throw UsageError("unknown option '" + name + "' for 'kiln " + std::string(command) + "'");
     std::string value;
-    if (!spec->takesValue) {
+    if (spec->attachedValue) {
+      name = spec->name;
+      value = arg.substr(name.size());
+      if (value.empty()) throw UsageError("option '" + name + "' needs its value attached, as in '" + name + "VALUE'");
+    } else if (!spec->takesValue) {
       if (eq != std::string::npos) throw UsageError("option '" + name + "' takes no value");
     } else if (eq != std::string::npos) {
       value = arg.substr(eq + 1);

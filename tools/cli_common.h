@@ -28,6 +28,8 @@ struct OptionSpec {
   std::string name;  // with the dashes: "--dot"
   bool takesValue = false;
   bool repeatable = false;
+  // The value is glued to the name, compiler style: "-O2" is "-O" with "2".
+  bool attachedValue = false;
 };
 
 // One subcommand's arguments, split into options and positionals.
@@ -43,8 +45,8 @@ struct ParsedArgs {
   std::vector<std::string> values(const std::string& option) const;
 };
 
-// Accepts "--name VALUE", "--name=VALUE", flags, "--" (ends options) and
-// "--help"/"-h". Throws UsageError for unknown options, missing values and
+// Accepts "--name VALUE", "--name=VALUE", "-nameVALUE" (attachedValue specs),
+// flags, "--" (ends options) and "--help"/"-h". Throws UsageError for unknown options, missing values and
 // non-repeatable options given twice.
 ParsedArgs parseArgs(std::string_view command, const std::vector<std::string>& args,
                      const std::vector<OptionSpec>& specs);

@@ -4,6 +4,12 @@ Expected outputs are computed here with plain numpy, independently of kiln:
   tiny_cnn.onnx  image f32[N,2,5,5] -> Conv(3x3, pad 1) -> Relu -> MaxPool(2)
                  -> Flatten ("features:0") -> Gemm -> Softmax ("head/probs")
   gather.onnx    data f32[N,4], idx i64[3] -> Gather(axis 1) ("picked")
+  conv_bn_relu.onnx  image f32[N,3,6,6] -> Conv(3x3, pad 1) -> BatchNormalization
+                 -> Relu ("features/relu:0") -> GlobalAveragePool -> Flatten
+                 -> Gemm -> Softmax ("probs"); the optimizer's test model: BN
+                 folds into the Conv and the Relu fuses into it, so both
+                 outputs' producers change. No expected values: the tests
+                 compare -O0 against -O2.
 plus numpy-written .npy files (v2.0 header, Fortran order, bool, i32) for the
 reader's compatibility tests. Also used as fuzzing seeds by run-fuzzer.sh.
 """
@@ -80,6 +86,37 @@ def gather(out_dir, rng):
     np.save(os.path.join(out_dir, "gather_expected_picked.npy"), np.ascontiguousarray(data[:, idx]))
 
 
+def conv_bn_relu(out_dir, rng):
+    channels = 4
+    params = {
+        "w": rng.standard_normal((channels, 3, 3, 3)),
+        "b": rng.standard_normal(channels),
+        "gamma": rng.uniform(0.5, 1.5, channels),
+        "beta": rng.standard_normal(channels),
+        "mean": rng.standard_normal(channels),
+        "var": rng.uniform(0.5, 2.0, channels),
+        "fc_w": rng.standard_normal((5, channels)),
+        "fc_b": rng.standard_normal(5),
+    }
+    nodes = [
+        helper.make_node("Conv", ["image", "w", "b"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["conv", "gamma", "beta", "mean", "var"], ["bn"], epsilon=1e-3),
+        helper.make_node("Relu", ["bn"], ["features/relu:0"]),
+        helper.make_node("GlobalAveragePool", ["features/relu:0"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv_bn_relu",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 5]),
+         helper.make_tensor_value_info("features/relu:0", TensorProto.FLOAT, ["N", channels, 6, 6])],
+        initializer=[numpy_helper.from_array(a.astype(np.float32), name) for name, a in params.items()])
+    save_model(graph, os.path.join(out_dir, "conv_bn_relu.onnx"))
+    np.save(os.path.join(out_dir, "conv_bn_relu_image.npy"), rng.uniform(-1, 1, (3, 3, 6, 6)).astype(np.float32))
+
+
 def numpy_files(out_dir):
     counting = np.arange(6, dtype=np.float32).reshape(2, 3)
     with open(os.path.join(out_dir, "np_v2.npy"), "wb") as f:
@@ -96,6 +133,7 @@ def main():
     rng = np.random.default_rng(20240601)
     tiny_cnn(out_dir, rng)
     gather(out_dir, rng)
+    conv_bn_relu(out_dir, rng)
     numpy_files(out_dir)
 
 

@@ -1,9 +1,12 @@
 // Drives the built `kiln` binary: help and version, usage errors (exit 2),
 // inspect and run on small models (outputs checked against numpy-computed
-// values), seeded random inputs, and the malformed-model corpus (exit 1).
+// values), seeded random inputs, the optimizer flags (-O levels, pass
+// reports, IR and DOT dumps), --top-k, and the malformed-model corpus (exit 1).
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -78,6 +81,51 @@ std::vector<T> valuesOf(const Tensor& t) {
   return {v.begin(), v.end()};
 }
 
+// max|a-b| / max|b|: relative to the output's scale, so tiny elements
+// (softmax tails, zeros after Relu) do not inflate it.
+double relativeError(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.type() == b.type());
+  auto x = a.values<float>(), y = b.values<float>();
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    diff = std::max(diff, std::abs(double(x[i]) - double(y[i])));
+    scale = std::max(scale, std::abs(double(y[i])));
+  }
+  return scale == 0 ? diff : diff / scale;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> all;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) all.push_back(line);
+  return all;
+}
+
+std::vector<std::string> words(const std::string& line) {
+  std::vector<std::string> all;
+  std::istringstream in(line);
+  for (std::string word; in >> word;) all.push_back(word);
+  return all;
+}
+
+// The words of the first line of `text` whose first word is `first`, e.g. a
+// row of the --after-passes op table.
+std::vector<std::string> row(const std::string& text, const std::string& first) {
+  for (const std::string& line : lines(text)) {
+    std::vector<std::string> w = words(line);
+    if (!w.empty() && w[0] == first) return w;
+  }
+  return {};
+}
+
+size_t count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+using Words = std::vector<std::string>;
+
 }  // namespace
 
 TEST_CASE("kiln --help, --version and per-command help exit 0") {
@@ -91,6 +139,12 @@ TEST_CASE("kiln --help, --version and per-command help exit 0") {
   r = runKiln(dir, {"help", "run"});
   CHECK(r.exitCode == 0);
   CHECK_THAT(r.out, Catch::Contains("--random-inputs") && Catch::Contains("exit status"));
+  for (const char* flag : {"-O0", "--passes", "--print-after", "--print-after-all", "--dump-dot", "--verify-each",
+                           "--top-k", "--labels"})
+    CHECK_THAT(r.out, Catch::Contains(flag));
+  r = runKiln(dir, {"help", "inspect"});
+  CHECK(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("--after-passes") && Catch::Contains("-O2") && Catch::Contains("--dump-dot"));
   r = runKiln(dir, {"run", "--help"});
   CHECK(r.exitCode == 0);
   CHECK_THAT(r.out, Catch::StartsWith("usage: kiln run"));
@@ -232,6 +286,176 @@ TEST_CASE("kiln run --random-inputs is reproducible and saves the inputs it made
                         "--output-dir", (dir / "d").string()});
   REQUIRE(r.exitCode == 0);
   CHECK(valuesOf<float>(kiln::npy::readFile((dir / "d" / "head_probs.npy").string())) == valuesOf<float>(first));
+}
+
+TEST_CASE("kiln rejects bad optimizer and --top-k values with exit code 2") {
+  fs::path dir = scratchDir("pipeline_usage");
+  std::string model = data("conv_bn_relu.onnx");
+  std::vector<std::string> run = {"run", model, "--random-inputs", "1", "--output-dir", (dir / "o").string()};
+  auto with = [](std::vector<std::string> base, const std::vector<std::string>& extra) {
+    base.insert(base.end(), extra.begin(), extra.end());
+    return base;
+  };
+  requireUsageError(dir, with(run, {"-O7"}), "unknown optimization level '-O7' (use -O0, -O1 or -O2)");
+  requireUsageError(dir, with(run, {"-O"}), "option '-O' needs its value attached");
+  requireUsageError(dir, with(run, {"-O1", "-O2"}), "option '-O' given more than once");
+  requireUsageError(dir, with(run, {"--passes", "fold-batchnorm,frobnicate"}),
+                    "--passes: unknown pass 'frobnicate' (known: ");
+  requireUsageError(dir, with(run, {"--print-after", "frobnicate"}), "--print-after: unknown pass 'frobnicate'");
+  requireUsageError(dir, with(run, {"-O1", "--print-after=fold-batchnorm"}),
+                    "pass 'fold-batchnorm' is not in the -O1 pipeline");
+  requireUsageError(dir, with(run, {"--dump-dot="}), "--dump-dot needs a directory name");
+  requireUsageError(dir, with(run, {"--top-k", "0"}), "option '--top-k' expects an integer in [1, ");
+  requireUsageError(dir, with(run, {"--top-k", "two"}), "option '--top-k' expects an integer");
+  requireUsageError(dir, with(run, {"--labels", "labels.txt"}), "--labels applies to --top-k only");
+  requireUsageError(dir, {"inspect", model, "-O2"}, "-O needs --after-passes");
+  requireUsageError(dir, {"inspect", model, "--print-after-all"}, "--print-after-all needs --after-passes");
+  requireUsageError(dir, {"inspect", model, "--after-passes", "-O3"}, "unknown optimization level '-O3'");
+  requireUsageError(dir, {"inspect", model, "--after-passes", "--passes", ""}, "--passes: unknown pass ''");
+}
+
+TEST_CASE("kiln inspect --after-passes reports ops, passes and memory") {
+  fs::path dir = scratchDir("inspect_passes");
+  std::string model = data("conv_bn_relu.onnx");
+  Result r = runKiln(dir, {"inspect", model, "--after-passes", "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("nodes: 7"));  // the plain summary still comes first
+  CHECK(row(r.out, "op") == Words{"op", "before", "after"});
+  // BN folds into the Conv, the Relu fuses into it, Flatten of [N,4,1,1] stays.
+  CHECK(row(r.out, "BatchNormalization") == Words{"BatchNormalization", "1", "0"});
+  CHECK(row(r.out, "Relu") == Words{"Relu", "1", "0"});
+  CHECK(row(r.out, "Conv") == Words{"Conv", "1", "1"});
+  CHECK(row(r.out, "Softmax") == Words{"Softmax", "1", "1"});
+  CHECK(row(r.out, "total") == Words{"total", "7", "5"});
+  CHECK_THAT(r.out, Catch::Contains("passes (-O2, 10 runs, "));
+  // "fold-batchnorm  7 -> 6 nodes  0.012 ms  BN folded: 1"
+  Words fold = row(r.out, "fold-batchnorm");
+  REQUIRE(fold.size() == 10);
+  CHECK(Words(fold.begin(), fold.begin() + 5) == Words{"fold-batchnorm", "7", "->", "6", "nodes"});
+  CHECK(Words(fold.begin() + 6, fold.end()) == Words{"ms", "BN", "folded:", "1"});
+  CHECK_THAT(r.out, Catch::Contains("activations fused: 1"));
+  CHECK_THAT(r.out, Catch::Contains("memory per sample (plan-memory):"));
+  std::vector<std::string> arena = row(r.out, "arena:");
+  REQUIRE(arena.size() >= 3);
+  CHECK(arena[2] == "B");
+  CHECK(std::stoll(arena[1]) > 0);
+  CHECK(row(r.out, "arena").size() == 4);  // "arena / tensors: RATIO"
+
+  // --passes overrides the level; no plan-memory, no memory report.
+  r = runKiln(dir, {"inspect", model, "--after-passes", "-O1", "--passes", "fold-batchnorm", "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  CHECK(row(r.out, "BatchNormalization") == Words{"BatchNormalization", "1", "0"});
+  CHECK(row(r.out, "Relu") == Words{"Relu", "1", "1"});
+  CHECK_THAT(r.out, Catch::Contains("passes (--passes, 1 runs, "));
+  CHECK_THAT(r.out, !Catch::Contains("arena"));
+
+  r = runKiln(dir, {"inspect", model, "--after-passes", "-O0", "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  CHECK(row(r.out, "BatchNormalization") == Words{"BatchNormalization", "1", "1"});
+  CHECK_THAT(r.out, Catch::Contains("passes (-O0, 0 runs, "));
+
+  r = runKiln(dir, {"inspect", model});
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, !Catch::Contains("before") && !Catch::Contains("arena"));
+}
+
+TEST_CASE("kiln inspect --after-passes prints and dumps the IR after passes") {
+  fs::path dir = scratchDir("inspect_dumps");
+  std::string model = data("conv_bn_relu.onnx");
+  Result r = runKiln(dir, {"inspect", model, "--after-passes", "--print-after=fold-batchnorm", "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  CHECK(count(r.out, "// ----- IR after ") == 1);
+  size_t header = r.out.find("// ----- IR after fold-batchnorm -----\n");
+  REQUIRE(header != std::string::npos);
+  std::string ir = r.out.substr(header, r.out.find("ops before -> after") - header);
+  CHECK_THAT(ir, Catch::Contains("Conv(") && Catch::Contains("Relu(") && !Catch::Contains("BatchNormalization("));
+
+  r = runKiln(dir, {"inspect", model, "--after-passes", "--print-after-all", "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  CHECK(count(r.out, "// ----- IR after ") == 10);
+
+  fs::path dots = dir / "dots";
+  r = runKiln(dir, {"inspect", model, "--after-passes", "-O1", "--dump-dot", dots.string(), "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dots)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == Words{"01-eliminate-identity.dot", "02-constant-fold.dot", "03-cse.dot", "04-dce.dot"});
+  for (const std::string& name : names) CHECK_THAT(slurp(dots / name), Catch::Contains("digraph"));
+}
+
+TEST_CASE("kiln run -O2 agrees with -O0 and keeps the output names") {
+  fs::path dir = scratchDir("run_levels");
+  auto runLevel = [&](const std::string& level) {
+    fs::path out = dir / level;
+    Result r = runKiln(dir, {"run", data("conv_bn_relu.onnx"), "--input", "image=" + data("conv_bn_relu_image.npy"),
+                          level, "--verify-each", "--output-dir", out.string()});
+    REQUIRE(r.exitCode == 0);
+    CHECK_THAT(r.out, Catch::Contains("optimized with " + level));
+    CHECK_THAT(r.out, Catch::Contains("  probs: f32[3x5] -> ") &&
+                          Catch::Contains("  features/relu:0: f32[3x4x6x6] -> "));
+    return out;
+  };
+  fs::path o0 = runLevel("-O0"), o2 = runLevel("-O2");
+  // The Relu producing features/relu:0 fuses into the Conv at -O2; the file
+  // name must not change with it.
+  for (const char* file : {"probs.npy", "features_relu_0.npy"}) {
+    INFO(file);
+    CHECK(relativeError(kiln::npy::readFile((o2 / file).string()), kiln::npy::readFile((o0 / file).string())) <= 1e-5);
+  }
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(o2)) files.push_back(entry.path().filename().string());
+  std::sort(files.begin(), files.end());
+  CHECK(files == Words{"features_relu_0.npy", "probs.npy"});
+}
+
+TEST_CASE("kiln run --top-k prints the best classes of each sample") {
+  fs::path dir = scratchDir("run_top_k");
+  std::vector<std::string> labels = {"ant", "bee", "cicada", "dragonfly", "earwig"};
+  std::ofstream(dir / "labels.txt") << "ant\nbee\ncicada\r\ndragonfly\nearwig\n";
+  std::vector<std::string> base = {"run", data("conv_bn_relu.onnx"), "--input",
+                                   "image=" + data("conv_bn_relu_image.npy"), "--output-dir", dir.string()};
+  auto with = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  Result r = runKiln(dir, with({"--top-k", "2", "--labels", (dir / "labels.txt").string()}));
+  REQUIRE(r.exitCode == 0);
+  // The expected ranking comes from the probabilities kiln wrote.
+  Tensor probs = kiln::npy::readFile((dir / "probs.npy").string());
+  auto p = probs.values<float>();
+  std::vector<std::string> out = lines(r.out);
+  auto header = std::find(out.begin(), out.end(), "top 2 of 'probs' (5 classes):");
+  REQUIRE(out.end() - header == 1 + 3 * 3);  // 3 samples: a line each, then 2 ranks
+  for (size_t s = 0; s < 3; ++s) {
+    std::vector<size_t> order = {0, 1, 2, 3, 4};
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[s * 5 + a] > p[s * 5 + b]; });
+    auto first = header + 1 + 3 * s;
+    CHECK(*first == "  sample " + std::to_string(s) + ":");
+    for (size_t k = 0; k < 2; ++k) {
+      std::vector<std::string> w = words(first[1 + k]);
+      REQUIRE(w.size() == 3);
+      CHECK(w[0] == std::to_string(k + 1) + ".");
+      CHECK(w[1] == labels[order[k]]);
+      CHECK(std::stof(w[2]) == Approx(p[s * 5 + order[k]]).epsilon(1e-5));
+    }
+  }
+
+  // Without labels classes print as indices; K above C shows all C.
+  r = runKiln(dir, with({"--top-k", "9"}));
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("top 5 of 'probs' (5 classes):\n  sample 0:\n    1. "));
+  CHECK(count(r.out, "    5. ") == 3);
+
+  std::ofstream(dir / "short.txt") << "ant\nbee\ncicada\n";
+  r = runKiln(dir, with({"--top-k", "1", "--labels", (dir / "short.txt").string()}));
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::StartsWith("kiln: error: " + (dir / "short.txt").string() +
+                                      ": 3 labels, but output 'probs' has 5 classes"));
+  r = runKiln(dir, with({"--top-k", "1", "--labels", (dir / "absent.txt").string()}));
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("absent.txt: cannot open the labels file"));
 }
 
 // tests/malformed/EXPECTED.tsv lists "file<TAB>expected substring" lines for
