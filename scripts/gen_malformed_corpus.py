@@ -93,6 +93,32 @@ w3 = numpy_helper.from_array(np.ones([4, 3, 3], np.float32), "W")
 write("conv_kernel_rank.onnx", model_bytes([helper.make_node("Conv", ["X", "W"], ["Y"], name="conv")], [w3],
                                            x_shape=["N", 3, 8, 8], y_shape=["N", 4, 6]), "kernel rank mismatch")
 
+# Window attributes ONNX's shape inference divides by (a zero stride was a
+# SIGFPE inside libonnx), and a kernel of higher rank than the input, whose
+# extra dims ONNX's inference indexes past the input's (a SIGSEGV).
+write("maxpool_zero_stride.onnx",
+      model_bytes([helper.make_node("MaxPool", ["X"], ["Y"], name="pool", kernel_shape=[2, 2], strides=[0, 2])],
+                  x_shape=["N", 3, 8, 8], y_shape=["N", 3, 4, 4]), "attribute 'strides' is [0, 2]")
+write("conv_zero_dilation.onnx",
+      model_bytes([helper.make_node("Conv", ["X", "W"], ["Y"], name="conv", dilations=[0, 1])],
+                  [numpy_helper.from_array(np.ones([4, 3, 3, 3], np.float32), "W")],
+                  x_shape=["N", 3, 8, 8], y_shape=["N", 4, 6, 6]), "attribute 'dilations' is [0, 1]")
+write("conv_kernel_rank_high.onnx",
+      model_bytes([helper.make_node("Conv", ["X", "W"], ["Y"], name="conv")],
+                  [numpy_helper.from_array(np.ones([4, 3, 1, 1, 1, 1], np.float32), "W")],
+                  x_shape=["N", 3, 8, 8], y_shape=["N", 4, 8, 8]), "kernel rank mismatch")
+
+# Dims declaring ~1e9 elements over 216 bytes: refused before allocating 12 GB.
+write("huge_dims_tiny_data.onnx", matmul_with(weight("W", [1052736509, 3], b"\0" * 216)), "216 bytes of raw_data")
+
+# A folded constant sized by a 16-byte shape operand: 2^27 int64 (1 GiB).
+write("folded_constant_cap.onnx",
+      model_bytes([helper.make_node("ConstantOfShape", ["S"], ["C"], name="fill",
+                                    value=helper.make_tensor("v", TensorProto.INT64, [1], [7])),
+                   helper.make_node("Cast", ["C"], ["Y"], name="cast", to=F)],
+                  [numpy_helper.from_array(np.array([1 << 27], np.int64), "S")], y_shape=[1 << 27]),
+      "MiB limit on folded constants")
+
 # External data that must not be read.
 write("ext_parent.onnx", matmul_with(weight("W", [4, 4], location="../x.bin")), "contains '..'")
 write("ext_absolute.onnx", matmul_with(weight("W", [4, 4], location="/tmp/kiln_weights.bin")), "is absolute")

@@ -2,7 +2,8 @@
 // replaced by the function's body, with internal values renamed uniquely,
 // formal inputs/outputs bound to the call's values and attribute references
 // (ref_attr_name) resolved from the call site. ai.kiln.keras.SeparableConv2D
-// stays a single node: kiln has an IR op for it.
+// stays a single node for conversion (kiln has an IR op for it) and is inlined
+// for validation, which must see every node ONNX's shape inference runs.
 #include <map>
 
 #include "frontends/onnx/importer_internal.h"
@@ -16,7 +17,7 @@ constexpr int kMaxCallDepth = 16;
 
 class Inliner {
  public:
-  Inliner(const ::onnx::ModelProto& model, std::vector<FlatNode>& out) : out_(out) {
+  Inliner(const ::onnx::ModelProto& model, KerasOps keras, std::vector<FlatNode>& out) : keras_(keras), out_(out) {
     for (const auto& f : model.functions()) functions_[{f.domain(), f.name()}] = &f;
     const auto& g = model.graph();
     for (const auto& v : g.input()) taken_.insert(v.name());
@@ -29,7 +30,7 @@ class Inliner {
   }
 
   void add(const ::onnx::NodeProto& node, const std::string& label, int64_t opset, int depth) {
-    bool keepsIrOp = node.domain() == kKerasDomain && node.op_type() == "SeparableConv2D";
+    bool keepsIrOp = keras_ == KerasOps::Keep && node.domain() == kKerasDomain && node.op_type() == "SeparableConv2D";
     auto fn = functions_.find({node.domain(), node.op_type()});
     if (keepsIrOp || fn == functions_.end()) {
       out_.push_back(FlatNode{node, label, opset});
@@ -92,6 +93,7 @@ class Inliner {
     return name;
   }
 
+  KerasOps keras_;
   std::vector<FlatNode>& out_;
   std::map<std::pair<std::string, std::string>, const ::onnx::FunctionProto*> functions_;
   std::set<std::string> taken_;
@@ -99,9 +101,9 @@ class Inliner {
 
 }  // namespace
 
-std::vector<FlatNode> flattenGraph(const ::onnx::ModelProto& model, int64_t defaultOpset) {
+std::vector<FlatNode> flattenGraph(const ::onnx::ModelProto& model, int64_t defaultOpset, KerasOps keras) {
   std::vector<FlatNode> out;
-  Inliner inliner(model, out);
+  Inliner inliner(model, keras, out);
   const auto& nodes = model.graph().node();
   for (int i = 0; i < nodes.size(); ++i) inliner.add(nodes[i], nodeLabel(nodes[i], static_cast<size_t>(i)), defaultOpset, 0);
   return out;

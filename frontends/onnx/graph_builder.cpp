@@ -67,6 +67,13 @@ std::vector<Value*> GraphBuilder::emit(std::string_view op, const std::string& n
     const Node* probe = scratch.addNode(op, nodeName, scratchInputs, attrs);
     bool integer = std::all_of(probe->outputs.begin(), probe->outputs.end(), [](const Value* v) { return isInteger(v->type.dtype); });
     if (integer && (!tainted || carriesBatchSentinel(op))) {
+      for (const Value* out : probe->outputs) {
+        int64_t bytes = 0;
+        if (__builtin_mul_overflow(out->type.shape.numElements(), static_cast<int64_t>(dtypeSize(out->type.dtype)), &bytes) ||
+            bytes > kMaxFoldedBytes)
+          throw Error("folding this " + std::string(op) + " into a constant would make " + out->type.str() +
+                      ", more than the " + std::to_string(kMaxFoldedBytes >> 20) + " MiB limit on folded constants");
+      }
       std::vector<Tensor> results = evaluateNode(*probe, tensors);
       std::vector<Value*> outs;
       for (size_t i = 0; i < results.size(); ++i) {

@@ -23,6 +23,11 @@ inline constexpr const char* kBatchArithmeticMessage =
     "computation on the symbolic batch dimension (a dynamic batch may only flow from Shape through "
     "Gather/Slice/Concat/Unsqueeze/Squeeze/Cast/Identity into the first entry of a Reshape shape)";
 
+// Upper bound on a constant made by folding. Folded sizes come from values in
+// the model (ConstantOfShape's shape, Pad's pads, repeated Concat inputs), not
+// from bytes it holds, so without a bound a tiny file could demand gigabytes.
+inline constexpr int64_t kMaxFoldedBytes = int64_t{64} << 20;
+
 class GraphBuilder {
  public:
   // `reserved`: every ONNX value name, so generated names never collide.
@@ -44,7 +49,8 @@ class GraphBuilder {
   Value* addConstant(const std::string& name, Tensor value, bool tainted = false);
 
   // Adds IR node `op`, or, when all its inputs are constant and all its
-  // outputs integer, evaluates it and adds its outputs as constants. Empty
+  // outputs integer, evaluates it and adds its outputs as constants (throws
+  // kiln::Error when one would exceed kMaxFoldedBytes). Empty
   // output names are generated from `nodeName`. Throws Unsupported when a
   // batch-tainted value would reach arithmetic or a real node.
   std::vector<Value*> emit(std::string_view op, const std::string& nodeName, const std::vector<Value*>& inputs,

@@ -64,7 +64,10 @@ void loadExternalData(::onnx::GraphProto& graph, const std::string& baseDir);
 // values defined twice, naming the node.
 void sortNodes(::onnx::GraphProto& graph);
 // ONNX's checker and shape inference; their exceptions become kiln::Error.
-void runOnnxChecks(const ::onnx::ModelProto& model);
+// `inlined` (every call inlined, Keras composites too) is what the shape
+// inference will see: values it would divide by or index with unchecked are
+// rejected first, naming the node.
+void runOnnxChecks(const ::onnx::ModelProto& model, const std::vector<FlatNode>& inlined);
 
 // tensor_convert.cpp
 Tensor convertTensor(const ::onnx::TensorProto& t);
@@ -74,8 +77,10 @@ bool isSupportedElemType(int32_t elemType);
 DType dtypeFromOnnx(int32_t elemType, const std::string& what);
 
 // function_inliner.cpp: the main graph's nodes in order, calls of
-// model-local functions replaced by their bodies.
-std::vector<FlatNode> flattenGraph(const ::onnx::ModelProto& model, int64_t defaultOpset);
+// model-local functions replaced by their bodies. Keep leaves Keras composites
+// with an IR op as single nodes; Inline expands them too.
+enum class KerasOps { Keep, Inline };
+std::vector<FlatNode> flattenGraph(const ::onnx::ModelProto& model, int64_t defaultOpset, KerasOps keras);
 
 // op_rules.cpp
 class GraphBuilder;

@@ -1,7 +1,8 @@
 // Model loading and model-level validation: protobuf parsing with a clear
 // diagnosis of non-model files, IR/opset versions, external initializer data
 // (confined to the model's folder), topological ordering of the main graph,
-// and ONNX's own checker and shape inference.
+// and ONNX's own checker and shape inference, preceded by checks of the values
+// that inference divides by or indexes with unchecked.
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/checker.h>
@@ -13,6 +14,7 @@
 #include <climits>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "frontends/onnx/importer_internal.h"
@@ -220,21 +222,189 @@ void sortNodes(::onnx::GraphProto& graph) {
   graph.mutable_node()->Swap(&sorted);
 }
 
-void runOnnxChecks(const ::onnx::ModelProto& model) {
+namespace {
+
+// Sliding-window ops whose ONNX shape inference (convPoolShapeInference and
+// its ConvTranspose twin) divides by strides and trusts kernel_shape,
+// dilations and pads. The value is the input holding the kernel, whose dims
+// stand in for a missing kernel_shape; -1 where kernel_shape is required.
+const std::map<std::string, int>& windowOps() {
+  static const std::map<std::string, int> ops = {{"Conv", 1},        {"ConvTranspose", 1}, {"ConvInteger", 1},
+                                                 {"QLinearConv", 3}, {"MaxPool", -1},      {"AveragePool", -1},
+                                                 {"LpPool", -1}};
+  return ops;
+}
+
+const int* windowKernelInput(const ::onnx::NodeProto& n) {
+  if (!n.domain().empty() && n.domain() != "ai.onnx") return nullptr;
+  auto it = windowOps().find(n.op_type());
+  return it == windowOps().end() ? nullptr : &it->second;
+}
+
+const ::onnx::AttributeProto* findAttribute(const ::onnx::NodeProto& n, const std::string& name) {
+  for (const auto& a : n.attribute())
+    if (a.name() == name) return &a;
+  return nullptr;
+}
+
+std::string listOf(const google::protobuf::RepeatedField<int64_t>& values) {
+  std::string out = "[";
+  for (int64_t v : values) out += (out.size() > 1 ? ", " : "") + std::to_string(v);
+  return out + "]";
+}
+
+// A zero stride divides by zero inside ONNX's shape inference (SIGFPE); the
+// other values make its window arithmetic meaningless.
+void checkWindowAttributes(const FlatNode& n) {
+  ErrorSite site{"", n.label, n.proto.op_type()};
+  for (const char* name : {"strides", "dilations", "kernel_shape", "pads"}) {
+    const ::onnx::AttributeProto* a = findAttribute(n.proto, name);
+    if (!a) continue;
+    int64_t least = std::string_view(name) == "pads" ? 0 : 1;
+    for (int64_t v : a->ints())
+      if (v < least)
+        throw Error("attribute '" + a->name() + "' is " + listOf(a->ints()) + "; " +
+                        (least == 0 ? "pads must not be negative" : "each value must be at least 1"),
+                    site);
+  }
+}
+
+// What ONNX's window inference reads from its inputs' inferred shapes
+// without checking: the kernel input's rank (each dim past the second
+// indexes the data input's dims), and, for auto_pad with a stride above 1,
+// the data input's spatial dims (it counts down from each dim by the stride,
+// one step at a time).
+struct InputShapeNeeds {
+  bool kernelRank = false;
+  bool spatialSize = false;
+};
+
+InputShapeNeeds inputShapeNeeds(const ::onnx::NodeProto& n, int kernelInput) {
+  InputShapeNeeds needs;
+  needs.kernelRank = kernelInput >= 0 && !findAttribute(n, "kernel_shape");
+  const ::onnx::AttributeProto* autoPad = findAttribute(n, "auto_pad");
+  const ::onnx::AttributeProto* strides = findAttribute(n, "strides");
+  needs.spatialSize = autoPad && autoPad->s() != "VALID" && !findAttribute(n, "pads") && strides &&
+                      std::any_of(strides->ints().begin(), strides->ints().end(), [](int64_t s) { return s > 1; });
+  return needs;
+}
+
+::onnx::ShapeInferenceOptions inferenceOptions() {
+  // strict mode turns inconsistent shapes into errors here rather than odd IR later.
+  return ::onnx::ShapeInferenceOptions(/*check_type=*/true, /*strict_mode=*/1, /*data_prop=*/false);
+}
+
+void inferShapes(::onnx::ModelProto& model) {
+  try {
+    ::onnx::shape_inference::InferShapes(model, ::onnx::OpSchemaRegistry::Instance(), inferenceOptions());
+  } catch (const std::exception& e) {
+    throw Error(std::string("ONNX shape inference fails: ") + e.what());
+  }
+}
+
+// ONNX shape inference over a prefix of the inlined nodes, to learn the
+// shapes a window node's inputs will have before ONNX's own inference of the
+// node runs. Float initializers become typed graph inputs: inference needs
+// their dims, not their weights, and the model is inferred once per node.
+class PrefixInference {
+ public:
+  explicit PrefixInference(const ::onnx::ModelProto& model) : base_(model) {
+    ::onnx::GraphProto& g = *base_.mutable_graph();
+    base_.clear_functions();
+    g.clear_node();
+    g.clear_output();
+    std::set<std::string> inputs;
+    for (const auto& in : g.input()) inputs.insert(in.name());
+    google::protobuf::RepeatedPtrField<::onnx::TensorProto> kept;
+    for (::onnx::TensorProto& t : *g.mutable_initializer()) {
+      if (t.data_type() != ::onnx::TensorProto::FLOAT) {
+        *kept.Add() = std::move(t);
+        continue;
+      }
+      if (inputs.count(t.name())) continue;
+      ::onnx::ValueInfoProto& in = *g.add_input();
+      in.set_name(t.name());
+      auto& type = *in.mutable_type()->mutable_tensor_type();
+      type.set_elem_type(t.data_type());
+      for (int64_t d : t.dims()) type.mutable_shape()->add_dim()->set_dim_value(d);
+    }
+    g.mutable_initializer()->Swap(&kept);
+  }
+
+  // The inferred shapes of every value the first `count` nodes make or read.
+  std::map<std::string, ::onnx::TensorShapeProto> shapesBefore(const std::vector<FlatNode>& nodes, size_t count) const {
+    ::onnx::ModelProto prefix = base_;
+    for (size_t k = 0; k < count; ++k) *prefix.mutable_graph()->add_node() = nodes[k].proto;
+    inferShapes(prefix);
+    std::map<std::string, ::onnx::TensorShapeProto> shapes;
+    auto note = [&](const ::onnx::ValueInfoProto& v) {
+      if (v.type().has_tensor_type() && v.type().tensor_type().has_shape())
+        shapes[v.name()] = v.type().tensor_type().shape();
+    };
+    for (const auto& v : prefix.graph().input()) note(v);
+    for (const auto& v : prefix.graph().value_info()) note(v);
+    for (const auto& t : prefix.graph().initializer()) {
+      ::onnx::TensorShapeProto& shape = shapes[t.name()];
+      for (int64_t d : t.dims()) shape.add_dim()->set_dim_value(d);
+    }
+    return shapes;
+  }
+
+ private:
+  ::onnx::ModelProto base_;
+};
+
+void checkWindowInputs(const FlatNode& n, int kernelInput, InputShapeNeeds needs,
+                       const std::map<std::string, ::onnx::TensorShapeProto>& shapes) {
+  ErrorSite site{"", n.label, n.proto.op_type()};
+  auto shapeOf = [&](int i) -> const ::onnx::TensorShapeProto* {
+    if (i >= n.proto.input_size()) return nullptr;
+    auto it = shapes.find(n.proto.input(i));
+    return it == shapes.end() ? nullptr : &it->second;
+  };
+  const ::onnx::TensorShapeProto* x = shapeOf(0);
+  if (!x) return;
+  if (needs.kernelRank)
+    if (const ::onnx::TensorShapeProto* w = shapeOf(kernelInput); w && w->dim_size() != x->dim_size())
+      throw Error("kernel rank mismatch: kernel input '" + n.proto.input(kernelInput) + "' has rank " +
+                      std::to_string(w->dim_size()) + " but input '" + n.proto.input(0) + "' has rank " +
+                      std::to_string(x->dim_size()),
+                  site);
+  if (needs.spatialSize) {
+    // kiln's window ops take f32, so no input holds more elements than this.
+    constexpr int64_t kMaxElements = kMaxTensorBytes / static_cast<int64_t>(sizeof(float));
+    for (int i = 2; i < x->dim_size(); ++i)
+      if (x->dim(i).has_dim_value() && x->dim(i).dim_value() > kMaxElements)
+        throw Error("input '" + n.proto.input(0) + "' has spatial dimension " + std::to_string(x->dim(i).dim_value()) +
+                        ", larger than any tensor kiln can hold (" + std::to_string(kMaxTensorBytes >> 30) + " GiB of f32)",
+                    site);
+  }
+}
+
+}  // namespace
+
+void runOnnxChecks(const ::onnx::ModelProto& model, const std::vector<FlatNode>& inlined) {
   try {
     ::onnx::checker::check_model(model);
   } catch (const std::exception& e) {
     throw Error(std::string("the ONNX checker rejects the model: ") + e.what());
   }
-  // Inference annotates value_info, so it runs on a copy; strict mode turns
-  // inconsistent shapes into errors here rather than odd IR later.
-  ::onnx::ModelProto annotated = model;
-  try {
-    ::onnx::ShapeInferenceOptions options(/*check_type=*/true, /*strict_mode=*/1, /*data_prop=*/false);
-    ::onnx::shape_inference::InferShapes(annotated, ::onnx::OpSchemaRegistry::Instance(), options);
-  } catch (const std::exception& e) {
-    throw Error(std::string("ONNX shape inference fails: ") + e.what());
+  for (const FlatNode& n : inlined)
+    if (windowKernelInput(n.proto)) checkWindowAttributes(n);
+  // Shapes come from inference itself, so each window node that needs its
+  // inputs checked is checked against an inference of the nodes before it.
+  std::optional<PrefixInference> prefix;
+  for (size_t i = 0; i < inlined.size(); ++i) {
+    const int* kernelInput = windowKernelInput(inlined[i].proto);
+    if (!kernelInput) continue;
+    InputShapeNeeds needs = inputShapeNeeds(inlined[i].proto, *kernelInput);
+    if (!needs.kernelRank && !needs.spatialSize) continue;
+    if (!prefix) prefix.emplace(model);
+    checkWindowInputs(inlined[i], *kernelInput, needs, prefix->shapesBefore(inlined, i));
   }
+  // Inference annotates value_info, so it runs on a copy.
+  ::onnx::ModelProto annotated = model;
+  inferShapes(annotated);
 }
 
 }  // namespace kiln::onnx_import

@@ -114,7 +114,7 @@ Graph importModel(::onnx::ModelProto model, const std::string& baseDir) {
   // Before ONNX's checker, whose messages on bad dims are misleading.
   std::map<std::string, Tensor> initializers = convertInitializers(g);
   sortNodes(g);
-  std::vector<FlatNode> nodes = flattenGraph(model, opset);
+  std::vector<FlatNode> nodes = flattenGraph(model, opset, KerasOps::Keep);
   std::set<std::string> used;
   for (const FlatNode& n : nodes) used.insert(n.proto.input().begin(), n.proto.input().end());
   for (const auto& out : g.output()) used.insert(out.name());
@@ -122,7 +122,7 @@ Graph importModel(::onnx::ModelProto model, const std::string& baseDir) {
   // Before ONNX's checker: it stops at the first op it does not know, while
   // kiln reports every unsupported feature at once.
   issues.throwIfAny();
-  runOnnxChecks(model);
+  runOnnxChecks(model, flattenGraph(model, opset, KerasOps::Inline));
   return buildGraph(g, nodes, std::move(initializers));
 }
 

@@ -1,6 +1,6 @@
 // TensorProto -> kiln::Tensor: element types, checked shapes, and the data
 // fields (typed float_data/int64_data/int32_data or little-endian raw_data),
-// whose size must match the dims exactly.
+// whose size must match the dims exactly, checked before any allocation.
 #include <algorithm>
 #include <bit>
 
@@ -48,10 +48,7 @@ Shape tensorShape(const ::onnx::TensorProto& t, DType dtype) {
 namespace {
 
 template <class Field>
-void copyTyped(const Field& field, const char* fieldName, Tensor& out, const std::string& what) {
-  if (static_cast<int64_t>(field.size()) != out.numElements())
-    throw Error(what + " holds " + std::to_string(field.size()) + " values in " + fieldName + ", its dims " +
-                out.shape().str() + " need " + std::to_string(out.numElements()));
+void copyTyped(const Field& field, Tensor& out) {
   switch (out.dtype()) {
     case DType::F32: std::copy(field.begin(), field.end(), out.data<float>()); break;
     case DType::I64: std::copy(field.begin(), field.end(), out.data<int64_t>()); break;
@@ -60,6 +57,17 @@ void copyTyped(const Field& field, const char* fieldName, Tensor& out, const std
       std::transform(field.begin(), field.end(), out.data<bool>(), [](auto v) { return v != 0; });
       break;
   }
+}
+
+// How many values the typed field of `dtype` holds, and its name.
+std::pair<int64_t, const char*> typedFieldSize(const ::onnx::TensorProto& t, DType dtype) {
+  switch (dtype) {
+    case DType::F32: return {t.float_data_size(), "float_data"};
+    case DType::I64: return {t.int64_data_size(), "int64_data"};
+    case DType::I32:
+    case DType::Bool: break;
+  }
+  return {t.int32_data_size(), "int32_data"};
 }
 
 }  // namespace
@@ -71,23 +79,32 @@ Tensor convertTensor(const ::onnx::TensorProto& t) {
   if (t.data_location() == ::onnx::TensorProto::EXTERNAL)
     throw Error(what + " uses external data, which kiln reads for graph initializers only");
   if (t.has_segment()) throw Error(what + " is segmented, which kiln does not support");
-  Tensor out(dtype, shape);
+  // The data must match the dims before anything is allocated: dims are
+  // free to declare, so only the bytes present may size the allocation.
+  int64_t elements = shape.numElements();
   if (t.has_raw_data()) {
     const std::string& raw = t.raw_data();
-    if (raw.size() != out.byteSize())
+    size_t need = static_cast<size_t>(elements) * dtypeSize(dtype);
+    if (raw.size() != need)
       throw Error(what + " holds " + std::to_string(raw.size()) + " bytes of raw_data, its dims " + shape.str() +
-                  " need " + std::to_string(out.byteSize()));
+                  " need " + std::to_string(need));
+    Tensor out(dtype, shape);
     if (dtype == DType::Bool)  // any non-zero byte is true; normalize to 0/1
       std::transform(raw.begin(), raw.end(), out.data<bool>(), [](char c) { return c != 0; });
     else
       std::memcpy(out.rawData(), raw.data(), raw.size());
     return out;
   }
+  auto [held, field] = typedFieldSize(t, dtype);
+  if (held != elements)
+    throw Error(what + " holds " + std::to_string(held) + " values in " + field + ", its dims " + shape.str() +
+                " need " + std::to_string(elements));
+  Tensor out(dtype, shape);
   switch (dtype) {
-    case DType::F32: copyTyped(t.float_data(), "float_data", out, what); break;
-    case DType::I64: copyTyped(t.int64_data(), "int64_data", out, what); break;
+    case DType::F32: copyTyped(t.float_data(), out); break;
+    case DType::I64: copyTyped(t.int64_data(), out); break;
     case DType::I32:
-    case DType::Bool: copyTyped(t.int32_data(), "int32_data", out, what); break;
+    case DType::Bool: copyTyped(t.int32_data(), out); break;
   }
   return out;
 }
