@@ -109,6 +109,10 @@ write("conv_kernel_rank_high.onnx",
                   x_shape=["N", 3, 8, 8], y_shape=["N", 4, 8, 8]), "kernel rank mismatch")
 
 # Dims declaring ~1e9 elements over 216 bytes: refused before allocating 12 GB.
+write("duplicate_initializer.onnx",
+      model_bytes([helper.make_node("MatMul", ["X", "W"], ["Y"], name="mm")],
+                  [weight("W", [4, 4], b"\0" * 64), weight("W", [4, 4], b"\0" * 64)]),
+      "initializer 'W' is defined twice")
 write("huge_dims_tiny_data.onnx", matmul_with(weight("W", [1052736509, 3], b"\0" * 216)), "216 bytes of raw_data")
 
 # A folded constant sized by a 16-byte shape operand: 2^27 int64 (1 GiB).

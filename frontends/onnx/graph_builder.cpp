@@ -1,5 +1,6 @@
-// GraphBuilder: name binding, constant folding of integer shape arithmetic,
-// and the symbolic-batch sentinel rules (see graph_builder.h).
+// GraphBuilder: name binding, constant folding of integer shape arithmetic
+// and single-value operands, and the symbolic-batch sentinel rules (see
+// graph_builder.h).
 #include "frontends/onnx/graph_builder.h"
 
 #include <algorithm>
@@ -56,7 +57,9 @@ std::vector<Value*> GraphBuilder::emit(std::string_view op, const std::string& n
   bool tainted = std::any_of(inputs.begin(), inputs.end(), [&](const Value* v) { return v && isBatchTainted(v); });
   bool allConstant = std::all_of(inputs.begin(), inputs.end(), [](const Value* v) { return !v || v->isConstant(); });
   if (allConstant) {
-    // Try the node in a scratch graph: folded if its outputs are integers.
+    // Try the node in a scratch graph: folded if its outputs are integers
+    // (shape arithmetic) or single values (operands such as Clip's bounds,
+    // which exporters write as Cast(Constant)).
     Graph scratch;
     std::vector<Value*> scratchInputs;
     std::vector<const Tensor*> tensors;
@@ -65,8 +68,10 @@ std::vector<Value*> GraphBuilder::emit(std::string_view op, const std::string& n
       tensors.push_back(v ? &v->constant : nullptr);
     }
     const Node* probe = scratch.addNode(op, nodeName, scratchInputs, attrs);
-    bool integer = std::all_of(probe->outputs.begin(), probe->outputs.end(), [](const Value* v) { return isInteger(v->type.dtype); });
-    if (integer && (!tainted || carriesBatchSentinel(op))) {
+    bool operandLike = std::all_of(probe->outputs.begin(), probe->outputs.end(), [](const Value* v) {
+      return isInteger(v->type.dtype) || (v->type.shape.isStatic() && v->type.shape.numElements() == 1);
+    });
+    if (operandLike && (!tainted || carriesBatchSentinel(op))) {
       for (const Value* out : probe->outputs) {
         int64_t bytes = 0;
         if (__builtin_mul_overflow(out->type.shape.numElements(), static_cast<int64_t>(dtypeSize(out->type.dtype)), &bytes) ||

@@ -64,7 +64,10 @@ std::set<std::string> valueNames(const ::onnx::GraphProto& g, const std::vector<
 
 std::map<std::string, Tensor> convertInitializers(const ::onnx::GraphProto& g) {
   std::map<std::string, Tensor> out;
-  for (const auto& t : g.initializer()) out[t.name()] = convertTensor(t);
+  for (const auto& t : g.initializer()) {
+    if (out.count(t.name())) throw Error("initializer '" + t.name() + "' is defined twice");
+    out[t.name()] = convertTensor(t);
+  }
   return out;
 }
 
