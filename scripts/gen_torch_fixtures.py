@@ -386,6 +386,32 @@ def keras_separable_function(gen):
 
 
 # name -> (model factory, input shape used in the data, opset, dynamic batch)
+class FunctionalOps(nn.Module):
+    """Functional forms exporters lower differently from the modules:
+    F.relu6 and torch.clamp (Clip with Cast(Constant) bounds), x*sigmoid(x),
+    F.hardsigmoid, a mean over the spatial dims (ReduceMean), log_softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = F.relu6(self.bn(self.conv(x)))
+        y = y * torch.sigmoid(y)
+        y = torch.clamp(F.hardsigmoid(y) * y, -1.0, 2.0)
+        return F.log_softmax(self.fc(y.mean(dim=(2, 3))), dim=1)
+
+
+def shufflenet_v2():
+    return torchvision.models.shufflenet_v2_x0_5(num_classes=10)
+
+
+def mobilenet_v3_small():
+    return torchvision.models.mobilenet_v3_small(num_classes=10)
+
+
 FIXTURES = {
     "conv_bn_relu_stack": (ConvBnReluStack, (1, 3, 17, 17), 13, False),
     "conv_bn_relu_stack_op11": (ConvBnReluStack, (1, 3, 17, 17), 11, False),
@@ -416,6 +442,9 @@ FIXTURES = {
     "mobilenet_v2": (mobilenet_v2, (1, 3, 64, 64), 13, False),
     "resnet18": (resnet18, (1, 3, 64, 64), 13, False),
     "tf_nhwc_residual": (TfNhwcResidual, (1, 16, 16, 3), 13, False),
+    "functional_ops_dynamic": (FunctionalOps, (3, 3, 8, 8), 13, True),
+    "shufflenet_v2": (shufflenet_v2, (1, 3, 64, 64), 13, False),
+    "mobilenet_v3_small": (mobilenet_v3_small, (1, 3, 64, 64), 17, False),
 }
 
 # name -> builder(torch.Generator) returning (ModelProto, input, expected output)

@@ -70,10 +70,32 @@ std::pair<int64_t, const char*> typedFieldSize(const ::onnx::TensorProto& t, DTy
   return {t.int32_data_size(), "int32_data"};
 }
 
+// Exporters write scalar operands (torch.clamp's bounds under a dynamic
+// batch) as double constants that a Cast turns into float. kiln computes in
+// float, so a single double value narrows to f32; larger double tensors stay
+// unsupported rather than silently losing precision.
+Tensor narrowDoubleScalar(const ::onnx::TensorProto& t, const std::string& what) {
+  Shape shape;
+  for (int64_t d : t.dims()) {
+    if (d != 1) throw Error(what + " is a DOUBLE tensor; kiln accepts DOUBLE only for single values");
+    shape.dims.push_back(d);
+  }
+  double value = 0;
+  if (t.has_raw_data() && t.raw_data().size() == sizeof value)
+    std::memcpy(&value, t.raw_data().data(), sizeof value);
+  else if (!t.has_raw_data() && t.double_data_size() == 1)
+    value = t.double_data(0);
+  else
+    throw Error(what + " does not hold exactly one DOUBLE value");
+  return Tensor::fromVector<float>(shape, {static_cast<float>(value)});
+}
+
 }  // namespace
 
 Tensor convertTensor(const ::onnx::TensorProto& t) {
   std::string what = "tensor '" + t.name() + "'";
+  if (t.data_type() == ::onnx::TensorProto::DOUBLE && t.data_location() != ::onnx::TensorProto::EXTERNAL)
+    return narrowDoubleScalar(t, what);
   DType dtype = dtypeFromOnnx(t.data_type(), what);
   Shape shape = tensorShape(t, dtype);
   if (t.data_location() == ::onnx::TensorProto::EXTERNAL)
