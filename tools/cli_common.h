@@ -63,6 +63,7 @@ struct Command {
 };
 
 const Command& inspectCommand();
+const Command& compileCommand();
 const Command& runCommand();
 
 }  // namespace kiln::cli

@@ -154,7 +154,7 @@ int runInspect(const ParsedArgs& args) {
   std::string pipelineFlag = firstPipelineOption(args);
   if (!afterPasses && !pipelineFlag.empty()) throw UsageError(pipelineFlag + " needs --after-passes");
   // Parse every option before the (possibly slow) import.
-  PipelineRequest pipeline = afterPasses ? parsePipelineArgs(args) : PipelineRequest{};
+  PipelineRequest pipeline = afterPasses ? parsePipelineArgs(args, kGraphLevels) : PipelineRequest{};
 
   const std::string& modelPath = args.positionals[0];
   Graph g = onnx_import::importModelFile(modelPath);
@@ -197,7 +197,7 @@ int runInspect(const ParsedArgs& args) {
 }  // namespace
 
 const Command& inspectCommand() {
-  static const std::string help = std::string(kHelpHead) + pipelineOptionsHelp() + std::string(kHelpTail);
+  static const std::string help = std::string(kHelpHead) + pipelineOptionsHelp(kGraphLevels) + std::string(kHelpTail);
   static const Command command = [] {
     Command c{
         "inspect",

@@ -9,7 +9,7 @@ namespace kiln::cli {
 namespace {
 
 const std::vector<const Command*>& commands() {
-  static const std::vector<const Command*> all = {&inspectCommand(), &runCommand()};
+  static const std::vector<const Command*> all = {&inspectCommand(), &compileCommand(), &runCommand()};
   return all;
 }
 
@@ -34,7 +34,7 @@ std::string topLevelHelp() {
   }
   text +=
       "\n"
-      "exit status: 0 success, 1 unusable model or data file, 2 bad usage.\n"
+      "exit status: 0 success, 1 unusable model or data file or failed compile, 2 bad usage.\n"
       "Run 'kiln help COMMAND' for a command's options.\n";
   return text;
 }

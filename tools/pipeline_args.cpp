@@ -9,8 +9,6 @@ namespace kiln::cli {
 
 namespace {
 
-constexpr int kDefaultLevel = 2;
-
 // Debug builds verify the IR after every pass, so a broken pass shows up at
 // the pass that broke it; release builds skip that cost unless asked.
 #ifdef NDEBUG
@@ -63,6 +61,22 @@ std::string helpEntry(std::string_view option, const std::string& description) {
   return text + line + "\n";
 }
 
+std::string joinNames(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+void endWithPlanMemory(std::vector<std::string>& passes) {
+  if (passes.empty() || passes.back() != "plan-memory") passes.push_back("plan-memory");
+}
+
+std::vector<std::string> passesForLevel(int level, const PipelineLevels& levels) {
+  std::vector<std::string> passes = pipelineForLevel(level);
+  if (levels.endWithPlanMemory) endWithPlanMemory(passes);
+  return passes;
+}
+
 }  // namespace
 
 const std::vector<OptionSpec>& pipelineOptionSpecs() {
@@ -73,39 +87,47 @@ const std::vector<OptionSpec>& pipelineOptionSpecs() {
   return specs;
 }
 
-std::string pipelineOptionsHelp() {
-  auto join = [](const std::vector<std::string>& names) {
-    std::string text;
-    for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
-    return text;
-  };
+std::string pipelineOptionsHelp(const PipelineLevels& levels) {
   std::vector<std::string> known;
   for (const PassDef& pass : allPasses()) known.push_back(pass.name);
-  // Pass lists come from the pipeline itself so the help cannot go stale.
-  return helpEntry("-O0, -O1, -O2", "the optimization pipeline: -O0 runs no pass, -O1 runs " +
-                                        join(pipelineForLevel(1)) + "; -O2 (the default) runs " +
-                                        join(pipelineForLevel(2))) +
+  // Pass lists come from the pipelines themselves so the help cannot go stale.
+  std::string flags, meaning;
+  for (int level = 0; level <= levels.maxLevel; ++level) {
+    std::string flag = "-O" + std::to_string(level);
+    std::vector<std::string> passes = passesForLevel(level, levels);
+    flags += (level ? ", " : "") + flag;
+    meaning += (level ? "; " : "") + flag + (level == levels.defaultLevel ? " (the default)" : "") + " runs ";
+    meaning += level > 0 && passes == passesForLevel(level - 1, levels) ? "the passes of -O" + std::to_string(level - 1)
+               : passes.empty()                                         ? "no pass"
+                                                                        : joinNames(passes);
+  }
+  return helpEntry(flags, "the optimization pipeline: " + meaning + std::string(levels.helpNote)) +
          helpEntry("--passes A,B,...", "run exactly these passes, in this order, instead of a -O pipeline (a pass "
-                                       "may repeat); the passes: " + join(known)) +
+                                       "may repeat); the passes: " + joinNames(known)) +
          helpEntry("--print-after PASS", "print the IR to stdout after each run of PASS (repeatable)") +
          helpEntry("--print-after-all", "print the IR to stdout after every pass") +
          helpEntry("--dump-dot DIR", "write the graph after each pass as DIR/NN-PASS.dot") +
          helpEntry("--verify-each", "check the IR invariants after every pass (always on in debug builds)");
 }
 
-PipelineRequest parsePipelineArgs(const ParsedArgs& args) {
+PipelineRequest parsePipelineArgs(const ParsedArgs& args, const PipelineLevels& levels) {
   PipelineRequest request;
-  int level = kDefaultLevel;
+  request.level = levels.defaultLevel;
   if (auto text = args.value("-O")) {
-    if (*text != "0" && *text != "1" && *text != "2")
-      throw UsageError("unknown optimization level '-O" + *text + "' (use -O0, -O1 or -O2)");
-    level = (*text)[0] - '0';
+    if (text->size() != 1 || (*text)[0] < '0' || (*text)[0] > '0' + levels.maxLevel) {
+      std::string known;
+      for (int level = 0; level <= levels.maxLevel; ++level)
+        known += (level == 0 ? "" : level == levels.maxLevel ? " or " : ", ") + ("-O" + std::to_string(level));
+      throw UsageError("unknown optimization level '-O" + *text + "' (use " + known + ")");
+    }
+    request.level = (*text)[0] - '0';
   }
-  request.label = "-O" + std::to_string(level);
-  request.passes = pipelineForLevel(level);
+  request.label = "-O" + std::to_string(request.level);
+  request.passes = passesForLevel(request.level, levels);
   if (auto list = args.value("--passes")) {
     request.passes = splitPassList(*list);
     for (const std::string& name : request.passes) requireKnownPass("--passes", name);
+    if (levels.endWithPlanMemory) endWithPlanMemory(request.passes);
     request.label = "--passes";
   }
 

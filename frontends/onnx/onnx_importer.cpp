@@ -4,6 +4,7 @@
 // verify. Every failure leaves as a kiln::Error carrying the file name.
 #include "frontends/onnx/onnx_importer.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -52,6 +53,39 @@ TensorType inputType(const ::onnx::ValueInfoProto& info) {
   }
   type.shape.product(type.shape.hasSymbolicBatch() ? 1 : 0, type.shape.rank());  // throws on overflow
   return type;
+}
+
+// Writes the ImportOptions::inputShapes bindings into the declared types of
+// the graph inputs, where ONNX's shape inference and inputType read them.
+void bindInputShapes(::onnx::GraphProto& g, const std::map<std::string, std::vector<int64_t>>& shapes) {
+  for (const auto& [name, dims] : shapes) {
+    std::string what = "graph input '" + name + "'";
+    auto& inputs = *g.mutable_input();
+    auto input = std::find_if(inputs.begin(), inputs.end(), [&](const auto& v) { return v.name() == name; });
+    if (input == inputs.end()) throw Error("a shape is given for '" + name + "', but the model has no input of that name");
+    if (std::any_of(g.initializer().begin(), g.initializer().end(), [&](const auto& t) { return t.name() == name; }))
+      throw Error(what + " is an initializer; its shape is the constant's");
+    if (!input->type().has_tensor_type()) throw Error(what + " is not a tensor");
+    auto& tensorType = *input->mutable_type()->mutable_tensor_type();
+    // An input without a declared shape has unknown dims of the given rank.
+    if (!tensorType.has_shape())
+      for (size_t d = 0; d < dims.size(); ++d) tensorType.mutable_shape()->add_dim();
+    auto& modelDims = *tensorType.mutable_shape()->mutable_dim();
+    if (static_cast<size_t>(modelDims.size()) != dims.size())
+      throw Error(what + " has rank " + std::to_string(modelDims.size()) + ", the given shape has rank " +
+                  std::to_string(dims.size()));
+    for (int d = 0; d < modelDims.size(); ++d) {
+      auto& dim = modelDims[d];
+      int64_t given = dims[static_cast<size_t>(d)];
+      if (d == 0 && (given == kBatch || !dim.has_dim_value())) continue;  // the batch stays as the model has it
+      if (given < 0)
+        throw Error(what + ": dim " + std::to_string(d) + " needs a size; only dim 0 (the batch) may stay symbolic");
+      if (dim.has_dim_value() && dim.dim_value() != given)
+        throw Error(what + ": dim " + std::to_string(d) + " is " + std::to_string(dim.dim_value()) +
+                    " in the model, the given shape says " + std::to_string(given));
+      dim.set_dim_value(given);  // also clears a dim_param
+    }
+  }
 }
 
 std::set<std::string> valueNames(const ::onnx::GraphProto& g, const std::vector<FlatNode>& nodes) {
@@ -108,10 +142,11 @@ Graph buildGraph(const ::onnx::GraphProto& g, const std::vector<FlatNode>& nodes
   return graph;
 }
 
-Graph importModel(::onnx::ModelProto model, const std::string& baseDir) {
+Graph importModel(::onnx::ModelProto model, const std::string& baseDir, const ImportOptions& options) {
   Issues issues;
   int64_t opset = checkVersions(model, issues);
   ::onnx::GraphProto& g = *model.mutable_graph();
+  bindInputShapes(g, options.inputShapes);
   if (g.sparse_initializer_size() > 0) issues.add("model", "sparse initializers are not supported");
   loadExternalData(g, baseDir);
   // Before ONNX's checker, whose messages on bad dims are misleading.
@@ -147,14 +182,15 @@ auto withFileErrors(const std::string& file, Fn fn) -> decltype(fn()) {
 
 }  // namespace
 
-Graph importModelBytes(const std::string& bytes, const std::string& displayName, const std::string& baseDir) {
-  return withFileErrors(displayName, [&] { return importModel(parseModel(bytes), baseDir); });
+Graph importModelBytes(const std::string& bytes, const std::string& displayName, const std::string& baseDir,
+                       const ImportOptions& options) {
+  return withFileErrors(displayName, [&] { return importModel(parseModel(bytes), baseDir, options); });
 }
 
-Graph importModelFile(const std::string& path) {
+Graph importModelFile(const std::string& path, const ImportOptions& options) {
   return withFileErrors(path, [&] {
     std::string dir = std::filesystem::path(path).parent_path().string();
-    return importModel(parseModel(readFile(path)), dir.empty() ? "." : dir);
+    return importModel(parseModel(readFile(path)), dir.empty() ? "." : dir, options);
   });
 }
 

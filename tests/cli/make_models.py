@@ -9,7 +9,10 @@ Expected outputs are computed here with plain numpy, independently of kiln:
                  -> Gemm -> Softmax ("probs"); the optimizer's test model: BN
                  folds into the Conv and the Relu fuses into it, so both
                  outputs' producers change. No expected values: the tests
-                 compare -O0 against -O2.
+                 compare -O0 against -O2, and compiled code against -O0.
+  any_size.onnx  image f32[N,3,H,W] -> Conv(3x3, pad 1) -> Relu
+                 -> GlobalAveragePool -> Flatten ("pooled"); H and W are
+                 symbolic, for `kiln compile --shape`.
 plus numpy-written .npy files (v2.0 header, Fortran order, bool, i32) for the
 reader's compatibility tests. Also used as fuzzing seeds by run-fuzzer.sh.
 """
@@ -117,6 +120,23 @@ def conv_bn_relu(out_dir, rng):
     np.save(os.path.join(out_dir, "conv_bn_relu_image.npy"), rng.uniform(-1, 1, (3, 3, 6, 6)).astype(np.float32))
 
 
+def any_size(out_dir, rng):
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["image", "w", "b"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["pooled"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "any_size",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 4])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    save_model(graph, os.path.join(out_dir, "any_size.onnx"))
+
+
 def numpy_files(out_dir):
     counting = np.arange(6, dtype=np.float32).reshape(2, 3)
     with open(os.path.join(out_dir, "np_v2.npy"), "wb") as f:
@@ -134,6 +154,7 @@ def main():
     tiny_cnn(out_dir, rng)
     gather(out_dir, rng)
     conv_bn_relu(out_dir, rng)
+    any_size(out_dir, rng)
     numpy_files(out_dir)
 
 

@@ -1,7 +1,9 @@
 // Drives the built `kiln` binary: help and version, usage errors (exit 2),
 // inspect and run on small models (outputs checked against numpy-computed
 // values), seeded random inputs, the optimizer flags (-O levels, pass
-// reports, IR and DOT dumps), --top-k, and the malformed-model corpus (exit 1).
+// reports, IR and DOT dumps), --top-k, the malformed-model corpus (exit 1),
+// and compile: every --emit kind, cross-compiling, headers, --shape, atomic
+// outputs, and compiled artifacts run by `kiln run` against the interpreter.
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -482,4 +484,220 @@ TEST_CASE("kiln inspect rejects every model of the malformed corpus with exit 1"
     ++checked;
   }
   CHECK(checked > 0);
+}
+
+TEST_CASE("kiln compile builds a .so that kiln run agrees with the interpreter on") {
+  fs::path dir = scratchDir("compile_so");
+  fs::path so = dir / "model.so";
+  Result r = runKiln(dir, {"compile", data("conv_bn_relu.onnx"), "-o", so.string(), "--verify-each"});
+  REQUIRE(r.exitCode == 0);
+  // "kiln: import 1.2 ms, optimize 0.3 ms, codegen 480 ms, total 482 ms -> DIR/model.so (TRIPLE, CPU)"
+  std::vector<std::string> progress = lines(r.err);
+  REQUIRE(progress.size() == 1);
+  for (const char* part : {"kiln: import ", " ms, optimize ", " ms, codegen ", " ms, total "})
+    CHECK_THAT(progress[0], Catch::Contains(part));
+  CHECK_THAT(progress[0], Catch::Contains(" ms -> " + so.string() + " ("));
+  REQUIRE(fs::exists(so));
+
+  std::string image = "image=" + data("conv_bn_relu_image.npy");
+  r = runKiln(dir, {"run", so.string(), "--input", image, "--output-dir", (dir / "compiled").string()});
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("ran " + so.string() + " (compiled for ") &&
+                        Catch::Contains("  probs: f32[3x5] -> "));
+  r = runKiln(dir, {"run", data("conv_bn_relu.onnx"), "-O0", "--input", image, "--output-dir",
+                    (dir / "interp").string()});
+  REQUIRE(r.exitCode == 0);
+  for (const char* file : {"probs.npy", "features_relu_0.npy"}) {
+    INFO(file);
+    CHECK(relativeError(kiln::npy::readFile((dir / "compiled" / file).string()),
+                        kiln::npy::readFile((dir / "interp" / file).string())) <= 1e-4);
+  }
+
+  // Random inputs and --top-k work the same way for artifacts; ELF files are
+  // recognized by their magic whatever their name.
+  fs::path renamed = dir / "model.bin";
+  fs::copy_file(so, renamed);
+  r = runKiln(dir, {"run", renamed.string(), "--random-inputs", "5", "--batch", "2", "--top-k", "2", "--output-dir",
+                    (dir / "random").string()});
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("top 2 of 'probs' (5 classes):\n  sample 0:\n    1. "));
+  CHECK(kiln::npy::readFile((dir / "random" / "probs.npy").string()).shape() == kiln::Shape{2, 5});
+  r = runKiln(dir, {"run", data("conv_bn_relu.onnx"), "--random-inputs", "5", "--batch", "2", "--output-dir",
+                    (dir / "random_interp").string()});
+  REQUIRE(r.exitCode == 0);
+  CHECK(valuesOf<float>(kiln::npy::readFile((dir / "random" / "inputs" / "image.npy").string())) ==
+        valuesOf<float>(kiln::npy::readFile((dir / "random_interp" / "inputs" / "image.npy").string())));
+  CHECK(relativeError(kiln::npy::readFile((dir / "random" / "probs.npy").string()),
+                      kiln::npy::readFile((dir / "random_interp" / "probs.npy").string())) <= 1e-4);
+}
+
+TEST_CASE("kiln run checks inputs against an artifact's descriptor") {
+  fs::path dir = scratchDir("run_artifact_checks");
+  fs::path so = dir / "model.so";
+  REQUIRE(runKiln(dir, {"compile", data("tiny_cnn.onnx"), "-o", so.string(), "--quiet"}).exitCode == 0);
+  Tensor wrongDim(kiln::DType::F32, kiln::Shape{1, 2, 5, 4});
+  std::fill_n(wrongDim.data<float>(), wrongDim.numElements(), 0.0f);
+  kiln::npy::writeFile((dir / "wide.npy").string(), wrongDim);
+  Result r = runKiln(dir, {"run", so.string(), "--input", "image=" + (dir / "wide.npy").string(), "--output-dir",
+                           dir.string()});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("wide.npy: input 'image': dim 3 is 4, expected 5"));
+  r = runKiln(dir, {"run", so.string(), "--input", "image=" + data("gather_data.npy"), "--output-dir", dir.string()});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("input 'image' expects f32[Nx2x5x5], the file holds f32[3x4]"));
+  requireUsageError(dir, {"run", so.string(), "--input", "picture=x.npy", "--output-dir", dir.string()},
+                    "the model has no input 'picture'");
+  // The optimizer flags and --engine were the compiler's business.
+  std::vector<std::string> base = {"run", so.string(), "--random-inputs", "1", "--output-dir", dir.string()};
+  for (const auto& [extra, flag] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"-O0"}, "-O"}, {{"--passes", "dce"}, "--passes"}, {{"--print-after-all"}, "--print-after-all"},
+           {{"--engine", "interp"}, "--engine"}}) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    requireUsageError(dir, args, flag + " applies to .onnx models");
+  }
+  // The tiny model's outputs match numpy through the compiled code too.
+  r = runKiln(dir, {"run", so.string(), "--input", "image=" + data("tiny_cnn_image.npy"), "--output-dir",
+                    (dir / "out").string()});
+  REQUIRE(r.exitCode == 0);
+  requireClose(kiln::npy::readFile((dir / "out" / "head_probs.npy").string()),
+               kiln::npy::readFile(data("tiny_cnn_expected_probs.npy")), 1e-5f);
+  requireClose(kiln::npy::readFile((dir / "out" / "features_0.npy").string()),
+               kiln::npy::readFile(data("tiny_cnn_expected_features.npy")), 1e-4f);
+}
+
+TEST_CASE("kiln run rejects broken artifacts naming the file (exit 1)") {
+  fs::path dir = scratchDir("run_bad_artifact");
+  fs::path so = dir / "model.so";
+  REQUIRE(runKiln(dir, {"compile", data("conv_bn_relu.onnx"), "-o", so.string(), "--quiet"}).exitCode == 0);
+  std::string bytes = slurp(so);
+  fs::path truncated = dir / "truncated.so";
+  std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  fs::path text = dir / "text.so";
+  std::ofstream(text) << "this is not a shared library\n";
+  for (const fs::path& broken : {truncated, text}) {
+    Result r = runKiln(dir, {"run", broken.string(), "--random-inputs", "1", "--output-dir", (dir / "o").string()});
+    CHECK(r.exitCode == 1);
+    CHECK_THAT(r.err, Catch::StartsWith("kiln: error: " + broken.string() + ": "));
+  }
+}
+
+TEST_CASE("kiln compile emits objects, assembly, LLVM IR and headers") {
+  fs::path dir = scratchDir("compile_emit");
+  std::string model = data("conv_bn_relu.onnx");
+  auto compile = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"compile", model, "--quiet"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Result r = runKiln(dir, args);
+    REQUIRE(r.exitCode == 0);
+    CHECK(r.err.empty());
+  };
+  compile({"-o", (dir / "model.o").string()});
+  CHECK(slurp(dir / "model.o").starts_with("\x7f" "ELF"));
+  compile({"-o", (dir / "listing.txt").string(), "--emit", "asm", "-O1"});
+  CHECK_THAT(slurp(dir / "listing.txt"), Catch::Contains("model_kiln_artifact_v1"));
+  compile({"-o", (dir / "model.ll").string(), "-O0"});
+  CHECK_THAT(slurp(dir / "model.ll"), Catch::Contains("define") && Catch::Contains("@model_kiln_artifact_v1"));
+
+  fs::path arm = dir / "arm.o";
+  compile({"-o", arm.string(), "--target", "aarch64-linux-gnu", "--cpu", "cortex-a72", "--emit", "obj", "--name",
+           "fashion_net", "--header", (dir / "fashion_net.h").string()});
+  std::string elf = slurp(arm);
+  REQUIRE(elf.size() > 20);
+  CHECK(elf.starts_with("\x7f" "ELF"));
+  int machine = static_cast<unsigned char>(elf[18]) | static_cast<unsigned char>(elf[19]) << 8;
+  CHECK(machine == 183);  // EM_AARCH64
+  std::string header = slurp(dir / "fashion_net.h");
+  CHECK_THAT(header, Catch::Contains("fashion_net_kiln_artifact_v1") && Catch::Contains("#include <kiln/artifact.h>"));
+  CHECK_THAT(slurp(arm), Catch::Contains("fashion_net_kiln_artifact_v1"));
+
+  // The pipeline debugging flags work as for inspect; -O0 still plans memory.
+  Result r = runKiln(dir, {"compile", model, "-o", (dir / "dbg.o").string(), "-O0", "--print-after=plan-memory",
+                           "--dump-dot", (dir / "dots").string()});
+  REQUIRE(r.exitCode == 0);
+  CHECK(count(r.out, "// ----- IR after ") == 1);
+  CHECK_THAT(r.out, Catch::Contains("BatchNormalization("));
+  CHECK(fs::exists(dir / "dots" / "01-plan-memory.dot"));
+}
+
+TEST_CASE("kiln compile --shape binds symbolic dims") {
+  fs::path dir = scratchDir("compile_shape");
+  std::string model = data("any_size.onnx");
+  fs::path so = dir / "any.so", header = dir / "any.h";
+  Result r = runKiln(dir, {"compile", model, "-o", so.string(), "--header", header.string()});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("any_size.onnx") && Catch::Contains("graph input 'image'") &&
+                        Catch::Contains("'H'"));
+  // A failed compile leaves neither file.
+  CHECK(!fs::exists(so));
+  CHECK(!fs::exists(header));
+
+  r = runKiln(dir, {"compile", model, "-o", so.string(), "--shape", "image=1x4x8x8", "--quiet"});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("graph input 'image': dim 1 is 3 in the model, the given shape says 4"));
+  r = runKiln(dir, {"compile", model, "-o", so.string(), "--shape", "image=1x3x8", "--quiet"});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("graph input 'image' has rank 4, the given shape has rank 3"));
+  r = runKiln(dir, {"compile", model, "-o", so.string(), "--shape", "picture=1x3x8x8", "--quiet"});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("no input of that name"));
+  CHECK(!fs::exists(so));
+
+  // The leading dim is the batch: it stays a run-time argument.
+  for (const char* shape : {"image=1x3x8x8", "image=Nx3x8x8"}) {
+    INFO(shape);
+    r = runKiln(dir, {"compile", model, "-o", so.string(), "--shape", shape, "--header", header.string(), "--quiet"});
+    REQUIRE(r.exitCode == 0);
+    CHECK_THAT(slurp(header), Catch::Contains("f32[Nx3x8x8]"));
+    r = runKiln(dir, {"run", so.string(), "--random-inputs", "3", "--batch", "2", "--output-dir",
+                      (dir / "out").string()});
+    REQUIRE(r.exitCode == 0);
+    CHECK(kiln::npy::readFile((dir / "out" / "pooled.npy").string()).shape() == kiln::Shape{2, 4});
+  }
+}
+
+TEST_CASE("kiln compile leaves nothing behind when the header cannot be written") {
+  fs::path dir = scratchDir("compile_header_fails");
+  fs::path so = dir / "model.so";
+  Result r = runKiln(dir, {"compile", data("conv_bn_relu.onnx"), "-o", so.string(), "--header",
+                           (dir / "missing" / "model.h").string()});
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("model.h"));
+  CHECK(!fs::exists(so));
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  CHECK(left == Words{"stderr", "stdout"});
+}
+
+TEST_CASE("kiln compile reports bad usage with exit code 2") {
+  fs::path dir = scratchDir("compile_usage");
+  std::string model = data("conv_bn_relu.onnx");
+  std::string out = (dir / "model.so").string();
+  auto compile = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"compile", model, "-o", out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  requireUsageError(dir, {"compile", model}, "-o OUT is required");
+  requireUsageError(dir, {"compile", "-o", out}, "compile takes one MODEL.onnx");
+  requireUsageError(dir, compile({"--emit", "exe"}), "unknown --emit kind 'exe' (use so, obj, asm or llvm)");
+  requireUsageError(dir, {"compile", model, "-o", (dir / "model.bin").string()}, "cannot tell what to emit");
+  requireUsageError(dir, compile({"--shape", "image"}), "malformed --shape 'image': expected NAME=DIMS");
+  requireUsageError(dir, compile({"--shape", "image=1x3xHx6"}), "malformed --shape 'image=1x3xHx6': dim 2 is 'H'");
+  requireUsageError(dir, compile({"--shape", "image=1xNx6x6"}), "dim 1 is 'N'");
+  requireUsageError(dir, compile({"--shape", "image=1x3x6x6", "--shape", "image=Nx3x6x6"}),
+                    "--shape given twice for input 'image'");
+  requireUsageError(dir, compile({"--name", "9lives"}), "--name '9lives' is not a C identifier");
+  requireUsageError(dir, compile({"--name", "my-model"}), "--name 'my-model' is not a C identifier");
+  requireUsageError(dir, compile({"-O4"}), "unknown optimization level '-O4' (use -O0, -O1, -O2 or -O3)");
+  requireUsageError(dir, compile({"--cpu", "frobnicator"}), "unknown CPU 'frobnicator'");
+  requireUsageError(dir, compile({"--quiet=yes"}), "option '--quiet' takes no value");
+  CHECK(!fs::exists(out));
+
+  Result r = runKiln(dir, {"help", "compile"});
+  CHECK(r.exitCode == 0);
+  for (const char* flag : {"--emit", "--target", "--cpu", "--features", "--shape", "--name", "--header", "-O3",
+                           "--print-after", "--dump-dot", "--verify-each", "--quiet", "exit status"})
+    CHECK_THAT(r.out, Catch::Contains(flag));
 }

@@ -1,0 +1,42 @@
+// The LLVM backend: turns an optimized, memory-planned graph into native
+// code for a target and writes it as a shared library (linked with lld as a
+// library), an object file, assembly or LLVM IR, plus a C header. The
+// artifact's layout is the ABI of runtime/include/kiln/artifact.h.
+#pragma once
+
+#include <string>
+
+#include "compiler/ir/graph.h"
+
+namespace kiln::codegen {
+
+enum class EmitKind { SharedLibrary, Object, Assembly, LLVMIR };
+
+struct CompileOptions {
+  std::string triple;         // "" = host
+  std::string cpu = "native"; // "native" = host CPU
+  std::string features;       // extra "+avx512f,-avx512vl,..."
+  int optLevel = 3;           // LLVM pipeline level 0..3
+  std::string symbolPrefix = "model";  // <prefix>_kiln_artifact_v1
+  std::string modelName;      // recorded in the descriptor
+};
+
+// The resolved target, for reports: triple, CPU name and the features the
+// code may use.
+struct ResolvedTarget {
+  std::string triple, cpu, features;
+};
+ResolvedTarget resolveTarget(const CompileOptions& options);
+
+// Compiles `g` (must already carry a memory plan: run plan-memory last) and
+// writes `path` atomically: nothing is left at `path` if compilation fails.
+// Throws kiln::Error naming the node and op an emitter could not handle.
+void compileGraph(const Graph& g, const CompileOptions& options, EmitKind kind, const std::string& path);
+
+// The C header declaring the artifact's entry symbol and its I/O.
+std::string artifactHeader(const Graph& g, const CompileOptions& options);
+
+// EmitKind from an output file name (.so, .o, .s, .ll); throws when unknown.
+EmitKind emitKindForPath(const std::string& path);
+
+}  // namespace kiln::codegen

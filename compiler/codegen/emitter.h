@@ -1,0 +1,91 @@
+// Per-op code generation. Every IR op the backend supports has one emitter,
+// registered by op name like the op registry (one file per family in
+// compiler/codegen/ops/). An emitter writes LLVM IR that computes its node
+// for ONE sample: operands arrive as pointers with per-sample static shapes
+// (the symbolic batch dim is 1 here; the generated run function loops or
+// parallelizes over samples). Emitters may repack constant operands (weights)
+// at compile time into the layout their kernel reads.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Module.h>
+
+#include "compiler/ir/graph.h"
+
+namespace kiln::codegen {
+
+// What the target lets emitters assume.
+struct TargetInfo {
+  unsigned vectorFloats = 4;  // f32 lanes of the widest vector register (16 AVX-512, 8 AVX2, 4 NEON/SSE)
+};
+
+// One operand as an emitter sees it.
+struct Operand {
+  llvm::Value* data = nullptr;     // pointer to the sample's first element
+  TensorType type;                 // per-sample static type (batch dim = 1)
+  const Tensor* constant = nullptr;  // the value, when known at compile time
+};
+
+class WeightsBuilder;
+
+class EmitContext {
+ public:
+  EmitContext(llvm::IRBuilder<>& builder, const Node& node, std::vector<std::optional<Operand>> inputs,
+              std::vector<Operand> outputs, const TargetInfo& target, WeightsBuilder& weights);
+
+  llvm::IRBuilder<>& b;
+  const Node& node;
+  const TargetInfo& target;
+
+  bool hasInput(size_t i) const { return i < inputs_.size() && inputs_[i].has_value(); }
+  const Operand& input(size_t i) const;
+  const Operand& output(size_t i = 0) const { return outputs_.at(i); }
+  const Attributes& attrs() const { return node.attrs; }
+
+  // Adds `t` (e.g. a repacked weight) to the artifact's read-only weights
+  // and returns a pointer to it, 64-byte aligned.
+  llvm::Value* packConstant(const Tensor& t);
+
+  llvm::Type* f32Type() const { return b.getFloatTy(); }
+  llvm::Value* i64(int64_t v) const { return b.getInt64(static_cast<uint64_t>(v)); }
+  llvm::Value* f32(float v) const;
+
+  // for (i = begin; i < end; i += step) body(i), i an i64 value.
+  void loop(llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body, int64_t step = 1);
+  void loop(int64_t count, const std::function<void(llvm::Value*)>& body) { loop(i64(0), i64(count), body); }
+
+  // Address / load / store of element `index` (i64) of an operand, typed by
+  // the operand's dtype.
+  llvm::Value* elementPtr(const Operand& t, llvm::Value* index);
+  llvm::Value* load(const Operand& t, llvm::Value* index);
+  void store(const Operand& t, llvm::Value* index, llvm::Value* value);
+
+  [[noreturn]] void fail(const std::string& message) const;
+
+ private:
+  std::vector<std::optional<Operand>> inputs_;
+  std::vector<Operand> outputs_;
+  WeightsBuilder& weights_;
+};
+
+using EmitFn = std::function<void(EmitContext&)>;
+
+class EmitterRegistry {
+ public:
+  // The registry with every emitter of compiler/codegen/ops registered.
+  static const EmitterRegistry& instance();
+  void add(const std::string& op, EmitFn fn);
+  const EmitFn* find(const std::string& op) const;
+
+ private:
+  std::vector<std::pair<std::string, EmitFn>> emitters_;
+};
+
+llvm::Type* llvmType(llvm::LLVMContext& ctx, DType t);
+
+}  // namespace kiln::codegen

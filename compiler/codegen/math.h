@@ -1,0 +1,27 @@
+// Scalar float math as LLVM IR, written without libm calls so the loop
+// vectorizer can widen it and artifacts stay self-contained: exp, log1p-free
+// softplus, tanh, sigmoid, and the activation functions (shared by the
+// activation emitters and the fused Conv/Gemm epilogue).
+#pragma once
+
+#include <llvm/IR/IRBuilder.h>
+
+#include "compiler/ir/attributes.h"
+
+namespace kiln::codegen {
+
+llvm::Value* emitExp(llvm::IRBuilder<>& b, llvm::Value* x);
+llvm::Value* emitLog(llvm::IRBuilder<>& b, llvm::Value* x);  // x > 0
+llvm::Value* emitTanh(llvm::IRBuilder<>& b, llvm::Value* x);
+llvm::Value* emitSigmoid(llvm::IRBuilder<>& b, llvm::Value* x);
+
+// The activation of an IR op (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh,
+// HardSigmoid, HardSwish, Softplus, Clip) applied to x with the op's attributes.
+llvm::Value* emitActivation(llvm::IRBuilder<>& b, const std::string& op, const Attributes& attrs, llvm::Value* x);
+
+// The fused epilogue activation of Conv/Gemm (attributes activation,
+// activation_alpha, activation_beta; see compiler/ops/epilogue.h); returns x
+// unchanged when there is none.
+llvm::Value* emitEpilogueActivation(llvm::IRBuilder<>& b, const Attributes& attrs, llvm::Value* x);
+
+}  // namespace kiln::codegen

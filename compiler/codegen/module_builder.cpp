@@ -1,0 +1,252 @@
+#include "compiler/codegen/module_builder.h"
+
+#include <map>
+
+#include "compiler/codegen/weights.h"
+#include "kiln/artifact.h"
+
+namespace kiln::codegen {
+
+namespace {
+
+bool isBatched(const Value* v) { return v->type.shape.hasSymbolicBatch(); }
+
+// Bytes of one sample of a batched value (or the whole value otherwise).
+int64_t sampleBytes(const Value* v) {
+  const Shape& s = v->type.shape;
+  return s.product(isBatched(v) ? 1 : 0, s.rank()) * static_cast<int64_t>(dtypeSize(v->type.dtype));
+}
+
+TensorType perSampleType(const Value* v) {
+  TensorType t = v->type;
+  if (isBatched(v)) t.shape.dims[0] = 1;
+  return t;
+}
+
+int32_t abiDType(DType t) {
+  switch (t) {
+    case DType::F32: return KILN_F32;
+    case DType::I64: return KILN_I64;
+    case DType::I32: return KILN_I32;
+    case DType::Bool: return KILN_BOOL;
+  }
+  return 0;
+}
+
+class ModuleBuilder {
+ public:
+  ModuleBuilder(const Graph& g, llvm::LLVMContext& ctx, const CompileOptions& options, const ModuleTarget& target)
+      : g_(g),
+        ctx_(ctx),
+        options_(options),
+        target_(target),
+        module_(std::make_unique<llvm::Module>(options.symbolPrefix, ctx)),
+        weights_(*module_),
+        ptr_(llvm::PointerType::get(ctx, 0)),
+        i64_(llvm::Type::getInt64Ty(ctx)),
+        i32_(llvm::Type::getInt32Ty(ctx)),
+        // The sample tasks' shared arguments: {batch, inputs, outputs, workspace}.
+        argsType_(llvm::StructType::create(ctx, {i64_, ptr_, ptr_, ptr_}, "kiln_run_args")) {
+    module_->setTargetTriple(target.resolved.triple);
+    module_->setDataLayout(target.dataLayout);
+    for (size_t i = 0; i < g.inputs().size(); ++i) inputIndex_[g.inputs()[i]] = i;
+    for (size_t i = 0; i < g.outputs().size(); ++i) outputIndex_[g.outputs()[i]] = i;
+  }
+
+  std::unique_ptr<llvm::Module> build(bool exportUnprefixedEntry) {
+    for (Value* v : g_.outputs())
+      if (!v->producer || inputIndex_.count(v))
+        throw Error("graph output '" + v->name + "' is not computed by a node; kiln cannot compile a pass-through");
+    std::vector<std::pair<const Node*, llvm::Function*>> tasks;
+    std::vector<Node*> nodes = g_.nodes();
+    for (size_t k = 0; k < nodes.size(); ++k) tasks.emplace_back(nodes[k], emitNodeTask(*nodes[k], k));
+    llvm::Function* run = emitRun(tasks);
+    weights_.finalize();
+    emitDescriptor(run, exportUnprefixedEntry);
+    for (llvm::Function& f : *module_) {
+      if (f.isDeclaration()) continue;
+      f.addFnAttr("target-cpu", target_.resolved.cpu);
+      f.addFnAttr("target-features", target_.resolved.features);
+      f.addFnAttr(llvm::Attribute::NoUnwind);
+    }
+    return std::move(module_);
+  }
+
+ private:
+  // One node for one sample: void kiln_node_K(ptr args, i64 sample).
+  llvm::Function* emitNodeTask(const Node& n, size_t k) {
+    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_node_" + std::to_string(k),
+                                      *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    llvm::Value* args = fn->getArg(0);
+    llvm::Value* sample = fn->getArg(1);
+    auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(argsType_, args, i)); };
+    Frame frame{field(0, i64_), field(1, ptr_), field(2, ptr_), field(3, ptr_), sample};
+
+    std::vector<std::optional<Operand>> inputs;
+    for (Value* in : n.inputs) inputs.push_back(in ? std::optional<Operand>(operand(b, frame, in)) : std::nullopt);
+    std::vector<Operand> outputs;
+    for (Value* out : n.outputs) outputs.push_back(operand(b, frame, out));
+
+    const EmitFn* emit = EmitterRegistry::instance().find(n.opName());
+    if (!emit) throw Error("the LLVM backend has no emitter for this op yet", n.site());
+    EmitContext ctx(b, n, std::move(inputs), std::move(outputs), target_.info, weights_);
+    (*emit)(ctx);
+    b.CreateRetVoid();
+    return fn;
+  }
+
+  struct Frame {
+    llvm::Value *batch, *inputs, *outputs, *workspace, *sample;
+  };
+
+  // Where value v's data for the current sample lives.
+  Operand operand(llvm::IRBuilder<>& b, const Frame& f, const Value* v) {
+    Operand op;
+    op.type = perSampleType(v);
+    if (v->isConstant()) {
+      op.constant = &v->constant;
+      auto it = constants_.find(v);
+      if (it == constants_.end()) it = constants_.emplace(v, weights_.add(b, v->constant)).first;
+      op.data = it->second;
+      return op;
+    }
+    llvm::Value* base;
+    if (auto in = inputIndex_.find(v); in != inputIndex_.end()) {
+      base = b.CreateLoad(ptr_, b.CreateConstInBoundsGEP1_64(ptr_, f.inputs, in->second), v->name);
+    } else if (auto out = outputIndex_.find(v); out != outputIndex_.end()) {
+      base = b.CreateLoad(ptr_, b.CreateConstInBoundsGEP1_64(ptr_, f.outputs, out->second), v->name);
+    } else {
+      if (v->arenaOffset < 0)
+        throw Error("value '" + v->name + "' has no workspace offset: run the plan-memory pass before compiling");
+      // Planned offsets are per sample: the value's region starts at offset*batch.
+      base = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, b.CreateMul(b.getInt64(static_cast<uint64_t>(v->arenaOffset)), f.batch));
+    }
+    op.data = isBatched(v) ? b.CreateInBoundsGEP(b.getInt8Ty(), base,
+                                                 b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v)))))
+                           : base;
+    return op;
+  }
+
+  // i32 run(i64 batch, ptr inputs, ptr outputs, ptr workspace, ptr parallel_for, ptr pool)
+  llvm::Function* emitRun(const std::vector<std::pair<const Node*, llvm::Function*>>& tasks) {
+    auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, ptr_, ptr_}, false);
+    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run", *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    llvm::Value* args = b.CreateAlloca(argsType_);
+    for (unsigned i = 0; i < 4; ++i) b.CreateStore(fn->getArg(i), b.CreateStructGEP(argsType_, args, i));
+    llvm::Value* batch = fn->getArg(0);
+    llvm::Value* parallelFor = fn->getArg(4);
+    llvm::Value* pool = fn->getArg(5);
+    auto* taskType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    auto* parallelForType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_, ptr_}, false);
+    llvm::Value* serial = b.CreateICmpEQ(parallelFor, llvm::ConstantPointerNull::get(ptr_));
+    for (const auto& [node, task] : tasks) {
+      bool batched = false;
+      for (const Value* out : node->outputs) batched = batched || isBatched(out);
+      llvm::Value* count = batched ? batch : b.getInt64(1);
+      llvm::BasicBlock* serialBlock = llvm::BasicBlock::Create(ctx_, "serial", fn);
+      llvm::BasicBlock* poolBlock = llvm::BasicBlock::Create(ctx_, "pool", fn);
+      llvm::BasicBlock* next = llvm::BasicBlock::Create(ctx_, "next", fn);
+      b.CreateCondBr(serial, serialBlock, poolBlock);
+      b.SetInsertPoint(poolBlock);
+      b.CreateCall(parallelForType, parallelFor, {pool, count, task, args});
+      b.CreateBr(next);
+      b.SetInsertPoint(serialBlock);
+      llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx_, "samples", fn);
+      llvm::BasicBlock* body = llvm::BasicBlock::Create(ctx_, "sample", fn);
+      b.CreateBr(header);
+      b.SetInsertPoint(header);
+      llvm::PHINode* i = b.CreatePHI(i64_, 2);
+      i->addIncoming(b.getInt64(0), serialBlock);
+      b.CreateCondBr(b.CreateICmpSLT(i, count), body, next);
+      b.SetInsertPoint(body);
+      b.CreateCall(taskType, task, {args, i});
+      i->addIncoming(b.CreateAdd(i, b.getInt64(1)), body);
+      b.CreateBr(header);
+      b.SetInsertPoint(next);
+    }
+    b.CreateRet(b.getInt32(0));
+    return fn;
+  }
+
+  llvm::Constant* string(const std::string& s) {
+    auto* init = llvm::ConstantDataArray::getString(ctx_, s);
+    return new llvm::GlobalVariable(*module_, init->getType(), true, llvm::GlobalValue::PrivateLinkage, init, "str");
+  }
+
+  llvm::Constant* tensorInfos(const std::vector<Value*>& values, const std::string& name) {
+    auto* infoType = llvm::StructType::get(ctx_, {ptr_, i32_, i32_, ptr_});
+    std::vector<llvm::Constant*> infos;
+    for (const Value* v : values) {
+      std::vector<int64_t> dims = v->type.shape.dims;  // kBatch == KILN_DIM_BATCH == -1
+      auto* dimsInit = llvm::ConstantDataArray::get(ctx_, llvm::ArrayRef<int64_t>(dims));
+      auto* dimsGlobal = new llvm::GlobalVariable(*module_, dimsInit->getType(), true,
+                                                  llvm::GlobalValue::PrivateLinkage, dimsInit, "dims");
+      infos.push_back(llvm::ConstantStruct::get(
+          infoType, {string(v->name), llvm::ConstantInt::get(i32_, static_cast<uint64_t>(abiDType(v->type.dtype))),
+                     llvm::ConstantInt::get(i32_, v->type.shape.rank()), dimsGlobal}));
+    }
+    auto* arrayType = llvm::ArrayType::get(infoType, infos.size());
+    return new llvm::GlobalVariable(*module_, arrayType, true, llvm::GlobalValue::PrivateLinkage,
+                                    llvm::ConstantArray::get(arrayType, infos), name);
+  }
+
+  void emitDescriptor(llvm::Function* run, bool exportUnprefixedEntry) {
+    static_assert(KILN_DIM_BATCH == kBatch, "the IR's symbolic batch is the ABI's batch marker");
+    auto* i16 = llvm::Type::getInt16Ty(ctx_);
+    auto* descType = llvm::StructType::get(ctx_, {i32_, i16, i16, ptr_, ptr_, ptr_, ptr_, ptr_, i32_, i32_, ptr_, ptr_,
+                                                  i64_, ptr_, i64_, i64_, ptr_});
+    llvm::Constant* fields[] = {
+        llvm::ConstantInt::get(i32_, KILN_ARTIFACT_MAGIC),
+        llvm::ConstantInt::get(i16, KILN_ABI_MAJOR),
+        llvm::ConstantInt::get(i16, KILN_ABI_MINOR),
+        string(KILN_VERSION),
+        string(options_.modelName.empty() ? g_.name : options_.modelName),
+        string(target_.resolved.triple),
+        string(target_.resolved.cpu),
+        string(target_.resolved.features),
+        llvm::ConstantInt::get(i32_, g_.inputs().size()),
+        llvm::ConstantInt::get(i32_, g_.outputs().size()),
+        tensorInfos(g_.inputs(), "kiln_inputs"),
+        tensorInfos(g_.outputs(), "kiln_outputs"),
+        llvm::ConstantInt::get(i64_, static_cast<uint64_t>(g_.arenaBytes)),
+        weights_.global(),
+        llvm::ConstantInt::get(i64_, weights_.size()),
+        llvm::ConstantInt::get(i64_, weights_.hash()),
+        run,
+    };
+    auto* desc = new llvm::GlobalVariable(*module_, descType, true, llvm::GlobalValue::PrivateLinkage,
+                                          llvm::ConstantStruct::get(descType, fields), "kiln_descriptor");
+    auto* entryType = llvm::FunctionType::get(ptr_, {}, false);
+    auto* entry = llvm::Function::Create(entryType, llvm::GlobalValue::ExternalLinkage,
+                                         options_.symbolPrefix + "_kiln_artifact_v1", *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", entry));
+    b.CreateRet(desc);
+    if (exportUnprefixedEntry)
+      llvm::GlobalAlias::create(llvm::GlobalValue::ExternalLinkage, "kiln_artifact_v1", entry);
+  }
+
+  const Graph& g_;
+  llvm::LLVMContext& ctx_;
+  const CompileOptions& options_;
+  const ModuleTarget& target_;
+  std::unique_ptr<llvm::Module> module_;
+  WeightsBuilder weights_;
+  llvm::PointerType* ptr_;
+  llvm::IntegerType* i64_;
+  llvm::IntegerType* i32_;
+  llvm::StructType* argsType_;
+  std::map<const Value*, size_t> inputIndex_, outputIndex_;
+  std::map<const Value*, llvm::Value*> constants_;
+};
+
+}  // namespace
+
+std::unique_ptr<llvm::Module> buildModule(const Graph& g, llvm::LLVMContext& ctx, const CompileOptions& options,
+                                          const ModuleTarget& target, bool exportUnprefixedEntry) {
+  return ModuleBuilder(g, ctx, options, target).build(exportUnprefixedEntry);
+}
+
+}  // namespace kiln::codegen

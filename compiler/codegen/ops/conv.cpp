@@ -1,0 +1,283 @@
+// Emitters for Conv (1-D and 2-D, groups incl. depthwise, strides, pads,
+// dilations, bias, fused residual + epilogue activation) and SeparableConv2D.
+//
+// One direct-convolution mechanism serves every case. Output rows are walked
+// in spans whose valid kernel rows are known at compile time (padding never
+// reaches an inner loop), and each row is cut into column spans the same way.
+// Within a span, a register tile of (a block of output channels) x (a few
+// vectors of adjacent output columns) accumulates over the input channels of
+// the group (a run-time loop) and the kernel taps (unrolled): per tap, one
+// vector load of input columns (strided convs shuffle a wide load) and one
+// broadcast weight per output channel feed rows x chunks FMAs. Constant
+// weights are repacked so that a tap's weights for the channel block are
+// contiguous: per group, [channel block][Cg][KH][KW][block rows].
+// Special cases fall out of the geometry: a 1x1 stride-1 unpadded conv is one
+// row of H*W pixels (a GEMM of weights x input), and a depthwise conv has
+// one-row tiles vectorized along the output width. SeparableConv2D computes,
+// per output row, the depthwise row of all channels into a stack buffer
+// (channels x output width floats) and immediately the pointwise 1x1 conv of
+// that row, so the intermediate never leaves the cache and needs no workspace.
+#include "compiler/codegen/ops/families.h"
+#include "compiler/codegen/ops/vector_kernels.h"
+
+namespace kiln::codegen {
+
+namespace {
+
+using kernels::AxisGeometry;
+using kernels::AxisSpan;
+
+// A 2-D convolution of one sample: channels split into groups of
+// groupChannels inputs and groupOutChannels outputs; rows and cols give the
+// sliding window along height and width.
+struct ConvShape {
+  int64_t groups, groupChannels, groupOutChannels, kernelH, kernelW;
+  AxisGeometry rows, cols;
+
+  int64_t outChannels() const { return groups * groupOutChannels; }
+  int64_t taps() const { return kernelH * kernelW; }
+};
+
+// The 2-D view of Conv's operands: a 1-D conv is a 2-D one of height 1, and
+// (when rows may be merged) a 1x1 stride-1 unpadded conv is one row of all the pixels.
+ConvShape convShape(EmitContext& ctx, const Shape& x, const Shape& w, const Shape& y, int64_t groups, bool mergeRows) {
+  const size_t spatial = x.rank() - 2;
+  if (spatial > 2) ctx.fail("the LLVM backend emits 1-D and 2-D convolutions only (input " + x.str() + ")");
+  const Attributes& a = ctx.attrs();
+  const std::vector<int64_t>& strides = a.getInts("strides");
+  const std::vector<int64_t>& pads = a.getInts("pads");
+  const std::vector<int64_t>& dilations = a.getInts("dilations");
+  auto axis = [&](size_t d) {
+    return AxisGeometry{x[2 + d], y[2 + d], w[2 + d], strides[d], dilations[d], pads[d], pads[spatial + d]};
+  };
+  const AxisGeometry unit{1, 1, 1, 1, 1, 0, 0};
+  ConvShape s{groups, w[1], w[0] / groups, 1, w[x.rank() - 1], unit, axis(spatial - 1)};
+  if (spatial == 2) {
+    s.kernelH = w[2];
+    s.rows = axis(0);
+  }
+  const bool pointwise = s.taps() == 1 && s.rows.stride == 1 && s.cols.stride == 1 &&
+                         std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; });
+  if (mergeRows && pointwise && spatial == 2) {
+    const int64_t pixels = s.rows.in * s.cols.in;
+    s.rows = unit;
+    s.cols = AxisGeometry{pixels, pixels, 1, 1, 1, 0, 0};
+  }
+  return s;
+}
+
+// A channels x rows x columns buffer: element (c, r, col) is at
+// data[c*channelStride + r*rowStride + col].
+struct Planes {
+  llvm::Value* data;
+  int64_t channelStride, rowStride;
+};
+
+Planes planesOf(const ConvShape& s, llvm::Value* data, bool input) {
+  const AxisGeometry &rows = s.rows, &cols = s.cols;
+  return input ? Planes{data, rows.in * cols.in, cols.in} : Planes{data, rows.out * cols.out, cols.out};
+}
+
+// Where the kernel reads weight (m, c, tap): constant weights are repacked
+// per group into [channel block][Cg][taps][block rows] (blocks of blockRows
+// output channels, the last one narrower), others are read as [M][Cg][taps].
+struct ConvWeights {
+  llvm::Value* data;
+  bool packed;
+  int64_t blockRows;
+};
+
+Tensor packWeights(const Tensor& w, const ConvShape& s, int64_t blockRows) {
+  Tensor packed(DType::F32, Shape({w.numElements()}));
+  const float* src = w.data<float>();
+  float* dst = packed.data<float>();
+  const int64_t taps = s.taps(), weightsPerChannel = s.groupChannels * taps;
+  for (int64_t m = 0; m < s.outChannels(); ++m) {
+    const int64_t inGroup = m % s.groupOutChannels, blockStart = inGroup / blockRows * blockRows;
+    const int64_t rows = std::min(blockRows, s.groupOutChannels - blockStart), r = inGroup - blockStart;
+    float* block = dst + (m - r) * weightsPerChannel;
+    for (int64_t i = 0; i < weightsPerChannel; ++i) block[i * rows + r] = src[m * weightsPerChannel + i];
+  }
+  return packed;
+}
+
+ConvWeights convWeights(EmitContext& ctx, const Operand& w, const ConvShape& s) {
+  const int64_t blockRows = std::min<int64_t>(s.groupOutChannels, ctx.target.vectorFloats >= 16 ? 8 : 4);
+  if (!w.constant) return {w.data, false, blockRows};
+  return {ctx.packConstant(packWeights(*w.constant, s, blockRows)), true, blockRows};
+}
+
+// Emits convolution rows: every output channel of one output row per call.
+class ConvKernel {
+ public:
+  ConvKernel(EmitContext& ctx, const ConvShape& s, ConvWeights w, llvm::Value* bias, std::optional<Planes> residual)
+      : ctx_(ctx), b_(ctx.b), s_(s), w_(w), bias_(bias), residual_(residual) {}
+
+  // Output row `oh` of y, whose window reads kernel rows `rowTaps` of x.
+  void emitRow(llvm::Value* oh, const std::vector<int64_t>& rowTaps, const Planes& x, const Planes& y) const {
+    const int64_t fullBlocks = s_.groupOutChannels / w_.blockRows;
+    const int64_t lastRows = s_.groupOutChannels % w_.blockRows;
+    ctx_.loop(s_.groups, [&](llvm::Value* g) {
+      llvm::Value* groupStart = b_.CreateMul(g, ctx_.i64(s_.groupOutChannels));
+      ctx_.loop(fullBlocks, [&](llvm::Value* block) {
+        emitBlock(g, b_.CreateAdd(groupStart, b_.CreateMul(block, ctx_.i64(w_.blockRows))), w_.blockRows, oh, rowTaps,
+                  x, y);
+      });
+      if (lastRows)
+        emitBlock(g, b_.CreateAdd(groupStart, ctx_.i64(fullBlocks * w_.blockRows)), lastRows, oh, rowTaps, x, y);
+    });
+  }
+
+ private:
+  // Output channels [m, m + rows) of group g along the whole row.
+  void emitBlock(llvm::Value* g, llvm::Value* m, int64_t rows, llvm::Value* oh, const std::vector<int64_t>& rowTaps,
+                 const Planes& x, const Planes& y) const {
+    const int64_t lanes = ctx_.target.vectorFloats;
+    const int64_t vectors = std::clamp<int64_t>(kernels::accumulatorBudget(ctx_.target) / rows, 1, 4);
+    for (const AxisSpan& span : kernels::axisSpans(s_.cols))
+      kernels::forEachTile(ctx_, span.begin, span.end, vectors * lanes, [&](llvm::Value* ow, int64_t width) {
+        kernels::AccumulatorTile acc(ctx_, rows, kernels::chunkWidths(width, lanes));
+        initialize(acc, m, oh, ow);
+        accumulate(acc, g, m, oh, ow, rowTaps, span.taps, x);
+        for (int64_t r = 0; r < rows; ++r)
+          for (size_t c = 0; c < acc.chunks().size(); ++c)
+            kernels::storeVector(ctx_, pixel(y, channel(m, r), oh, ow, acc.chunkOffset(c)), acc.get(r, c));
+      });
+  }
+
+  // acc = bias + residual (zero without them).
+  void initialize(const kernels::AccumulatorTile& acc, llvm::Value* m, llvm::Value* oh, llvm::Value* ow) const {
+    for (int64_t r = 0; r < acc.rows(); ++r)
+      for (size_t c = 0; c < acc.chunks().size(); ++c) {
+        const int64_t width = acc.chunks()[c];
+        llvm::Value* v = kernels::splat(
+            ctx_, bias_ ? kernels::loadFloat(ctx_, bias_, channel(m, r)) : static_cast<llvm::Value*>(ctx_.f32(0.f)),
+            width);
+        if (residual_)
+          v = b_.CreateFAdd(
+              v, kernels::loadVector(ctx_, pixel(*residual_, channel(m, r), oh, ow, acc.chunkOffset(c)), width));
+        acc.set(r, c, v);
+      }
+  }
+
+  void accumulate(const kernels::AccumulatorTile& acc, llvm::Value* g, llvm::Value* m, llvm::Value* oh, llvm::Value* ow,
+                  const std::vector<int64_t>& rowTaps, const std::vector<int64_t>& colTaps, const Planes& x) const {
+    if (rowTaps.empty() || colTaps.empty()) return;  // the window reads padding only
+    const AxisGeometry &rows = s_.rows, &cols = s_.cols;
+    ctx_.loop(s_.groupChannels, [&](llvm::Value* c) {
+      llvm::Value* xChannel = b_.CreateAdd(b_.CreateMul(g, ctx_.i64(s_.groupChannels)), c);
+      // Input column of the tile's first output for kernel column 0.
+      llvm::Value* firstCol = b_.CreateSub(b_.CreateMul(ow, ctx_.i64(cols.stride)), ctx_.i64(cols.padBegin));
+      for (int64_t kh : rowTaps) {
+        llvm::Value* ih =
+            b_.CreateAdd(b_.CreateMul(oh, ctx_.i64(rows.stride)), ctx_.i64(kh * rows.dilation - rows.padBegin));
+        for (int64_t kw : colTaps) {
+          std::vector<llvm::Value*> inputs;
+          for (size_t ch = 0; ch < acc.chunks().size(); ++ch) {
+            llvm::Value* col = b_.CreateAdd(firstCol, ctx_.i64(kw * cols.dilation + acc.chunkOffset(ch) * cols.stride));
+            inputs.push_back(kernels::loadVector(ctx_, pixel(x, xChannel, ih, col, 0), acc.chunks()[ch], cols.stride));
+          }
+          const int64_t tap = kh * s_.kernelW + kw;
+          acc.rankOneUpdate([&](int64_t r) { return weight(m, r, acc.rows(), c, tap); }, inputs);
+        }
+      }
+    });
+  }
+
+  llvm::Value* channel(llvm::Value* m, int64_t r) const { return b_.CreateAdd(m, ctx_.i64(r)); }
+
+  llvm::Value* pixel(const Planes& p, llvm::Value* channel, llvm::Value* row, llvm::Value* col,
+                     int64_t colOffset) const {
+    llvm::Value* index =
+        b_.CreateAdd(b_.CreateMul(channel, ctx_.i64(p.channelStride)), b_.CreateMul(row, ctx_.i64(p.rowStride)));
+    index = b_.CreateAdd(index, b_.CreateAdd(col, ctx_.i64(colOffset)));
+    return kernels::floatPtr(ctx_, p.data, index);
+  }
+
+  // Weight of output channel m + r (of a block of `rows` starting at m),
+  // input channel c (within the group), kernel tap `tap`.
+  llvm::Value* weight(llvm::Value* m, int64_t r, int64_t rows, llvm::Value* c, int64_t tap) const {
+    const int64_t perChannel = s_.groupChannels * s_.taps();
+    llvm::Value* inChannel = b_.CreateAdd(b_.CreateMul(c, ctx_.i64(s_.taps())), ctx_.i64(tap));
+    llvm::Value* index = w_.packed ? b_.CreateAdd(b_.CreateMul(m, ctx_.i64(perChannel)),
+                                                  b_.CreateAdd(b_.CreateMul(inChannel, ctx_.i64(rows)), ctx_.i64(r)))
+                                   : b_.CreateAdd(b_.CreateMul(channel(m, r), ctx_.i64(perChannel)), inChannel);
+    return kernels::floatPtr(ctx_, w_.data, index);
+  }
+
+  EmitContext& ctx_;
+  llvm::IRBuilder<>& b_;
+  ConvShape s_;
+  ConvWeights w_;
+  llvm::Value* bias_;
+  std::optional<Planes> residual_;
+};
+
+void requirePlain(EmitContext& ctx, const Operand& t) {
+  if (t.type.layout != Layout::Plain) ctx.fail("the LLVM backend expects plain (NCHW) layouts, got " + t.type.str());
+}
+
+void emitConv(EmitContext& ctx) {
+  const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
+  requirePlain(ctx, x);
+  requirePlain(ctx, y);
+  const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, ctx.attrs().getInt("group"), true);
+  const Planes out = planesOf(s, y.data, false);
+  std::optional<Planes> residual;
+  if (ctx.hasInput(3)) residual = planesOf(s, ctx.input(3).data, false);
+  const ConvKernel kernel(ctx, s, convWeights(ctx, w, s), ctx.hasInput(2) ? ctx.input(2).data : nullptr, residual);
+  for (const AxisSpan& span : kernels::axisSpans(s.rows))
+    ctx.loop(ctx.i64(span.begin), ctx.i64(span.end), [&](llvm::Value* oh) {
+      kernel.emitRow(oh, span.taps, planesOf(s, x.data, true), out);
+      ctx.loop(s.outChannels(), [&](llvm::Value* m) {
+        llvm::Value* row = ctx.b.CreateAdd(ctx.b.CreateMul(m, ctx.i64(out.channelStride)),
+                                           ctx.b.CreateMul(oh, ctx.i64(out.rowStride)));
+        kernels::applyActivation(ctx, kernels::floatPtr(ctx, y.data, row), s.cols.out);
+      });
+    });
+}
+
+// The depthwise row buffer is a stack array; beyond this many bytes the
+// node must be split into two Convs (the split-separable pass) instead.
+constexpr int64_t kMaxSeparableRowBytes = 512 * 1024;
+
+void emitSeparableConv2D(EmitContext& ctx) {
+  const Operand &x = ctx.input(0), &wd = ctx.input(1), &wp = ctx.input(2), &y = ctx.output();
+  requirePlain(ctx, x);
+  requirePlain(ctx, y);
+  const Shape& xs = x.type.shape;
+  const Shape& ys = y.type.shape;
+  const int64_t depthChannels = wd.type.shape[0];
+  const Shape mid({1, depthChannels, ys[2], ys[3]});
+  const ConvShape depthwise = convShape(ctx, xs, wd.type.shape, mid, xs[1], false);
+  const int64_t width = ys[3];
+  const AxisGeometry rowOfPixels{width, width, 1, 1, 1, 0, 0};
+  const ConvShape pointwise{1, depthChannels, ys[1], 1, 1, AxisGeometry{1, 1, 1, 1, 1, 0, 0}, rowOfPixels};
+  if (depthChannels * width * 4 > kMaxSeparableRowBytes)
+    ctx.fail("the depthwise row (" + std::to_string(depthChannels) + " channels x " + std::to_string(width) +
+             " pixels) exceeds the stack buffer; split the node with the split-separable pass");
+
+  llvm::BasicBlock& entry = ctx.b.GetInsertBlock()->getParent()->getEntryBlock();
+  llvm::IRBuilder<> atEntry(&entry, entry.begin());
+  llvm::AllocaInst* buffer = atEntry.CreateAlloca(ctx.f32Type(), ctx.i64(depthChannels * width), "depthwise.row");
+  buffer->setAlignment(llvm::Align(64));
+  const Planes row{buffer, width, 0};  // one row per channel, reused for every output row
+
+  const ConvKernel depthwiseKernel(ctx, depthwise, convWeights(ctx, wd, depthwise), nullptr, std::nullopt);
+  const ConvKernel pointwiseKernel(ctx, pointwise, convWeights(ctx, wp, pointwise),
+                                   ctx.hasInput(3) ? ctx.input(3).data : nullptr, std::nullopt);
+  for (const AxisSpan& span : kernels::axisSpans(depthwise.rows))
+    ctx.loop(ctx.i64(span.begin), ctx.i64(span.end), [&](llvm::Value* oh) {
+      depthwiseKernel.emitRow(oh, span.taps, planesOf(depthwise, x.data, true), row);
+      pointwiseKernel.emitRow(oh, {0}, row, Planes{y.data, ys[2] * width, width});
+    });
+}
+
+}  // namespace
+
+void registerConvEmitters(EmitterRegistry& r) {
+  r.add("Conv", emitConv);
+  r.add("SeparableConv2D", emitSeparableConv2D);
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,18 @@
+// One register function per emitter family (one file each in compiler/codegen/ops/).
+#pragma once
+
+#include "compiler/codegen/emitter.h"
+
+namespace kiln::codegen {
+
+void registerActivationEmitters(EmitterRegistry& r);     // activation.cpp
+void registerElementwiseEmitters(EmitterRegistry& r);    // elementwise.cpp
+void registerConvEmitters(EmitterRegistry& r);           // conv.cpp: Conv (+epilogue), SeparableConv2D
+void registerPoolEmitters(EmitterRegistry& r);           // pool.cpp
+void registerLinearEmitters(EmitterRegistry& r);         // linear.cpp: Gemm (+epilogue), MatMul
+void registerNormalizationEmitters(EmitterRegistry& r);  // normalization.cpp: BatchNormalization, ScaleShift
+void registerSoftmaxEmitters(EmitterRegistry& r);        // softmax.cpp
+void registerReduceEmitters(EmitterRegistry& r);         // reduce.cpp
+void registerShapeEmitters(EmitterRegistry& r);          // shape.cpp: Reshape, Transpose, Concat, Pad, Slice, ...
+
+}  // namespace kiln::codegen

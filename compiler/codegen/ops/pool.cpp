@@ -1,0 +1,162 @@
+// Emitters for MaxPool, AveragePool (1-D and 2-D windows, strides, pads,
+// dilations, ceil_mode, count_include_pad) and GlobalMaxPool /
+// GlobalAveragePool (any rank), matching compiler/ops/pool.cpp.
+//
+// Windowed pools walk output rows and columns in spans whose in-input
+// kernel taps are known at compile time (kernels::axisSpans), so padding and
+// ceil-mode overhang cost nothing at run time and the divisor of an average
+// is a constant per span. Inside a span, a tile of adjacent output columns
+// is a few f32 vectors: every tap is one (strided: shuffled) vector load
+// folded into them. Global pools fold each plane through vector
+// accumulators, then reduce the lanes. Max propagates NaN like the reference:
+// the running value takes x when x > max or x is NaN.
+#include <limits>
+
+#include "compiler/codegen/ops/families.h"
+#include "compiler/codegen/ops/vector_kernels.h"
+
+namespace kiln::codegen {
+
+namespace {
+
+using kernels::AxisGeometry;
+using kernels::AxisSpan;
+
+// How a pool folds its window: max (NaN-propagating) or sum.
+struct Reducer {
+  bool max;
+
+  llvm::Value* identity(EmitContext& ctx, int64_t width) const {
+    const float v = max ? -std::numeric_limits<float>::infinity() : 0.f;
+    return kernels::splat(ctx, ctx.f32(v), width);
+  }
+  // Works on vectors and scalars alike.
+  llvm::Value* combine(EmitContext& ctx, llvm::Value* acc, llvm::Value* x) const {
+    llvm::IRBuilder<>& b = ctx.b;
+    if (!max) return b.CreateFAdd(acc, x);
+    return b.CreateSelect(b.CreateOr(b.CreateFCmpOGT(x, acc), b.CreateFCmpUNO(x, x)), x, acc);
+  }
+  llvm::Value* lanes(EmitContext& ctx, llvm::Value* v) const {
+    if (max) return ctx.b.CreateFPMaximumReduce(v);
+    llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(0.f), v);
+    sum->setHasAllowReassoc(true);  // a tree of adds, like any vectorized sum
+    return sum;
+  }
+};
+
+// Input x [1, C, spatial...] as planes of `plane` floats.
+struct PoolInput {
+  llvm::Value* data;
+  int64_t planes, plane;
+};
+
+void requirePlain(EmitContext& ctx, const Operand& t) {
+  if (t.type.layout != Layout::Plain) ctx.fail("the LLVM backend expects plain (NCHW) layouts, got " + t.type.str());
+}
+
+PoolInput poolInput(EmitContext& ctx) {
+  const Operand& x = ctx.input(0);
+  requirePlain(ctx, x);
+  requirePlain(ctx, ctx.output());
+  const Shape& s = x.type.shape;
+  return {x.data, s.product(0, 2), s.product(2, s.rank())};
+}
+
+// MaxPool / AveragePool over 1-D or 2-D windows.
+void emitWindowPool(EmitContext& ctx, const Reducer& reducer, bool countIncludePad) {
+  const PoolInput in = poolInput(ctx);
+  const Shape& xs = ctx.input(0).type.shape;
+  const Shape& ys = ctx.output().type.shape;
+  const size_t spatial = xs.rank() - 2;
+  if (spatial > 2) ctx.fail("the LLVM backend emits 1-D and 2-D pools only (input " + xs.str() + ")");
+  const Attributes& a = ctx.attrs();
+  const std::vector<int64_t>& kernel = a.getInts("kernel_shape");
+  const std::vector<int64_t>& strides = a.getInts("strides");
+  const std::vector<int64_t>& pads = a.getInts("pads");
+  const std::vector<int64_t> dilations = a.has("dilations") ? a.getInts("dilations") : std::vector<int64_t>(spatial, 1);
+  auto axis = [&](size_t d) {
+    return AxisGeometry{xs[2 + d], ys[2 + d], kernel[d], strides[d], dilations[d], pads[d], pads[spatial + d]};
+  };
+  const AxisGeometry rows = spatial == 2 ? axis(0) : AxisGeometry{1, 1, 1, 1, 1, 0, 0};
+  const AxisGeometry cols = axis(spatial - 1);
+  const int64_t lanes = ctx.target.vectorFloats, outPlane = rows.out * cols.out;
+  llvm::IRBuilder<>& b = ctx.b;
+  llvm::Value* y = ctx.output().data;
+
+  ctx.loop(in.planes, [&](llvm::Value* c) {
+    llvm::Value* xPlane = kernels::floatPtr(ctx, in.data, b.CreateMul(c, ctx.i64(in.plane)));
+    llvm::Value* yPlane = kernels::floatPtr(ctx, y, b.CreateMul(c, ctx.i64(outPlane)));
+    for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
+      ctx.loop(ctx.i64(rowSpan.begin), ctx.i64(rowSpan.end), [&](llvm::Value* oh) {
+        llvm::Value* rowStart = b.CreateMul(oh, ctx.i64(rows.stride));
+        for (const AxisSpan& colSpan : kernels::axisSpans(cols))
+          kernels::forEachTile(ctx, colSpan.begin, colSpan.end, 2 * lanes, [&](llvm::Value* ow, int64_t width) {
+            llvm::Value* colStart = b.CreateSub(b.CreateMul(ow, ctx.i64(cols.stride)), ctx.i64(cols.padBegin));
+            const int64_t count = countIncludePad ? rowSpan.padded * colSpan.padded
+                                                  : static_cast<int64_t>(rowSpan.taps.size() * colSpan.taps.size());
+            int64_t offset = 0;
+            for (int64_t chunk : kernels::chunkWidths(width, lanes)) {
+              llvm::Value* acc = reducer.identity(ctx, chunk);
+              for (int64_t kh : rowSpan.taps) {
+                llvm::Value* ih = b.CreateAdd(rowStart, ctx.i64(kh * rows.dilation - rows.padBegin));
+                for (int64_t kw : colSpan.taps) {
+                  llvm::Value* iw = b.CreateAdd(colStart, ctx.i64(kw * cols.dilation + offset * cols.stride));
+                  llvm::Value* at = kernels::floatPtr(ctx, xPlane, b.CreateAdd(b.CreateMul(ih, ctx.i64(cols.in)), iw));
+                  acc = reducer.combine(ctx, acc, kernels::loadVector(ctx, at, chunk, cols.stride));
+                }
+              }
+              if (!reducer.max) acc = b.CreateFDiv(acc, kernels::splat(ctx, ctx.f32(static_cast<float>(count)), chunk));
+              llvm::Value* o = b.CreateAdd(b.CreateMul(oh, ctx.i64(cols.out)), b.CreateAdd(ow, ctx.i64(offset)));
+              kernels::storeVector(ctx, kernels::floatPtr(ctx, yPlane, o), acc);
+              offset += chunk;
+            }
+          });
+      });
+  });
+}
+
+// GlobalMaxPool / GlobalAveragePool: one value per plane.
+void emitGlobalPool(EmitContext& ctx, const Reducer& reducer) {
+  const PoolInput in = poolInput(ctx);
+  const int64_t lanes = ctx.target.vectorFloats, tile = 4 * lanes;
+  const int64_t fullEnd = in.plane / tile * tile;
+  llvm::IRBuilder<>& b = ctx.b;
+  ctx.loop(in.planes, [&](llvm::Value* c) {
+    llvm::Value* plane = kernels::floatPtr(ctx, in.data, b.CreateMul(c, ctx.i64(in.plane)));
+    llvm::Value* result = ctx.f32(reducer.max ? -std::numeric_limits<float>::infinity() : 0.f);
+    auto foldLanes = [&](llvm::Value* v) { result = reducer.combine(ctx, result, reducer.lanes(ctx, v)); };
+    if (fullEnd > 0) {
+      kernels::AccumulatorTile acc(ctx, 1, kernels::chunkWidths(tile, lanes));
+      for (size_t ch = 0; ch < acc.chunks().size(); ++ch) acc.set(0, ch, reducer.identity(ctx, lanes));
+      ctx.loop(
+          ctx.i64(0), ctx.i64(fullEnd),
+          [&](llvm::Value* start) {
+            for (size_t ch = 0; ch < acc.chunks().size(); ++ch) {
+              llvm::Value* at = kernels::floatPtr(ctx, plane, b.CreateAdd(start, ctx.i64(acc.chunkOffset(ch))));
+              acc.set(0, ch, reducer.combine(ctx, acc.get(0, ch), kernels::loadVector(ctx, at, lanes)));
+            }
+          },
+          tile);
+      for (size_t ch = 0; ch < acc.chunks().size(); ++ch) foldLanes(acc.get(0, ch));
+    }
+    int64_t offset = fullEnd;
+    for (int64_t chunk : kernels::chunkWidths(in.plane - fullEnd, lanes)) {
+      foldLanes(kernels::loadVector(ctx, kernels::floatPtr(ctx, plane, ctx.i64(offset)), chunk));
+      offset += chunk;
+    }
+    if (!reducer.max) result = b.CreateFDiv(result, ctx.f32(static_cast<float>(in.plane)));
+    b.CreateAlignedStore(result, kernels::floatPtr(ctx, ctx.output().data, c), llvm::Align(4));
+  });
+}
+
+}  // namespace
+
+void registerPoolEmitters(EmitterRegistry& r) {
+  r.add("MaxPool", [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{true}, false); });
+  r.add("AveragePool",
+        [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{false}, ctx.attrs().getInt("count_include_pad") != 0); });
+  r.add("GlobalMaxPool", [](EmitContext& ctx) { emitGlobalPool(ctx, Reducer{true}); });
+  r.add("GlobalAveragePool", [](EmitContext& ctx) { emitGlobalPool(ctx, Reducer{false}); });
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,72 @@
+/* The kiln artifact ABI: what a compiled model (.so or .o) exports.
+ *
+ * An artifact exports one function, `<prefix>_kiln_artifact_v1` (prefix from
+ * `kiln compile --name`, default "model"), returning a pointer to a constant
+ * kiln_artifact descriptor. Everything a loader needs is in the descriptor;
+ * no other symbol is required. C99, no dependencies.
+ *
+ * Shapes: dims[0] == KILN_DIM_BATCH marks the run-time batch dimension; all
+ * other dims are static. Buffers are dense, row-major (NCHW), caller-owned.
+ */
+#ifndef KILN_ARTIFACT_H
+#define KILN_ARTIFACT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_ARTIFACT_MAGIC 0x4e4c494bu /* "KILN" little-endian */
+#define KILN_ABI_MAJOR 1
+#define KILN_ABI_MINOR 0
+#define KILN_DIM_BATCH (-1)
+
+typedef enum kiln_dtype { KILN_F32 = 1, KILN_I64 = 2, KILN_I32 = 3, KILN_BOOL = 4 } kiln_dtype;
+
+typedef struct kiln_tensor_info {
+  const char* name;
+  int32_t dtype; /* kiln_dtype */
+  int32_t rank;
+  const int64_t* dims; /* rank entries; dims[0] may be KILN_DIM_BATCH */
+} kiln_tensor_info;
+
+/* Runs task(task_ctx, i) for every i in [0, count), possibly in parallel, and
+ * returns when all are done. Supplied by the runtime's thread pool; NULL
+ * means run serially on the calling thread. */
+typedef void (*kiln_task_fn)(void* task_ctx, int64_t index);
+typedef void (*kiln_parallel_for_fn)(void* pool_ctx, int64_t count, kiln_task_fn task, void* task_ctx);
+
+/* Runs the model on `batch` samples (1 for models without a batch dim).
+ * inputs/outputs: one pointer per tensor in descriptor order. workspace:
+ * workspace_bytes_per_sample * batch bytes, 64-byte aligned, uninitialized.
+ * Returns 0; the generated code never allocates and never fails on valid
+ * arguments (the loader checks them). */
+typedef int32_t (*kiln_run_fn)(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
+                               kiln_parallel_for_fn parallel_for, void* pool_ctx);
+
+typedef struct kiln_artifact {
+  uint32_t magic; /* KILN_ARTIFACT_MAGIC */
+  uint16_t abi_major, abi_minor;
+  const char* kiln_version;
+  const char* model_name;
+  const char* target_triple;
+  const char* cpu_name;     /* the -mcpu the code was generated for */
+  const char* cpu_features; /* comma-separated "+avx512f,+avx2,..." the code may use */
+  int32_t num_inputs, num_outputs;
+  const kiln_tensor_info* inputs;
+  const kiln_tensor_info* outputs;
+  uint64_t workspace_bytes_per_sample;
+  const void* weights; /* all packed constants, read-only */
+  uint64_t weights_bytes;
+  uint64_t weights_hash; /* FNV-1a 64 of the weights bytes */
+  kiln_run_fn run;
+} kiln_artifact;
+
+typedef const kiln_artifact* (*kiln_artifact_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_ARTIFACT_H */

@@ -1,0 +1,348 @@
+// The compute emitters (Conv, SeparableConv2D, pools, Gemm, MatMul) against
+// the reference interpreter: one-node graphs over many shapes (channel counts
+// that are not multiples of the vector width, odd spatial sizes, every
+// stride / pad / dilation mix, groups, depthwise multipliers, epilogues,
+// residuals, constant and run-time weights), compiled unoptimized so the node
+// stays as built, at batch 1 and 7, for the host CPU and for AVX2.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <span>
+
+#include "compiled_model.h"
+#include "compiler/interp/interpreter.h"
+
+using namespace kiln;
+using namespace kiln::testing;
+
+namespace {
+
+TensorType f32(Shape s) { return {DType::F32, std::move(s)}; }
+
+// Deterministic values in [-1, 1) (an LCG; seeds differ per tensor).
+Tensor randomTensor(Shape shape, uint32_t seed) {
+  Tensor t(DType::F32, std::move(shape));
+  uint32_t s = seed * 2654435761u + 7u;
+  for (float& v : std::span<float>(t.data<float>(), static_cast<size_t>(t.numElements()))) {
+    s = s * 1664525u + 1013904223u;
+    v = static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.f;
+  }
+  return t;
+}
+
+Shape withBatch(const Shape& s, int64_t batch) {
+  Shape out = s;
+  out[0] = batch;
+  return out;
+}
+
+// How a node operand is made: a graph input (dim 0 becomes the batch), a
+// random constant, or a random constant passed through an identity
+// Transpose (a weight the emitter only sees at run time).
+enum class Kind { Input, Constant, Computed };
+
+// A graph with one node under test; an empty Shape omits the operand.
+struct OneNode {
+  Graph g;
+  std::vector<Shape> inputShapes;
+
+  OneNode(const std::string& op, const std::vector<std::pair<Shape, Kind>>& operands, Attributes attrs = {}) {
+    std::vector<Value*> inputs;
+    uint32_t seed = 1;
+    for (const auto& [shape, kind] : operands) {
+      const std::string name = "v" + std::to_string(inputs.size());
+      if (shape.rank() == 0) {
+        inputs.push_back(nullptr);
+      } else if (kind == Kind::Input) {
+        inputShapes.push_back(shape);
+        inputs.push_back(g.addInput(name, f32(withBatch(shape, kBatch))));
+      } else {
+        Value* c = g.addConstant(name, randomTensor(shape, seed++));
+        if (kind == Kind::Computed) {
+          Attributes perm;
+          std::vector<int64_t> dims(shape.rank());
+          for (size_t d = 0; d < dims.size(); ++d) dims[d] = static_cast<int64_t>(d);
+          perm.set("perm", dims);
+          c = g.addNode("Transpose", name + ".copy", {c}, perm)->output();
+        }
+        inputs.push_back(c);
+      }
+    }
+    g.addOutput(g.addNode(op, "node", inputs, std::move(attrs))->output());
+  }
+
+  // Compiles for `cpu` and compares with the interpreter at batch 1 and 7.
+  void check(const std::string& cpu = "native") const {
+    auto model = CompiledModel::compile(g, cpu, /*optimize=*/false);
+    for (int64_t batch : {1, 7}) {
+      std::vector<Tensor> in;
+      for (size_t i = 0; i < inputShapes.size(); ++i)
+        in.push_back(randomTensor(withBatch(inputShapes[i], batch), 100 + static_cast<uint32_t>(i)));
+      INFO("batch " << batch << ", cpu " << cpu);
+      CHECK(maxRelativeError(model->run(in), interpret(g, in)) <= 1e-5);
+    }
+  }
+};
+
+Attributes convAttrs(std::vector<int64_t> strides, std::vector<int64_t> pads, std::vector<int64_t> dilations,
+                     int64_t group = 1) {
+  Attributes a;
+  a.set("strides", std::move(strides));
+  a.set("pads", std::move(pads));
+  a.set("dilations", std::move(dilations));
+  a.set("group", group);
+  return a;
+}
+
+struct Conv2D {
+  int64_t channels, outChannels, height, width, kernelH, kernelW, stride, pad, dilation, group;
+};
+
+OneNode conv2d(const Conv2D& c, bool bias, bool weightsAtRunTime = false) {
+  return OneNode("Conv",
+                 {{Shape({1, c.channels, c.height, c.width}), Kind::Input},
+                  {Shape({c.outChannels, c.channels / c.group, c.kernelH, c.kernelW}),
+                   weightsAtRunTime ? Kind::Computed : Kind::Constant},
+                  {bias ? Shape({c.outChannels}) : Shape(), Kind::Constant}},
+                 convAttrs({c.stride, c.stride}, {c.pad, c.pad, c.pad, c.pad}, {c.dilation, c.dilation}, c.group));
+}
+
+}  // namespace
+
+TEST_CASE("Conv 2-D: kernels, strides, pads, dilations", "[codegen][conv]") {
+  for (int64_t kernel : {1, 3, 5})
+    for (int64_t stride : {1, 2, 3})
+      for (int64_t pad : {0, 1, 2})
+        for (int64_t dilation : {1, 2}) {
+          const Conv2D c{5, 11, 13, 17, kernel, kernel, stride, pad, dilation, 1};
+          if ((13 + 2 * pad - dilation * (kernel - 1) - 1) < 0) continue;
+          INFO("kernel " << kernel << " stride " << stride << " pad " << pad << " dilation " << dilation);
+          conv2d(c, (kernel + stride) % 2 == 0).check();
+        }
+}
+
+TEST_CASE("Conv 2-D: channel blocks, wide rows, asymmetric kernels and pads", "[codegen][conv]") {
+  for (const Conv2D& c : {Conv2D{3, 8, 7, 7, 3, 3, 1, 1, 1, 1}, Conv2D{16, 17, 9, 40, 3, 3, 1, 1, 1, 1},
+                          Conv2D{19, 33, 6, 70, 3, 3, 1, 1, 1, 1}, Conv2D{7, 9, 5, 35, 1, 1, 1, 0, 1, 1},
+                          Conv2D{37, 21, 11, 11, 1, 1, 1, 0, 1, 1}, Conv2D{6, 10, 9, 31, 1, 1, 2, 0, 1, 1},
+                          Conv2D{3, 12, 23, 23, 7, 7, 2, 3, 1, 1}, Conv2D{4, 5, 8, 9, 1, 5, 1, 2, 1, 1},
+                          Conv2D{4, 6, 3, 4, 5, 5, 1, 4, 1, 1}}) {
+    INFO(c.channels << "->" << c.outChannels << " " << c.height << "x" << c.width << " k" << c.kernelH << "x"
+                    << c.kernelW << " s" << c.stride << " p" << c.pad);
+    conv2d(c, true).check();
+  }
+  // Asymmetric pads (begins != ends) and different strides per axis.
+  OneNode("Conv",
+          {{Shape({1, 3, 10, 12}), Kind::Input}, {Shape({5, 3, 3, 2}), Kind::Constant}, {Shape({5}), Kind::Constant}},
+          convAttrs({2, 1}, {0, 1, 2, 0}, {1, 3}))
+      .check();
+}
+
+TEST_CASE("Conv 2-D: groups and depthwise multipliers", "[codegen][conv]") {
+  for (const Conv2D& c : {Conv2D{6, 9, 10, 11, 3, 3, 1, 1, 1, 3}, Conv2D{8, 8, 12, 13, 3, 3, 2, 1, 1, 2},
+                          Conv2D{13, 13, 14, 19, 3, 3, 1, 1, 1, 13}, Conv2D{13, 13, 15, 15, 3, 3, 2, 1, 1, 13},
+                          Conv2D{5, 10, 9, 21, 5, 5, 1, 2, 1, 5}, Conv2D{4, 12, 9, 9, 3, 3, 1, 2, 2, 4},
+                          Conv2D{24, 24, 7, 38, 3, 3, 1, 1, 1, 24}}) {
+    INFO(c.channels << "->" << c.outChannels << " group " << c.group << " s" << c.stride);
+    conv2d(c, c.group % 2 == 1).check();
+  }
+}
+
+TEST_CASE("Conv 1-D", "[codegen][conv]") {
+  OneNode("Conv", {{Shape({1, 5, 29}), Kind::Input}, {Shape({7, 5, 3}), Kind::Constant}, {Shape({7}), Kind::Constant}},
+          convAttrs({2}, {1, 2}, {2}))
+      .check();
+  OneNode("Conv", {{Shape({1, 6, 20}), Kind::Input}, {Shape({6, 2, 1}), Kind::Constant}},
+          convAttrs({1}, {0, 0}, {1}, 3))
+      .check();
+}
+
+TEST_CASE("Conv with weights read at run time", "[codegen][conv]") {
+  conv2d(Conv2D{5, 9, 8, 11, 3, 3, 2, 1, 1, 1}, true, /*weightsAtRunTime=*/true).check();
+  conv2d(Conv2D{6, 6, 8, 11, 3, 3, 1, 1, 1, 6}, false, true).check();
+}
+
+TEST_CASE("Conv with a fused residual and epilogue activations", "[codegen][conv]") {
+  for (const char* activation : {"", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish"})
+    for (bool residual : {false, true}) {
+      Attributes a = convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1});
+      a.set("activation", std::string(activation));
+      a.set("activation_alpha", std::string(activation) == "Clip" ? -0.5f : 0.1f);
+      a.set("activation_beta", 0.75f);
+      INFO("activation '" << activation << "' residual " << residual);
+      OneNode("Conv",
+              {{Shape({1, 6, 9, 19}), Kind::Input},
+               {Shape({10, 6, 3, 3}), Kind::Constant},
+               {Shape({10}), Kind::Constant},
+               {residual ? Shape({1, 10, 9, 19}) : Shape(), Kind::Input}},
+              a)
+          .check();
+    }
+}
+
+TEST_CASE("SeparableConv2D", "[codegen][conv]") {
+  struct Case {
+    int64_t channels, multiplier, outChannels, size, kernel, stride, pad, dilation;
+    bool bias;
+  };
+  for (const Case& c :
+       {Case{3, 1, 5, 9, 3, 1, 1, 1, true}, Case{5, 2, 7, 12, 3, 2, 1, 1, false}, Case{4, 3, 9, 11, 5, 1, 2, 2, true},
+        Case{17, 1, 19, 21, 3, 1, 0, 1, true}, Case{6, 1, 4, 8, 1, 1, 0, 1, true}}) {
+    Attributes a = convAttrs({c.stride, c.stride}, {c.pad, c.pad, c.pad, c.pad}, {c.dilation, c.dilation});
+    a.erase("group");
+    a.set("depth_multiplier", c.multiplier);
+    INFO(c.channels << "x" << c.multiplier << "->" << c.outChannels << " k" << c.kernel << " s" << c.stride);
+    OneNode("SeparableConv2D",
+            {{Shape({1, c.channels, c.size, c.size + 2}), Kind::Input},
+             {Shape({c.channels * c.multiplier, 1, c.kernel, c.kernel}), Kind::Constant},
+             {Shape({c.outChannels, c.channels * c.multiplier, 1, 1}), Kind::Constant},
+             {c.bias ? Shape({c.outChannels}) : Shape(), Kind::Constant}},
+            a)
+        .check();
+  }
+}
+
+TEST_CASE("MaxPool and AveragePool", "[codegen][pool]") {
+  for (const char* op : {"MaxPool", "AveragePool"})
+    for (int64_t kernel : {2, 3})
+      for (int64_t stride : {1, 2})
+        for (int64_t pad : {0, 1})
+          for (int64_t ceil : {0, 1})
+            for (int64_t includePad : {0, 1}) {
+              const bool max = std::string(op) == "MaxPool";
+              if (max && includePad) continue;
+              if (pad * 2 > kernel) continue;
+              Attributes a;
+              a.set("kernel_shape", std::vector<int64_t>{kernel, kernel});
+              a.set("strides", std::vector<int64_t>{stride, stride});
+              a.set("pads", std::vector<int64_t>{pad, pad, pad, pad});
+              a.set("ceil_mode", ceil);
+              if (max)
+                a.set("dilations", std::vector<int64_t>{1, 1});
+              else
+                a.set("count_include_pad", includePad);
+              INFO(op << " k" << kernel << " s" << stride << " p" << pad << " ceil " << ceil << " incl " << includePad);
+              OneNode(op, {{Shape({1, 5, 11, 38}), Kind::Input}}, a).check();
+            }
+}
+
+TEST_CASE("MaxPool with dilations, asymmetric windows and 1-D", "[codegen][pool]") {
+  Attributes a;
+  a.set("kernel_shape", std::vector<int64_t>{3, 2});
+  a.set("strides", std::vector<int64_t>{2, 3});
+  a.set("pads", std::vector<int64_t>{1, 0, 1, 1});
+  a.set("dilations", std::vector<int64_t>{2, 1});
+  a.set("ceil_mode", int64_t{1});
+  OneNode("MaxPool", {{Shape({1, 3, 13, 20}), Kind::Input}}, a).check();
+  Attributes one;
+  one.set("kernel_shape", std::vector<int64_t>{3});
+  one.set("strides", std::vector<int64_t>{2});
+  one.set("pads", std::vector<int64_t>{1, 1});
+  one.set("count_include_pad", int64_t{1});
+  OneNode("AveragePool", {{Shape({1, 4, 25}), Kind::Input}}, one).check();
+}
+
+TEST_CASE("MaxPool propagates NaN", "[codegen][pool]") {
+  Attributes a;
+  a.set("kernel_shape", std::vector<int64_t>{2, 2});
+  a.set("strides", std::vector<int64_t>{2, 2});
+  a.set("pads", std::vector<int64_t>{0, 0, 0, 0});
+  a.set("dilations", std::vector<int64_t>{1, 1});
+  OneNode node("MaxPool", {{Shape({1, 1, 4, 4}), Kind::Input}}, a);
+  auto model = CompiledModel::compile(node.g, "native", false);
+  Tensor x = randomTensor({1, 1, 4, 4}, 3);
+  x.data<float>()[5] = std::numeric_limits<float>::quiet_NaN();
+  const Tensor y = model->run({x}).at(0);
+  CHECK(std::isnan(y.data<float>()[0]));
+  CHECK(!std::isnan(y.data<float>()[1]));
+}
+
+TEST_CASE("GlobalAveragePool and GlobalMaxPool", "[codegen][pool]") {
+  for (const char* op : {"GlobalAveragePool", "GlobalMaxPool"})
+    for (const Shape& s :
+         {Shape({1, 7, 7, 7}), Shape({1, 3, 13, 17}), Shape({1, 2, 1, 1}), Shape({1, 4, 9}), Shape({1, 3, 2, 3, 5})}) {
+      INFO(op << " " << s.str());
+      OneNode(op, {{s, Kind::Input}}).check();
+    }
+}
+
+TEST_CASE("Gemm: transposes, alpha/beta, C broadcasts, epilogues", "[codegen][linear]") {
+  for (int64_t transB : {0, 1})
+    for (const Shape& c : {Shape(), Shape({37}), Shape({1, 37}), Shape({1}), Shape({1, 1})})
+      for (Kind bKind : {Kind::Constant, Kind::Computed}) {
+        Attributes a;
+        a.set("transB", transB);
+        a.set("alpha", 0.5f);
+        a.set("beta", 2.f);
+        INFO("transB " << transB << " C " << c.str() << " B computed " << (bKind == Kind::Computed));
+        OneNode(
+            "Gemm",
+            {{Shape({1, 29}), Kind::Input}, {transB ? Shape({37, 29}) : Shape({29, 37}), bKind}, {c, Kind::Constant}},
+            a)
+            .check();
+      }
+  for (const char* activation : {"Relu", "Sigmoid"}) {
+    Attributes a;
+    a.set("transB", int64_t{1});
+    a.set("activation", std::string(activation));
+    OneNode("Gemm",
+            {{Shape({1, 300}), Kind::Input}, {Shape({133, 300}), Kind::Constant}, {Shape({133}), Kind::Constant}}, a)
+        .check();
+  }
+}
+
+TEST_CASE("Gemm with C carrying the batch", "[codegen][linear]") {
+  OneNode("Gemm", {{Shape({1, 17}), Kind::Input}, {Shape({17, 21}), Kind::Constant}, {Shape({1, 21}), Kind::Input}})
+      .check();
+}
+
+TEST_CASE("MatMul: matrices, 1-D promotion, batch broadcast", "[codegen][linear]") {
+  struct Case {
+    Shape a, bShape;
+    Kind b;
+  };
+  for (const Case& c : {Case{{1, 13}, {13, 70}, Kind::Constant}, Case{{1, 9, 13}, {13, 22}, Kind::Constant},
+                        Case{{1, 9, 13}, {13, 22}, Kind::Computed}, Case{{1, 3, 5, 6}, {3, 6, 7}, Kind::Constant},
+                        Case{{1, 3, 5, 6}, {1, 6, 7}, Kind::Constant}, Case{{1, 1, 5, 6}, {4, 6, 7}, Kind::Constant},
+                        Case{{1, 2, 1, 5, 6}, {3, 6, 9}, Kind::Constant}, Case{{1, 4, 13}, {13}, Kind::Constant},
+                        Case{{1, 6, 19}, {1, 19, 33}, Kind::Input}}) {
+    INFO(c.a.str() << " x " << c.bShape.str());
+    OneNode("MatMul", {{c.a, Kind::Input}, {c.bShape, c.b}}).check();
+  }
+}
+
+TEST_CASE("compute emitters for AVX2", "[codegen][avx2]") {
+  conv2d(Conv2D{5, 11, 13, 17, 3, 3, 2, 1, 1, 1}, true).check("x86-64-v3");
+  conv2d(Conv2D{37, 21, 11, 11, 1, 1, 1, 0, 1, 1}, true).check("x86-64-v3");
+  conv2d(Conv2D{13, 13, 14, 19, 3, 3, 1, 1, 1, 13}, false).check("x86-64-v3");
+  Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{3, 3});
+  pool.set("strides", std::vector<int64_t>{2, 2});
+  pool.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  pool.set("dilations", std::vector<int64_t>{1, 1});
+  pool.set("ceil_mode", int64_t{1});
+  OneNode("MaxPool", {{Shape({1, 5, 11, 38}), Kind::Input}}, pool).check("x86-64-v3");
+  OneNode("GlobalAveragePool", {{Shape({1, 3, 13, 17}), Kind::Input}}).check("x86-64-v3");
+  Attributes gemm;
+  gemm.set("transB", int64_t{1});
+  OneNode("Gemm", {{Shape({1, 29}), Kind::Input}, {Shape({37, 29}), Kind::Constant}, {Shape({37}), Kind::Constant}},
+          gemm)
+      .check("x86-64-v3");
+  OneNode("MatMul", {{Shape({1, 9, 13}), Kind::Input}, {Shape({13, 22}), Kind::Constant}}).check("x86-64-v3");
+}
+
+// Throughput of a ResNet-style 3x3 conv (64 -> 64 channels at 56x56, pad 1);
+// run with `kiln_codegen_tests "[.benchmark]"`.
+TEST_CASE("Conv 3x3 64->64 56x56 throughput", "[.benchmark]") {
+  OneNode node = conv2d(Conv2D{64, 64, 56, 56, 3, 3, 1, 1, 1, 1}, true);
+  auto model = CompiledModel::compile(node.g, "native", false);
+  const std::vector<Tensor> in{randomTensor({1, 64, 56, 56}, 5)};
+  model->run(in);
+  const int runs = 20;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < runs; ++i) model->run(in);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / runs;
+  const double flops = 2.0 * 64 * 64 * 9 * 56 * 56;
+  WARN("3x3 conv 64->64 56x56: " << seconds * 1e3 << " ms, " << flops / seconds * 1e-9 << " GFLOP/s");
+}
