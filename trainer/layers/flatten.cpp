@@ -1,0 +1,23 @@
+// Flatten: [N, ...] -> [N, prod(...)] in NCHW order (exported as Flatten).
+#include "trainer/layers.h"
+
+namespace kiln::train {
+
+Dims Flatten::build(const Dims& in, Rng&) {
+  in_ = in;
+  return {product(in)};
+}
+
+Tensor Flatten::forward(const Tensor& x, bool) { return x.reshaped({x.dim(0), product(in_)}); }
+
+Tensor Flatten::backward(const Tensor& dy) {
+  Dims shape{dy.dim(0)};
+  shape.insert(shape.end(), in_.begin(), in_.end());
+  return dy.reshaped(shape);
+}
+
+std::string Flatten::exportOnnx(OnnxGraphWriter& w, const std::string& x) const {
+  return w.node("Flatten", {x}, name(), {{"axis", int64_t{1}}});
+}
+
+}  // namespace kiln::train

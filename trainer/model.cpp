@@ -1,0 +1,137 @@
+// Sequential model and the layer factory that reads each layer's spec keys.
+#include "trainer/model.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace kiln::train {
+
+namespace {
+
+Padding parsePadding(const std::string& s, const std::string& where) {
+  if (s == "valid") return Padding::Valid;
+  if (s == "same") return Padding::Same;
+  throw SpecError(where + ": padding must be 'valid' or 'same', got '" + s + "'");
+}
+
+std::string snakeCase(const std::string& type) {
+  std::string out;
+  for (size_t i = 0; i < type.size(); ++i) {
+    char c = type[i];
+    bool upper = std::isupper(static_cast<unsigned char>(c));
+    bool boundary = i > 0 && upper && (std::islower(static_cast<unsigned char>(type[i - 1])) ||
+                                       (i + 1 < type.size() && std::islower(static_cast<unsigned char>(type[i + 1]))));
+    if (boundary && !std::isdigit(static_cast<unsigned char>(type[i - 1]))) out += '_';
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+ConvConfig readConv(JsonFields& f, bool hasFilters, bool hasMultiplier) {
+  ConvConfig c;
+  if (hasFilters) c.filters = f.required<int64_t>("filters");
+  auto [kh, kw] = f.pair("kernel_size", 3);
+  auto [sh, sw] = f.pair("strides", 1);
+  auto [dh, dw] = f.pair("dilation_rate", 1);
+  c.geometry = {kh, kw, sh, sw, dh, dw, parsePadding(f.get<std::string>("padding", "valid"), f.where())};
+  if (hasMultiplier) c.depthMultiplier = f.get<int64_t>("depth_multiplier", 1);
+  c.useBias = f.get("use_bias", true);
+  c.activation = parseActivation(f.get<std::string>("activation", "linear"));
+  c.init = parseInitializer(f.get<std::string>(hasMultiplier ? "depthwise_initializer" : "kernel_initializer", "glorot_uniform"));
+  return c;
+}
+
+Pooling2D::Config readPool(JsonFields& f) {
+  auto [ph, pw] = f.pair("pool_size", 2);
+  auto [sh, sw] = f.has("strides") ? f.pair("strides", 0) : std::pair{ph, pw};
+  return {ph, pw, sh, sw, parsePadding(f.get<std::string>("padding", "valid"), f.where())};
+}
+
+}  // namespace
+
+std::unique_ptr<Layer> makeLayer(const nlohmann::json& spec, size_t index) {
+  JsonFields keys(spec, "layer " + std::to_string(index));
+  const std::string type = keys.required<std::string>("type");
+  const std::string name = keys.get<std::string>("name", snakeCase(type) + "_" + std::to_string(index));
+  std::unique_ptr<Layer> layer;
+  if (type == "Conv2D") {
+    layer = std::make_unique<Conv2D>(name, readConv(keys, true, false));
+  } else if (type == "DepthwiseConv2D") {
+    layer = std::make_unique<DepthwiseConv2D>(name, readConv(keys, false, true));
+  } else if (type == "SeparableConv2D") {
+    layer = std::make_unique<SeparableConv2D>(name, readConv(keys, true, true));
+  } else if (type == "BatchNormalization") {
+    BatchNormConfig c;
+    c.momentum = keys.get("momentum", c.momentum);
+    c.epsilon = keys.get("epsilon", c.epsilon);
+    c.axis = keys.get("axis", c.axis);
+    layer = std::make_unique<BatchNormalization>(name, c);
+  } else if (type == "Dense") {
+    int64_t units = keys.required<int64_t>("units");
+    bool useBias = keys.get("use_bias", true);
+    ActivationKind act = parseActivation(keys.get<std::string>("activation", "linear"));
+    layer = std::make_unique<Dense>(name, units, useBias, act,
+                                    parseInitializer(keys.get<std::string>("kernel_initializer", "glorot_uniform")));
+  } else if (type == "MaxPooling2D" || type == "AveragePooling2D") {
+    layer = std::make_unique<Pooling2D>(name, type == "MaxPooling2D" ? PoolKind::Max : PoolKind::Average, readPool(keys));
+  } else if (type == "GlobalAveragePooling2D") {
+    layer = std::make_unique<GlobalAveragePooling2D>(name);
+  } else if (type == "Flatten") {
+    layer = std::make_unique<Flatten>(name);
+  } else if (type == "Dropout") {
+    layer = std::make_unique<Dropout>(name, keys.required<double>("rate"));
+  } else if (type == "Activation") {
+    layer = std::make_unique<Activation>(name, parseActivation(keys.required<std::string>("activation")));
+  } else {
+    throw SpecError(keys.where() + ": unknown layer type '" + type + "' (Conv2D, DepthwiseConv2D, SeparableConv2D, BatchNormalization, "
+                    "Dense, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout, Activation)");
+  }
+  keys.finish();
+  return layer;
+}
+
+Sequential::Sequential(const ModelSpec& spec, uint64_t seed) : name_(spec.name), inputShape_(spec.inputShape) {
+  Rng rng(seed);
+  Dims shape = inputShape_;
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    layers_.push_back(makeLayer(spec.layers[i], i));
+    shape = layers_.back()->build(shape, rng);
+    for (Param* p : layers_.back()->params()) params_.push_back(p);
+  }
+  outputShape_ = shape;
+  if (outputShape_.size() != 1) throw SpecError(spec.name + ": the last layer must output [classes], got " + dimsStr(shape));
+}
+
+Tensor Sequential::forward(const Tensor& x, bool training) {
+  Tensor h = x;
+  for (auto& l : layers_) h = l->forward(h, training);
+  return h;
+}
+
+void Sequential::backward(const Tensor& dOutput) {
+  Tensor g = dOutput;
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = (*it)->backward(g);
+}
+
+std::vector<Tensor*> Sequential::stateTensors() const {
+  std::vector<Tensor*> out;
+  for (const auto& l : layers_) {
+    for (Param* p : l->params()) out.push_back(&p->value);
+    for (Tensor* b : l->buffers()) out.push_back(b);
+  }
+  return out;
+}
+
+std::vector<Tensor> Sequential::saveState() const {
+  std::vector<Tensor> out;
+  for (Tensor* t : stateTensors()) out.push_back(*t);
+  return out;
+}
+
+void Sequential::restoreState(const std::vector<Tensor>& state) {
+  std::vector<Tensor*> dst = stateTensors();
+  for (size_t i = 0; i < dst.size(); ++i) *dst[i] = state.at(i);
+}
+
+}  // namespace kiln::train
+
