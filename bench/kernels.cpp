@@ -1,0 +1,251 @@
+// kiln_bench_kernels: Google Benchmark over the hot kernels of Keras-style
+// CNNs. Each case is a one-op graph (shapes from ResNet / MobileNet layers),
+// optimized with -O2 and compiled once with the LLVM backend for the host CPU,
+// then its artifact's run function is timed at batch 1 on the calling thread
+// (serial: the runtime's parallel_for is NULL). Compute-bound ops report
+// GFLOP/s (2 x OpDef::macs per run) and the fraction of the measured FMA
+// peak; memory-bound ops report bytes/s (tensors read + written once).
+// Rates are per CPU second (see fma_peak.cpp for why); wall time is printed too.
+//
+//   kiln_bench_kernels [--benchmark_filter=REGEX] [--benchmark_min_time=0.5]
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bench/fma_peak.h"
+#include "compiler/codegen/codegen.h"
+#include "compiler/ir/graph.h"
+#include "compiler/passes/pipeline.h"
+#include "runtime/src/artifact_loader.h"
+
+using namespace kiln;
+
+namespace {
+
+double gPeakGflops = 0;  // measured once in main, before any benchmark
+
+TensorType f32(Shape s) { return {DType::F32, std::move(s)}; }
+
+// Deterministic values in [-1, 1): the kernels' speed must not depend on the
+// data, but denormals or NaNs would slow some paths, so avoid zeros/garbage.
+Tensor randomTensor(Shape shape, uint32_t seed) {
+  Tensor t(DType::F32, std::move(shape));
+  uint32_t s = seed * 2654435761u + 7u;
+  for (float& v : std::span<float>(t.data<float>(), static_cast<size_t>(t.numElements()))) {
+    s = s * 1664525u + 1013904223u;
+    v = static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.f;
+  }
+  return t;
+}
+
+Attributes convAttrs(int64_t stride, int64_t pad, int64_t group) {
+  Attributes a;
+  a.set("strides", std::vector<int64_t>{stride, stride});
+  a.set("pads", std::vector<int64_t>{pad, pad, pad, pad});
+  a.set("dilations", std::vector<int64_t>{1, 1});
+  a.set("group", group);
+  return a;
+}
+
+// A compiled one-op graph plus the buffers to run it.
+struct Kernel {
+  std::shared_ptr<runtime::Artifact> artifact;
+  std::vector<Tensor> inputs, outputs;
+  std::vector<const void*> in;
+  std::vector<void*> out;
+  void* workspace = nullptr;
+  int64_t macs = 0;   // per run, summed over the graph's nodes before -O2
+  int64_t bytes = 0;  // graph inputs + outputs + constants, each touched once
+
+  ~Kernel() { std::free(workspace); }
+  void run() const { artifact->run(1, in.data(), out.data(), workspace); }
+};
+
+// Optimizes and compiles `g` for the host (like `kiln compile -O2 --cpu
+// native`), loads it and allocates batch-1 buffers. The .so is unlinked
+// right after loading; the mapping outlives the file.
+std::unique_ptr<Kernel> compileKernel(Graph g) {
+  auto k = std::make_unique<Kernel>();
+  for (Node* n : g.nodes())
+    if (n->op->macs) k->macs += n->op->macs(*n);
+  for (Value* v : g.values())
+    if (v->isConstant()) k->bytes += v->constant.byteSize();
+  runPipeline(g, pipelineForLevel(2));
+  codegen::CompileOptions options;
+  options.cpu = "native";
+  auto path = std::filesystem::temp_directory_path() /
+              ("kiln-bench-" + std::to_string(::getpid()) + "-" + std::to_string(reinterpret_cast<uintptr_t>(k.get())) + ".so");
+  codegen::compileGraph(g, options, codegen::EmitKind::SharedLibrary, path.string());
+  k->artifact = runtime::Artifact::open(path.string());
+  std::filesystem::remove(path);
+  const kiln_artifact& d = k->artifact->descriptor();
+  auto shapeOf = [](const kiln_tensor_info& info) {
+    std::vector<int64_t> dims(info.dims, info.dims + info.rank);
+    if (!dims.empty() && dims[0] == KILN_DIM_BATCH) dims[0] = 1;
+    return Shape(std::move(dims));
+  };
+  for (int32_t i = 0; i < d.num_inputs; ++i) {
+    k->inputs.push_back(randomTensor(shapeOf(d.inputs[i]), 100 + static_cast<uint32_t>(i)));
+    k->bytes += k->inputs.back().byteSize();
+  }
+  for (int32_t i = 0; i < d.num_outputs; ++i) {
+    k->outputs.emplace_back(DType::F32, shapeOf(d.outputs[i]));
+    k->bytes += k->outputs.back().byteSize();
+  }
+  for (const Tensor& t : k->inputs) k->in.push_back(t.rawData());
+  for (Tensor& t : k->outputs) k->out.push_back(t.rawData());
+  uint64_t ws = std::max<uint64_t>(k->artifact->workspaceBytes(1), 64);
+  k->workspace = std::aligned_alloc(64, (ws + 63) / 64 * 64);
+  return k;
+}
+
+// Graph builders: inputs carry the symbolic batch, weights are constants
+// (as after import), so the backend may pack them at compile time.
+Graph convGraph(int64_t cin, int64_t cout, int64_t hw, int64_t kernel, int64_t group) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, cin, hw, hw}));
+  Value* w = g.addConstant("w", randomTensor(Shape({cout, cin / group, kernel, kernel}), 1));
+  Value* b = g.addConstant("b", randomTensor(Shape({cout}), 2));
+  g.addOutput(g.addNode("Conv", "conv", {x, w, b}, convAttrs(1, kernel / 2, group))->output());
+  return g;
+}
+
+Graph separableGraph(int64_t c, int64_t cout, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Value* wd = g.addConstant("wd", randomTensor(Shape({c, 1, 3, 3}), 1));
+  Value* wp = g.addConstant("wp", randomTensor(Shape({cout, c, 1, 1}), 2));
+  Value* b = g.addConstant("b", randomTensor(Shape({cout}), 3));
+  Attributes a;
+  a.set("strides", std::vector<int64_t>{1, 1});
+  a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  a.set("dilations", std::vector<int64_t>{1, 1});
+  g.addOutput(g.addNode("SeparableConv2D", "sep", {x, wd, wp, b}, a)->output());
+  return g;
+}
+
+// Y = A * B^T + C with B as [N, K] (transB = 1: how PyTorch exports Linear).
+// m == 1 gives the classifier head at batch 1 (A with the symbolic batch);
+// m > 1 a static M, e.g. a token MLP.
+Graph gemmGraph(int64_t m, int64_t k, int64_t n) {
+  Graph g;
+  Value* a = g.addInput("a", f32(m == 1 ? Shape({kBatch, k}) : Shape({m, k})));
+  Value* b = g.addConstant("b", randomTensor(Shape({n, k}), 1));
+  Value* c = g.addConstant("c", randomTensor(Shape({n}), 2));
+  Attributes attrs;
+  attrs.set("transB", int64_t{1});
+  g.addOutput(g.addNode("Gemm", "gemm", {a, b, c}, attrs)->output());
+  return g;
+}
+
+Graph maxPoolGraph(int64_t c, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Attributes a;
+  a.set("kernel_shape", std::vector<int64_t>{3, 3});
+  a.set("strides", std::vector<int64_t>{2, 2});
+  a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  a.set("dilations", std::vector<int64_t>{1, 1});
+  g.addOutput(g.addNode("MaxPool", "pool", {x}, a)->output());
+  return g;
+}
+
+Graph globalAveragePoolGraph(int64_t c, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  g.addOutput(g.addNode("GlobalAveragePool", "gap", {x})->output());
+  return g;
+}
+
+Graph addReluGraph(int64_t c, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Value* y = g.addInput("y", f32({kBatch, c, hw, hw}));
+  Value* sum = g.addNode("Add", "add", {x, y})->output();
+  g.addOutput(g.addNode("Relu", "relu", {sum})->output());
+  return g;
+}
+
+Graph softmaxGraph(int64_t n) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, n}));
+  g.addOutput(g.addNode("Softmax", "softmax", {x})->output());
+  return g;
+}
+
+// Times one compiled kernel. The graph is compiled on the first call and
+// kept for repetitions (Google Benchmark calls the function more than once).
+void runKernel(benchmark::State& state, const std::string& name, const std::function<Graph()>& build, bool memoryBound) {
+  static std::map<std::string, std::unique_ptr<Kernel>> cache;
+  auto& k = cache[name];
+  if (!k) {
+    try {
+      k = compileKernel(build());
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      return;
+    }
+  }
+  k->run();  // warm: page in weights, fill caches
+  for (auto _ : state) {
+    k->run();
+    benchmark::ClobberMemory();
+  }
+  using benchmark::Counter;
+  if (k->macs > 0) {
+    const double gflop = 2.0 * static_cast<double>(k->macs) * 1e-9;
+    state.counters["GFLOP"] = Counter(gflop, Counter::kIsIterationInvariantRate);
+    if (gPeakGflops > 0) state.counters["%peak"] = Counter(100.0 * gflop / gPeakGflops, Counter::kIsIterationInvariantRate);
+  }
+  if (memoryBound || k->macs == 0) state.SetBytesProcessed(state.iterations() * k->bytes);
+}
+
+void registerKernels() {
+  struct Case {
+    const char* name;
+    std::function<Graph()> build;
+    bool memoryBound;
+  };
+  const std::vector<Case> cases = {
+      {"conv3x3_64to64_56x56", [] { return convGraph(64, 64, 56, 3, 1); }, false},
+      {"conv1x1_128to128_28x28", [] { return convGraph(128, 128, 28, 1, 1); }, false},
+      {"depthwise3x3_128_28x28", [] { return convGraph(128, 128, 28, 3, 128); }, true},
+      {"separable3x3_128to128_28x28", [] { return separableGraph(128, 128, 28); }, false},
+      {"gemm_1x512x1000", [] { return gemmGraph(1, 512, 1000); }, true},
+      {"gemm_64x512x512", [] { return gemmGraph(64, 512, 512); }, false},
+      {"maxpool3x3s2_64_112x112", [] { return maxPoolGraph(64, 112); }, true},
+      {"global_avgpool_512_7x7", [] { return globalAveragePoolGraph(512, 7); }, true},
+      {"add_relu_64x56x56", [] { return addReluGraph(64, 56); }, true},
+      {"softmax_1000", [] { return softmaxGraph(1000); }, true},
+  };
+  for (const Case& c : cases)
+    benchmark::RegisterBenchmark(c.name, [c](benchmark::State& s) { runKernel(s, c.name, c.build, c.memoryBound); })
+        // CPU time (the default), like the peak: on the shared machine wall
+        // time includes slices the scheduler gave to other processes.
+        ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const bench::FmaPeak peak = bench::measureFmaPeak();
+  gPeakGflops = peak.gflops;
+  std::printf("single-core FP32 peak: %.1f GFLOP/s (ymm %.1f, zmm %.1f)\n  %s\n", peak.gflops, peak.gflopsYmm,
+              peak.gflopsZmm, peak.method.c_str());
+  std::fflush(stdout);
+  registerKernels();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
