@@ -105,6 +105,7 @@ FitResult fit(Sequential& model, const TrainingConfig& cfg, const TrainValSplit&
     if (opts.progress)
       *opts.progress << " - val_loss " << rec.validation.loss << " val_acc " << rec.validation.accuracy << std::endl;
     result.history.push_back(rec);
+    if (opts.onEpoch) opts.onEpoch(epoch, rec);
     if (rec.validation.loss < bestLoss - cfg.earlyStopping.minDelta) {
       bestLoss = rec.validation.loss;
       result.bestEpoch = epoch;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <vector>
 
@@ -20,11 +21,16 @@ struct Metrics {
 // Inference-mode loss and accuracy over `data`.
 Metrics evaluate(Sequential& model, const LossConfig& loss, const LabeledImages& data, int64_t batchSize);
 
+struct EpochRecord;
+
 struct FitOptions {
   int64_t epochs = 1;
   uint64_t seed = 0;
   int64_t trainLimit = 0;            // use only the first N training samples (0 = all)
   std::ostream* progress = nullptr;  // progress bar + epoch lines
+  // Called after each epoch's validation (hyperparameter search reports
+  // and prunes through it); an exception thrown here ends the fit.
+  std::function<void(int64_t epoch, const EpochRecord&)> onEpoch;
 };
 
 struct EpochRecord {
