@@ -54,12 +54,19 @@ class ModuleBuilder {
   }
 
   std::unique_ptr<llvm::Module> build(bool exportUnprefixedEntry) {
-    for (Value* v : g_.outputs())
-      if (!v->producer || inputIndex_.count(v))
-        throw Error("graph output '" + v->name + "' is not computed by a node; kiln cannot compile a pass-through");
-    std::vector<std::pair<const Node*, llvm::Function*>> tasks;
+    std::vector<Task> tasks;
     std::vector<Node*> nodes = g_.nodes();
-    for (size_t k = 0; k < nodes.size(); ++k) tasks.emplace_back(nodes[k], emitNodeTask(*nodes[k], k));
+    for (size_t k = 0; k < nodes.size(); ++k) {
+      bool batched = false;
+      for (const Value* out : nodes[k]->outputs) batched = batched || isBatched(out);
+      tasks.push_back({emitNodeTask(*nodes[k], k), batched});
+    }
+    // Outputs no node computes (a folded constant, an input returned as is)
+    // are copied into the caller's buffer.
+    for (size_t k = 0; k < g_.outputs().size(); ++k) {
+      const Value* v = g_.outputs()[k];
+      if (!v->producer) tasks.push_back({emitOutputCopy(v, k), isBatched(v)});
+    }
     llvm::Function* run = emitRun(tasks);
     weights_.finalize();
     emitDescriptor(run, exportUnprefixedEntry);
@@ -75,15 +82,8 @@ class ModuleBuilder {
  private:
   // One node for one sample: void kiln_node_K(ptr args, i64 sample).
   llvm::Function* emitNodeTask(const Node& n, size_t k) {
-    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
-    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_node_" + std::to_string(k),
-                                      *module_);
-    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
-    llvm::Value* args = fn->getArg(0);
-    llvm::Value* sample = fn->getArg(1);
-    auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(argsType_, args, i)); };
-    Frame frame{field(0, i64_), field(1, ptr_), field(2, ptr_), field(3, ptr_), sample};
-
+    llvm::IRBuilder<> b(ctx_);
+    auto [fn, frame] = beginTask("kiln_node_" + std::to_string(k), b);
     std::vector<std::optional<Operand>> inputs;
     for (Value* in : n.inputs) inputs.push_back(in ? std::optional<Operand>(operand(b, frame, in)) : std::nullopt);
     std::vector<Operand> outputs;
@@ -100,6 +100,37 @@ class ModuleBuilder {
   struct Frame {
     llvm::Value *batch, *inputs, *outputs, *workspace, *sample;
   };
+
+  // One parallel-for body of the run function: a sample (or the single
+  // invocation of an unbatched step).
+  struct Task {
+    llvm::Function* fn;
+    bool batched;
+  };
+
+  // A task function void NAME(ptr args, i64 sample) with its frame loaded.
+  std::pair<llvm::Function*, Frame> beginTask(const std::string& name, llvm::IRBuilder<>& b) {
+    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, name, *module_);
+    b.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    llvm::Value* args = fn->getArg(0);
+    auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(argsType_, args, i)); };
+    return {fn, Frame{field(0, i64_), field(1, ptr_), field(2, ptr_), field(3, ptr_), fn->getArg(1)}};
+  }
+
+  llvm::Function* emitOutputCopy(const Value* v, size_t index) {
+    llvm::IRBuilder<> b(ctx_);
+    auto [fn, frame] = beginTask("kiln_output_" + std::to_string(index), b);
+    Operand source = operand(b, frame, v);
+    llvm::Value* dest = b.CreateLoad(ptr_, b.CreateConstInBoundsGEP1_64(ptr_, frame.outputs, index));
+    if (isBatched(v))
+      dest = b.CreateInBoundsGEP(b.getInt8Ty(), dest,
+                                 b.CreateMul(frame.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v)))));
+    b.CreateMemCpy(dest, llvm::MaybeAlign(1), source.data, llvm::MaybeAlign(1),
+                   static_cast<uint64_t>(sampleBytes(v)));
+    b.CreateRetVoid();
+    return fn;
+  }
 
   // Where value v's data for the current sample lives.
   Operand operand(llvm::IRBuilder<>& b, const Frame& f, const Value* v) {
@@ -130,7 +161,7 @@ class ModuleBuilder {
   }
 
   // i32 run(i64 batch, ptr inputs, ptr outputs, ptr workspace, ptr parallel_for, ptr pool)
-  llvm::Function* emitRun(const std::vector<std::pair<const Node*, llvm::Function*>>& tasks) {
+  llvm::Function* emitRun(const std::vector<Task>& tasks) {
     auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, ptr_, ptr_}, false);
     auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run", *module_);
     llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
@@ -142,9 +173,7 @@ class ModuleBuilder {
     auto* taskType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
     auto* parallelForType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_, ptr_}, false);
     llvm::Value* serial = b.CreateICmpEQ(parallelFor, llvm::ConstantPointerNull::get(ptr_));
-    for (const auto& [node, task] : tasks) {
-      bool batched = false;
-      for (const Value* out : node->outputs) batched = batched || isBatched(out);
+    for (const auto& [task, batched] : tasks) {
       llvm::Value* count = batched ? batch : b.getInt64(1);
       llvm::BasicBlock* serialBlock = llvm::BasicBlock::Create(ctx_, "serial", fn);
       llvm::BasicBlock* poolBlock = llvm::BasicBlock::Create(ctx_, "pool", fn);

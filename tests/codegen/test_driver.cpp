@@ -162,3 +162,16 @@ TEST_CASE("ops without an emitter are reported with node and op", "[codegen]") {
   CHECK_THROWS_WITH(codegen::compileGraph(g, {}, codegen::EmitKind::Object, scratch("shape.o").string()),
                     Catch::Contains("node 'shape_of_x' (Shape)"));
 }
+
+TEST_CASE("graph outputs that are constants or inputs are copied out", "[codegen]") {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, 3}));
+  g.addOutput(x);
+  g.addOutput(g.addConstant("c", Tensor::fromVector<int64_t>(Shape{3}, {7, -1, 5})));
+  g.addOutput(g.addNode("Relu", "r", {x})->output());
+  auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+  std::vector<Tensor> in{ramp({4, 3})};
+  std::vector<Tensor> got = model->run(in);
+  std::vector<Tensor> want = interpret(g, in);
+  CHECK(maxRelativeError(got, want) == 0);
+}

@@ -10,6 +10,14 @@
 // since that is a pass bug, never a kernel gap. --expect-after-O2 adds
 // structural checks on the optimized graph (what -O2 must have removed).
 //
+// With --engine compiled the -O2 graph is also compiled by the LLVM backend
+// (for the host CPU or --cpu NAME), loaded and run: its outputs must match
+// the interpreter's on the same -O2 graph to 1e-5 relative to each output's
+// peak, and the expected ones at the usual tolerances. A case that the
+// interpreter passes and the compiled model fails (no emitter, a failed
+// compile, wrong numbers) is a backend bug and fails the run whatever the
+// pass rate, like an -O2-only failure.
+//
 // A case is a folder holding model.onnx and test_data_set_*/{input,output}_*.pb.
 // Cases using ops kiln has no IR op for, or non-float inputs/outputs, are out
 // of scope and counted apart. Expected failures live in one skip list
@@ -45,6 +53,7 @@
 #include "compiler/ir/op.h"
 #include "compiler/passes/pipeline.h"
 #include "frontends/onnx/onnx_importer.h"
+#include "tests/codegen/compiled_model.h"
 
 namespace fs = std::filesystem;
 
@@ -61,7 +70,7 @@ struct Expectation {
 
 struct Options {
   std::string casesDir;
-  std::string skipsFile;
+  std::vector<std::string> skipsFiles;  // --skips may repeat: one shared list, one per engine
   double rtol = 1e-4;
   double atol = 1e-5;
   double minPassRate = 1.0;
@@ -73,6 +82,8 @@ struct Options {
   unsigned caseTimeoutS = 120;
   int64_t raiseOpset = 0;  // 0: run every case at its own opset
   int optimizeLevel = -1;  // -1: interpret the imported graph only
+  bool compiled = false;   // --engine compiled: also compile and run the -O2 graph
+  std::string cpu = "native";
   std::vector<Expectation> expectations;
 };
 
@@ -82,9 +93,12 @@ struct Options {
             << "         [--min-pass-rate P] [--only REGEX] [--require-in-scope] [--no-fork]\n"
             << "         [--raise-opset N] [--case-timeout SECONDS] [--verbose]\n"
             << "         [--optimize LEVEL] [--expect-after-O2 CHECK[@REGEX],...]\n"
+            << "         [--engine interp|compiled] [--cpu NAME]\n"
             << "  checks: no-batchnorm, no-separable, no-transpose-pair (no Transpose fed by a\n"
             << "  Transpose), max-transposes=N, arena-half (arena bytes * 2 <= the bytes of all\n"
-            << "  intermediates); @REGEX limits a check to matching case names\n";
+            << "  intermediates); @REGEX limits a check to matching case names\n"
+            << "  --engine compiled also compiles the -O2 graph for --cpu (default native), runs\n"
+            << "  it and compares it with the interpreter and the expected outputs\n";
   std::exit(2);
 }
 
@@ -133,7 +147,7 @@ Options parseOptions(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--cases") o.casesDir = value();
-    else if (a == "--skips") o.skipsFile = value();
+    else if (a == "--skips") o.skipsFiles.push_back(value());
     else if (a == "--rtol") o.rtol = parseNumber(a, value());
     else if (a == "--atol") o.atol = parseNumber(a, value());
     else if (a == "--min-pass-rate") o.minPassRate = parseNumber(a, value());
@@ -156,7 +170,13 @@ Options parseOptions(int argc, char** argv) {
       } catch (const std::regex_error& e) {
         usage("bad --only regex: " + std::string(e.what()));
       }
-    } else if (a == "--require-in-scope") o.requireInScope = true;
+    } else if (a == "--engine") {
+      const std::string engine = value();
+      if (engine != "interp" && engine != "compiled")
+        usage("--engine expects interp or compiled, got '" + engine + "'");
+      o.compiled = engine == "compiled";
+    } else if (a == "--cpu") o.cpu = value();
+    else if (a == "--require-in-scope") o.requireInScope = true;
     else if (a == "--no-fork") o.fork = false;
     else if (a == "--verbose") o.verbose = true;
     else usage("unknown argument '" + a + "'");
@@ -164,6 +184,10 @@ Options parseOptions(int argc, char** argv) {
   if (o.casesDir.empty()) usage("--cases is required");
   if (o.minPassRate > 1) usage("--min-pass-rate is a fraction in [0, 1]");
   if (!o.expectations.empty() && o.optimizeLevel != 2) usage("--expect-after-O2 needs --optimize 2");
+  // The backend compiles what -O2 produces (it needs plan-memory's plan).
+  if (o.compiled && o.optimizeLevel == -1) o.optimizeLevel = 2;
+  if (o.compiled && o.optimizeLevel != 2) usage("--engine compiled runs the -O2 pipeline; --optimize must be 2");
+  if (!o.compiled && o.cpu != "native") usage("--cpu needs --engine compiled");
   return o;
 }
 
@@ -173,9 +197,7 @@ struct SkipList {
   std::map<std::string, std::string> reasons;  // case name -> reason
 };
 
-SkipList readSkipList(const std::string& path) {
-  SkipList s;
-  if (path.empty()) return s;
+void readSkipList(const std::string& path, SkipList& s) {
   std::ifstream in(path);
   if (!in) usage("cannot read skip list " + path);
   std::string line;
@@ -197,7 +219,6 @@ SkipList readSkipList(const std::string& path) {
     if (reason.empty()) usage(path + ":" + std::to_string(lineNo) + ": skip of '" + name + "' gives no reason");
     s.reasons[name] = reason;
   }
-  return s;
 }
 
 // ---------------------------------------------------------------- scope
@@ -580,11 +601,13 @@ std::string checkExpectations(const std::string& caseName, const GraphCounts& c,
 // ---------------------------------------------------------------- running
 
 // What running one case found: why it fails (empty when it passes), why only
-// its optimized graph fails (empty when fine or not optimized), and the
+// its optimized graph fails (empty when fine or not optimized), why only its
+// compiled model fails (empty when fine or not compiled), and the
 // optimizer's summary of the case.
 struct CaseResult {
   std::string problem;
   std::string optimizedProblem;
+  std::string compiledProblem;
   std::string report;
 };
 
@@ -613,10 +636,12 @@ CaseResult runCase(const fs::path& caseDir, const onnx::ModelProto& model, const
   const fs::path modelPath = caseDir / "model.onnx";
   const std::string level = "-O" + std::to_string(opt.optimizeLevel);
   std::string stage = "import";
-  bool optimizing = false;
+  enum { Reference, Optimizing, Compiling } phase = Reference;
   CaseResult result;
   auto fail = [&](std::string problem) {
-    (optimizing ? result.optimizedProblem : result.problem) = std::move(problem);
+    (phase == Reference    ? result.problem
+     : phase == Optimizing ? result.optimizedProblem
+                           : result.compiledProblem) = std::move(problem);
     return result;
   };
   try {
@@ -693,7 +718,7 @@ CaseResult runCase(const fs::path& caseDir, const onnx::ModelProto& model, const
       }
       if (opt.optimizeLevel < 0) continue;
 
-      optimizing = true;
+      phase = Optimizing;
       stage = level + " pipeline";
       kiln::Graph optimized = graph.clone();
       kiln::PipelineOptions pipelineOptions;
@@ -720,7 +745,29 @@ CaseResult runCase(const fs::path& caseDir, const onnx::ModelProto& model, const
       std::string broken =
           checkExpectations(caseDir.filename().string(), after, optimized.arenaBytes, opt.expectations);
       if (!broken.empty()) return fail(broken);
-      optimizing = false;
+      if (!opt.compiled) {
+        phase = Reference;
+        continue;
+      }
+
+      phase = Compiling;
+      stage = "compile";
+      // The -O2 graph already carries its memory plan; compile it as it is.
+      auto model = kiln::testing::CompiledModel::compile(optimized, opt.cpu, /*optimize=*/false);
+      stage = "run compiled";
+      std::vector<kiln::Tensor> gotCompiled = model->run(inputs);
+      stage = "compare compiled";
+      // Same graph as the -O2 interpretation, so beyond float32 rounding of
+      // vectorized (reassociated) kernels any difference is the backend's.
+      constexpr double kCompiledBound = 1e-5;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const std::string output = setName + ": output " + std::to_string(i) + " '" + graph.outputs()[i]->name + "' ";
+        std::string diff = compareNormwise(gotOptimized[i], gotCompiled[i], kCompiledBound);
+        if (!diff.empty()) return fail(output + "vs interpreter: " + diff);
+        diff = compareTensors(wants[i], gotCompiled[i], opt.rtol, opt.atol);
+        if (!diff.empty()) return fail(output + "vs expected: " + diff);
+      }
+      phase = Reference;
     }
     return result;
   } catch (const std::exception& e) {
@@ -734,7 +781,7 @@ CaseResult runCase(const fs::path& caseDir, const onnx::ModelProto& model, const
 CaseResult runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, const Scope& scope,
                        const Options& opt) {
   if (!opt.fork) return runCase(caseDir, model, scope, opt);
-  auto failed = [](std::string problem) { return CaseResult{std::move(problem), "", ""}; };
+  auto failed = [](std::string problem) { return CaseResult{std::move(problem), "", "", ""}; };
   std::cout.flush();
   std::cerr.flush();
   int fds[2];
@@ -747,9 +794,10 @@ CaseResult runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, c
     // Kernels may print diagnostics; keep them out of the report.
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-    // "=" problem NUL optimizedProblem NUL report: none of them holds a NUL.
+    // "=" problem NUL optimizedProblem NUL compiledProblem NUL report: none
+    // of them holds a NUL.
     CaseResult r = runCase(caseDir, model, scope, opt);
-    std::string result = "=" + r.problem + '\0' + r.optimizedProblem + '\0' + r.report;
+    std::string result = "=" + r.problem + '\0' + r.optimizedProblem + '\0' + r.compiledProblem + '\0' + r.report;
     size_t off = 0;
     while (off < result.size()) {
       ssize_t w = write(fds[1], result.data() + off, result.size() - off);
@@ -771,12 +819,40 @@ CaseResult runIsolated(const fs::path& caseDir, const onnx::ModelProto& model, c
     if (sig == SIGALRM) return failed("timed out after " + std::to_string(opt.caseTimeoutS) + " s");
     return failed(std::string("crashed: ") + strsignal(sig));
   }
-  const size_t first = result.find('\0'), second = result.find('\0', first + 1);
-  if (result.empty() || result[0] != '=' || second == std::string::npos)
-    return failed("child exited with status " + std::to_string(WEXITSTATUS(status)));
-  return CaseResult{result.substr(1, first - 1), result.substr(first + 1, second - first - 1),
-                    result.substr(second + 1)};
+  std::vector<std::string> fields;
+  for (size_t begin = 1; !result.empty() && result[0] == '=';) {
+    const size_t end = result.find('\0', begin);
+    fields.push_back(result.substr(begin, end - begin));
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  if (fields.size() != 4) return failed("child exited with status " + std::to_string(WEXITSTATUS(status)));
+  return CaseResult{fields[0], fields[1], fields[2], fields[3]};
 }
+
+// CompiledModel writes its .so files into a folder per process under the
+// temporary directory and leaves the folder; every case runs in a child
+// process of its own, so the children get one shared temporary directory
+// that the runner removes when it ends.
+class ScratchFolder {
+ public:
+  explicit ScratchFolder(bool needed) {
+    if (!needed) return;
+    std::string pattern = (fs::temp_directory_path() / "kiln-conformance-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) usage("cannot create a temporary folder: " + std::string(std::strerror(errno)));
+    path_ = pattern;
+    setenv("TMPDIR", path_.c_str(), 1);
+  }
+  ~ScratchFolder() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  ScratchFolder(const ScratchFolder&) = delete;
+  ScratchFolder& operator=(const ScratchFolder&) = delete;
+
+ private:
+  std::string path_;
+};
 
 std::string percent(double fraction) {
   char buf[32];
@@ -789,7 +865,9 @@ std::string percent(double fraction) {
 int main(int argc, char** argv) {
   GOOGLE_PROTOBUF_VERIFY_VERSION;
   const Options opt = parseOptions(argc, argv);
-  const SkipList skips = readSkipList(opt.skipsFile);
+  SkipList skips;
+  for (const std::string& path : opt.skipsFiles) readSkipList(path, skips);
+  const ScratchFolder scratch(opt.compiled);
 
   std::set<std::string> kilnOps;
   for (const std::string& name : kiln::OpRegistry::instance().names()) kilnOps.insert(name);
@@ -803,6 +881,7 @@ int main(int argc, char** argv) {
 
   int found = 0, outOfScope = 0, skipped = 0, passed = 0, failed = 0, raised = 0;
   int optimizedOnlyFailures = 0;  // pass unoptimized, fail optimized: pass bugs
+  int compiledOnlyFailures = 0;   // pass interpreted, fail compiled: backend bugs
   const std::string level = "-O" + std::to_string(opt.optimizeLevel);
   std::map<std::string, int> outOfScopeWhy;  // key -> cases
   std::vector<std::string> skippedButPassing, skippedNames, skipsOutOfScope;
@@ -844,9 +923,14 @@ int main(int argc, char** argv) {
       scope.raisedFrom = raisableOpset(model, opt.raiseOpset);
       if (scope.raisedFrom) ++raised;
     }
-    const CaseResult result = parseError.empty() ? runIsolated(dir, model, scope, opt) : CaseResult{parseError, "", ""};
+    const CaseResult result =
+        parseError.empty() ? runIsolated(dir, model, scope, opt) : CaseResult{parseError, "", "", ""};
     const bool optimizedOnly = result.problem.empty() && !result.optimizedProblem.empty();
-    const std::string problem = optimizedOnly ? level + ": " + result.optimizedProblem : result.problem;
+    const bool compiledOnly =
+        result.problem.empty() && result.optimizedProblem.empty() && !result.compiledProblem.empty();
+    const std::string problem = optimizedOnly  ? level + ": " + result.optimizedProblem
+                                : compiledOnly ? "compiled for " + opt.cpu + ": " + result.compiledProblem
+                                               : result.problem;
     if (!result.report.empty() && (opt.verbose || !opt.expectations.empty()))
       std::cout << level << " " << name << ": " << result.report << "\n";
     if (isSkipped) {
@@ -860,6 +944,7 @@ int main(int argc, char** argv) {
     } else {
       ++failed;
       optimizedOnlyFailures += optimizedOnly;
+      compiledOnlyFailures += compiledOnly;
       std::cout << "FAIL " << name << ": " << problem << "\n";
     }
     std::cout.flush();
@@ -868,7 +953,8 @@ int main(int argc, char** argv) {
   const int run = passed + failed;
   const double rate = run ? double(passed) / run : 0.0;
   std::cout << "\nkiln_conformance " << opt.casesDir << (opt.only ? " (--only " + opt.onlyText + ")" : "")
-            << (opt.optimizeLevel >= 0 ? " " + level : "") << "  [rtol " << opt.rtol << ", atol " << opt.atol
+            << (opt.optimizeLevel >= 0 ? " " + level : "") << (opt.compiled ? ", compiled for " + opt.cpu : "")
+            << "  [rtol " << opt.rtol << ", atol " << opt.atol
             << "]\n";
   std::cout << "  cases:        " << found << "\n";
   std::cout << "  out of scope: " << outOfScope << (opt.requireInScope ? " (counted as failures)" : "") << "\n";
@@ -899,6 +985,9 @@ int main(int argc, char** argv) {
   if (opt.optimizeLevel >= 0)
     std::cout << "  of which " << level << " only: " << optimizedOnlyFailures
               << " (passing unoptimized, failing optimized: fails the run at any pass rate)\n";
+  if (opt.compiled)
+    std::cout << "  of which compiled only: " << compiledOnlyFailures
+              << " (passing interpreted, failing compiled: fails the run at any pass rate)\n";
   std::cout << "  pass rate:    " << percent(rate) << " of " << run << " run (required " << percent(opt.minPassRate)
             << ")\n";
   for (const std::string& n : skippedButPassing)
@@ -917,5 +1006,5 @@ int main(int argc, char** argv) {
     std::cout << "no in-scope case ran\n";
     return 1;
   }
-  return rate + 1e-12 >= opt.minPassRate && optimizedOnlyFailures == 0 ? 0 : 1;
+  return rate + 1e-12 >= opt.minPassRate && optimizedOnlyFailures == 0 && compiledOnlyFailures == 0 ? 0 : 1;
 }
