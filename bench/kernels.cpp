@@ -110,12 +110,12 @@ std::unique_ptr<Kernel> compileKernel(Graph g) {
 
 // Graph builders: inputs carry the symbolic batch, weights are constants
 // (as after import), so the backend may pack them at compile time.
-Graph convGraph(int64_t cin, int64_t cout, int64_t hw, int64_t kernel, int64_t group) {
+Graph convGraph(int64_t cin, int64_t cout, int64_t hw, int64_t kernel, int64_t group, int64_t stride = 1) {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, cin, hw, hw}));
   Value* w = g.addConstant("w", randomTensor(Shape({cout, cin / group, kernel, kernel}), 1));
   Value* b = g.addConstant("b", randomTensor(Shape({cout}), 2));
-  g.addOutput(g.addNode("Conv", "conv", {x, w, b}, convAttrs(1, kernel / 2, group))->output());
+  g.addOutput(g.addNode("Conv", "conv", {x, w, b}, convAttrs(stride, kernel / 2, group))->output());
   return g;
 }
 
@@ -159,6 +159,30 @@ Graph maxPoolGraph(int64_t c, int64_t hw) {
   return g;
 }
 
+// MaxPool kernel k x k, stride s, pad p (ResNet stem: 3/2/1; VGG: 2/2/0).
+Graph maxPoolGraph(int64_t c, int64_t hw, int64_t k, int64_t s, int64_t p) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Attributes a;
+  a.set("kernel_shape", std::vector<int64_t>{k, k});
+  a.set("strides", std::vector<int64_t>{s, s});
+  a.set("pads", std::vector<int64_t>{p, p, p, p});
+  a.set("dilations", std::vector<int64_t>{1, 1});
+  g.addOutput(g.addNode("MaxPool", "pool", {x}, a)->output());
+  return g;
+}
+
+// ReduceMean over the spatial dims (a GlobalAveragePool written as a reduce).
+Graph reduceMeanGraph(int64_t c, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Attributes a;
+  a.set("axes", std::vector<int64_t>{2, 3});
+  a.set("keepdims", int64_t{1});
+  g.addOutput(g.addNode("ReduceMean", "mean", {x}, a)->output());
+  return g;
+}
+
 Graph globalAveragePoolGraph(int64_t c, int64_t hw) {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
@@ -175,10 +199,10 @@ Graph addReluGraph(int64_t c, int64_t hw) {
   return g;
 }
 
-Graph softmaxGraph(int64_t n) {
+Graph softmaxGraph(int64_t n, const char* op = "Softmax") {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, n}));
-  g.addOutput(g.addNode("Softmax", "softmax", {x})->output());
+  g.addOutput(g.addNode(op, "softmax", {x})->output());
   return g;
 }
 
@@ -217,15 +241,25 @@ void registerKernels() {
   };
   const std::vector<Case> cases = {
       {"conv3x3_64to64_56x56", [] { return convGraph(64, 64, 56, 3, 1); }, false},
+      // ResNet-18 at 64x64 input: the last stages' maps are narrower than a vector.
+      {"conv3x3_256to256_4x4", [] { return convGraph(256, 256, 4, 3, 1); }, false},
+      {"conv3x3s2_256to512_4x4", [] { return convGraph(256, 512, 4, 3, 1, 2); }, false},
+      {"conv3x3_512to512_2x2", [] { return convGraph(512, 512, 2, 3, 1); }, false},
+      {"conv3x3_512to512_7x7", [] { return convGraph(512, 512, 7, 3, 1); }, false},
       {"conv1x1_128to128_28x28", [] { return convGraph(128, 128, 28, 1, 1); }, false},
       {"depthwise3x3_128_28x28", [] { return convGraph(128, 128, 28, 3, 128); }, true},
       {"separable3x3_128to128_28x28", [] { return separableGraph(128, 128, 28); }, false},
       {"gemm_1x512x1000", [] { return gemmGraph(1, 512, 1000); }, true},
       {"gemm_64x512x512", [] { return gemmGraph(64, 512, 512); }, false},
       {"maxpool3x3s2_64_112x112", [] { return maxPoolGraph(64, 112); }, true},
+      {"maxpool2x2s2_64_112x112", [] { return maxPoolGraph(64, 112, 2, 2, 0); }, true},
+      {"maxpool3x3s1_64_56x56", [] { return maxPoolGraph(64, 56, 3, 1, 1); }, true},
       {"global_avgpool_512_7x7", [] { return globalAveragePoolGraph(512, 7); }, true},
+      {"reduce_mean_512_7x7", [] { return reduceMeanGraph(512, 7); }, true},
+      {"reduce_mean_64_56x56", [] { return reduceMeanGraph(64, 56); }, true},
       {"add_relu_64x56x56", [] { return addReluGraph(64, 56); }, true},
       {"softmax_1000", [] { return softmaxGraph(1000); }, true},
+      {"log_softmax_1000", [] { return softmaxGraph(1000, "LogSoftmax"); }, true},
   };
   for (const Case& c : cases)
     benchmark::RegisterBenchmark(c.name, [c](benchmark::State& s) { runKernel(s, c.name, c.build, c.memoryBound); })

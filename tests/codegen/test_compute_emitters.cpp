@@ -139,6 +139,34 @@ TEST_CASE("Conv 2-D: channel blocks, wide rows, asymmetric kernels and pads", "[
       .check();
 }
 
+// Output rows narrower than a vector: the kernel vectorizes along the output
+// channels (blocks of 1-8 vectors, the last one partial), with border pixels
+// whose padded taps are skipped at compile time.
+TEST_CASE("Conv 2-D: small maps vectorized along the channels", "[codegen][conv]") {
+  for (const Conv2D& c : {Conv2D{32, 48, 4, 4, 3, 3, 1, 1, 1, 1}, Conv2D{24, 40, 2, 2, 3, 3, 1, 1, 1, 1},
+                          Conv2D{20, 70, 7, 7, 3, 3, 1, 1, 1, 1}, Conv2D{17, 37, 8, 8, 3, 3, 2, 1, 1, 1},
+                          Conv2D{9, 21, 5, 6, 3, 3, 2, 1, 1, 1}, Conv2D{11, 130, 1, 1, 3, 3, 1, 1, 1, 1},
+                          Conv2D{16, 19, 3, 3, 1, 1, 1, 0, 1, 1}, Conv2D{13, 33, 6, 5, 1, 1, 2, 0, 1, 1},
+                          Conv2D{8, 24, 9, 9, 5, 5, 1, 3, 2, 1}, Conv2D{12, 36, 5, 5, 3, 3, 1, 2, 1, 3},
+                          Conv2D{10, 9, 5, 5, 3, 3, 1, 1, 1, 1}, Conv2D{10, 10, 4, 4, 3, 3, 1, 1, 1, 10}}) {
+    INFO(c.channels << "->" << c.outChannels << " " << c.height << "x" << c.width << " k" << c.kernelH << " s"
+                    << c.stride << " p" << c.pad << " d" << c.dilation << " group " << c.group);
+    conv2d(c, c.outChannels % 2 == 1).check();
+    conv2d(c, true).check("x86-64-v3");
+  }
+  for (bool residual : {false, true}) {
+    Attributes a = convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1});
+    a.set("activation", std::string("Relu"));
+    OneNode("Conv",
+            {{Shape({1, 20, 3, 3}), Kind::Input},
+             {Shape({35, 20, 3, 3}), Kind::Constant},
+             {Shape({35}), Kind::Constant},
+             {residual ? Shape({1, 35, 3, 3}) : Shape(), Kind::Input}},
+            a)
+        .check();
+  }
+}
+
 TEST_CASE("Conv 2-D: groups and depthwise multipliers", "[codegen][conv]") {
   for (const Conv2D& c : {Conv2D{6, 9, 10, 11, 3, 3, 1, 1, 1, 3}, Conv2D{8, 8, 12, 13, 3, 3, 2, 1, 1, 2},
                           Conv2D{13, 13, 14, 19, 3, 3, 1, 1, 1, 13}, Conv2D{13, 13, 15, 15, 3, 3, 2, 1, 1, 13},
@@ -256,6 +284,40 @@ TEST_CASE("MaxPool propagates NaN", "[codegen][pool]") {
   const Tensor y = model->run({x}).at(0);
   CHECK(std::isnan(y.data<float>()[0]));
   CHECK(!std::isnan(y.data<float>()[1]));
+}
+
+TEST_CASE("MaxPool over wide rows: strided loads, NaN and infinities", "[codegen][pool]") {
+  // Rows wide enough for full vector tiles at strides 2, 3 and 4 (the
+  // shuffled loads), with the exact rerun triggered by NaN and by infinities.
+  for (int64_t stride : {1, 2, 3, 4})
+    for (int64_t kernel : {2, 3}) {
+      Attributes a;
+      a.set("kernel_shape", std::vector<int64_t>{kernel, kernel});
+      a.set("strides", std::vector<int64_t>{stride, stride});
+      a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+      a.set("dilations", std::vector<int64_t>{1, 1});
+      INFO("k" << kernel << " s" << stride);
+      OneNode node("MaxPool", {{Shape({1, 3, 9, 150}), Kind::Input}}, a);
+      node.check();
+      auto model = CompiledModel::compile(node.g, "native", false);
+      Tensor x = randomTensor({1, 3, 9, 150}, 5);
+      x.data<float>()[150 * 4 + 77] = std::numeric_limits<float>::quiet_NaN();
+      x.data<float>()[150 * 9 + 150 * 2 + 40] = std::numeric_limits<float>::infinity();
+      x.data<float>()[150 * 18 + 150 * 8 + 149] = -std::numeric_limits<float>::infinity();
+      const Tensor got = model->run({x}).at(0), want = interpret(node.g, {x}).at(0);
+      REQUIRE(got.numElements() == want.numElements());
+      int64_t nans = 0;
+      for (int64_t i = 0; i < got.numElements(); ++i) {
+        const float g = got.data<float>()[i], w = want.data<float>()[i];
+        nans += std::isnan(w);
+        INFO("output " << i);
+        if (std::isnan(w))
+          CHECK(std::isnan(g));
+        else
+          CHECK(g == w);
+      }
+      if (kernel >= stride) CHECK(nans > 0);  // otherwise some inputs sit in no window
+    }
 }
 
 TEST_CASE("GlobalAveragePool and GlobalMaxPool", "[codegen][pool]") {

@@ -340,6 +340,54 @@ TEST_CASE("ReduceMean over axis sets with and without kept dims", "[codegen][red
           unaryGraph("ReduceMean", Shape{3, 4, 5}, attrs({{"axes", axes}, {"keepdims", keepdims}})));
 }
 
+TEST_CASE("Softmax, LogSoftmax and ReduceMean over rows longer than a vector", "[codegen][softmax][reduce]") {
+  // Contiguous rows with and without a partial last vector, rows across lanes
+  // (axis not innermost) wider than a vector, and long reductions that use
+  // the unrolled vector accumulators; values in [-8, 8) so exp spans ~7 decades.
+  for (const char* op : {"Softmax", "LogSoftmax"})
+    for (const auto& [shape, axis] : std::vector<std::pair<Shape, int64_t>>{
+             {Shape{2, 1000}, -1}, {Shape{3, 17}, -1}, {Shape{2, 64}, -1}, {Shape{3, 9, 37}, 1}, {Shape{2, 5, 40}, 1}}) {
+      Graph g = unaryGraph(op, shape, attrs({{"axis", axis}}));
+      auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+      Shape batched{2};
+      batched.dims.insert(batched.dims.end(), shape.dims.begin(), shape.dims.end());
+      std::vector<Tensor> in{randomTensor(batched, 11, -8, 8)};
+      const double error = maxRelativeError(model->run(in), interpret(g, in));
+      INFO(op << " " << shape.str() << " axis " << axis << ": worst relative error " << error);
+      CHECK(error <= 1e-5);
+    }
+  for (const auto& [shape, axes] : std::vector<std::pair<Shape, std::vector<int64_t>>>{
+           {Shape{64, 56, 56}, {2, 3}}, {Shape{5, 7, 7}, {2, 3}}, {Shape{3, 130}, {-1}}, {Shape{3, 40, 17}, {1, 3}},
+           {Shape{2, 300}, {1}}, {Shape{6, 50}, {1}}}) {
+    Graph g = unaryGraph("ReduceMean", shape, attrs({{"axes", axes}, {"keepdims", int64_t{1}}}));
+    auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+    Shape batched{2};
+    batched.dims.insert(batched.dims.end(), shape.dims.begin(), shape.dims.end());
+    std::vector<Tensor> in{randomTensor(batched, 12, -3, 3)};
+    const double error = maxRelativeError(model->run(in), interpret(g, in));
+    INFO("ReduceMean " << shape.str() << ": worst relative error " << error);
+    CHECK(error <= 1e-5);
+  }
+  // The AVX2 width too.
+  checkAgainstInterpreter(unaryGraph("Softmax", Shape{3, 100}), "x86-64-v3");
+  checkAgainstInterpreter(unaryGraph("LogSoftmax", Shape{3, 20, 11}, attrs({{"axis", int64_t{1}}})), "x86-64-v3");
+  checkAgainstInterpreter(unaryGraph("ReduceMean", Shape{3, 20, 11}, attrs({{"axes", std::vector<int64_t>{1, 2}}})),
+                          "x86-64-v3");
+}
+
+TEST_CASE("Softmax rows with NaN or infinite logits", "[codegen][softmax]") {
+  Graph g = unaryGraph("Softmax", Shape{40});
+  auto model = CompiledModel::compile(g, "native", false);
+  Tensor x = randomTensor(Shape{1, 40}, 3);
+  x.data<float>()[33] = std::nanf("");
+  Tensor y = model->run({x}).at(0);
+  for (int i = 0; i < 40; ++i) CHECK(std::isnan(y.data<float>()[i]));
+  x = randomTensor(Shape{1, 40}, 4);
+  x.data<float>()[21] = -kInf;
+  y = model->run({x}).at(0);
+  CHECK(maxRelativeError({y}, interpret(g, {x})) <= 1e-6);
+}
+
 // --- Shape and data movement -------------------------------------------------
 
 TEST_CASE("view ops copy bytes", "[codegen][shape]") {

@@ -81,10 +81,15 @@ Planes planesOf(const ConvShape& s, llvm::Value* data, bool input) {
 // Where the kernel reads weight (m, c, tap): constant weights are repacked
 // per group into [channel block][Cg][taps][block rows] (blocks of blockRows
 // output channels, the last one narrower), others are read as [M][Cg][taps].
+// The same layout serves both vectorized axes: along the output row a tap's
+// block rows are broadcast one by one, along the channels they are loaded as
+// vectors. channelAxis picks the latter, with tiles of tileRows output rows.
 struct ConvWeights {
   llvm::Value* data;
   bool packed;
   int64_t blockRows;
+  bool channelAxis = false;
+  int64_t tileRows = 1;
 };
 
 Tensor packWeights(const Tensor& w, const ConvShape& s, int64_t blockRows) {
@@ -101,8 +106,23 @@ Tensor packWeights(const Tensor& w, const ConvShape& s, int64_t blockRows) {
   return packed;
 }
 
-ConvWeights convWeights(EmitContext& ctx, const Operand& w, const ConvShape& s) {
-  const int64_t blockRows = std::min<int64_t>(s.groupOutChannels, ctx.target.vectorFloats >= 16 ? 8 : 4);
+// The vectorized axis: output rows narrower than a vector (the small maps
+// at the end of a CNN) would leave most lanes idle, so when the weights can
+// be repacked and the group has about a vector of output channels, vectors
+// run along the output channels instead: a tile of every pixel of tileRows
+// output rows x up to 8 channel vectors (few pixels need many independent
+// accumulators), sized to the accumulator budget.
+ConvWeights convWeights(EmitContext& ctx, const Operand& w, const ConvShape& s, bool allowChannelAxis) {
+  const int64_t lanes = ctx.target.vectorFloats, width = s.cols.out;
+  if (allowChannelAxis && w.constant && width < lanes && 2 * s.groupOutChannels >= lanes) {
+    const int64_t budget = kernels::accumulatorBudget(ctx.target);
+    const int64_t vectors =
+        std::min(std::clamp<int64_t>(budget / width, 1, 8), (s.groupOutChannels + lanes - 1) / lanes);
+    const int64_t blockRows = std::min(vectors * lanes, s.groupOutChannels);
+    const int64_t tileRows = std::max<int64_t>(1, budget / (width * vectors));
+    return {ctx.packConstant(packWeights(*w.constant, s, blockRows)), true, blockRows, true, tileRows};
+  }
+  const int64_t blockRows = std::min<int64_t>(s.groupOutChannels, lanes >= 16 ? 8 : 4);
   if (!w.constant) return {w.data, false, blockRows};
   return {ctx.packConstant(packWeights(*w.constant, s, blockRows)), true, blockRows};
 }
@@ -112,6 +132,28 @@ class ConvKernel {
  public:
   ConvKernel(EmitContext& ctx, const ConvShape& s, ConvWeights w, llvm::Value* bias, std::optional<Planes> residual)
       : ctx_(ctx), b_(ctx.b), s_(s), w_(w), bias_(bias), residual_(residual) {}
+
+  bool channelAxis() const { return w_.channelAxis; }
+
+  // The whole output with vectors along the output channels (channelAxis):
+  // per channel block, tiles of tileRows x (every column) output pixels x
+  // the block's channel vectors. Per input channel and tap, one vector load
+  // of weights per channel vector and one broadcast input per pixel whose
+  // window reads that tap inside the input; padded taps of border pixels
+  // are left out at compile time, so borders stay vectorized too. Lanes are
+  // stored a channel plane apart (per-lane stores: a tile holds few pixels).
+  void emitChannels(const Planes& x, const Planes& y) const {
+    const int64_t fullBlocks = s_.groupOutChannels / w_.blockRows;
+    const int64_t lastRows = s_.groupOutChannels % w_.blockRows;
+    ctx_.loop(s_.groups, [&](llvm::Value* g) {
+      llvm::Value* groupStart = b_.CreateMul(g, ctx_.i64(s_.groupOutChannels));
+      ctx_.loop(fullBlocks, [&](llvm::Value* block) {
+        emitChannelBlock(g, b_.CreateAdd(groupStart, b_.CreateMul(block, ctx_.i64(w_.blockRows))), w_.blockRows, x,
+                         y);
+      });
+      if (lastRows) emitChannelBlock(g, b_.CreateAdd(groupStart, ctx_.i64(fullBlocks * w_.blockRows)), lastRows, x, y);
+    });
+  }
 
   // Output row `oh` of y, whose window reads kernel rows `rowTaps` of x.
   void emitRow(llvm::Value* oh, const std::vector<int64_t>& rowTaps, const Planes& x, const Planes& y) const {
@@ -142,6 +184,66 @@ class ConvKernel {
         for (int64_t r = 0; r < rows; ++r)
           for (size_t c = 0; c < acc.chunks().size(); ++c)
             kernels::storeVector(ctx_, pixel(y, channel(m, r), oh, ow, acc.chunkOffset(c)), acc.get(r, c));
+      });
+  }
+
+  // Output channels [m, m + channels) of group g, all pixels (emitChannels).
+  void emitChannelBlock(llvm::Value* g, llvm::Value* m, int64_t channels, const Planes& x, const Planes& y) const {
+    const int64_t width = s_.cols.out;
+    const AxisGeometry &rows = s_.rows, &cols = s_.cols;
+    std::vector<std::vector<int64_t>> colTaps(static_cast<size_t>(width));  // kernel columns inside x, per column
+    for (const AxisSpan& span : kernels::axisSpans(cols))
+      for (int64_t o = span.begin; o < span.end; ++o) colTaps[static_cast<size_t>(o)] = span.taps;
+    auto reads = [&](int64_t col, int64_t kw) {
+      const std::vector<int64_t>& taps = colTaps[static_cast<size_t>(col)];
+      return std::find(taps.begin(), taps.end(), kw) != taps.end();
+    };
+    for (const AxisSpan& span : kernels::axisSpans(rows))
+      kernels::forEachTile(ctx_, span.begin, span.end, w_.tileRows, [&](llvm::Value* oh0, int64_t tileRows) {
+        kernels::AccumulatorTile acc(ctx_, tileRows * width, kernels::chunkWidths(channels, ctx_.target.vectorFloats));
+        auto outRow = [&](int64_t p) { return b_.CreateAdd(oh0, ctx_.i64(p / width)); };
+        for (int64_t p = 0; p < acc.rows(); ++p)
+          for (size_t ch = 0; ch < acc.chunks().size(); ++ch) {
+            const int64_t lanes = acc.chunks()[ch], offset = acc.chunkOffset(ch);
+            llvm::Value* v =
+                bias_ ? kernels::loadVector(ctx_, kernels::floatPtr(ctx_, bias_, channel(m, offset)), lanes)
+                      : kernels::splat(ctx_, ctx_.f32(0.f), lanes);
+            if (residual_)
+              v = b_.CreateFAdd(v, kernels::loadVector(ctx_,
+                                                       pixel(*residual_, channel(m, offset), outRow(p), ctx_.i64(0),
+                                                             p % width),
+                                                       lanes, residual_->channelStride));
+            acc.set(p, ch, v);
+          }
+        if (!span.taps.empty())
+          ctx_.loop(s_.groupChannels, [&](llvm::Value* c) {
+            llvm::Value* xChannel = b_.CreateAdd(b_.CreateMul(g, ctx_.i64(s_.groupChannels)), c);
+            for (int64_t kh : span.taps)
+              for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
+                bool used = false;
+                for (int64_t col = 0; col < width; ++col) used = used || reads(col, kw);
+                if (!used) continue;
+                const int64_t tap = kh * s_.kernelW + kw;
+                std::vector<llvm::Value*> weights;
+                for (size_t ch = 0; ch < acc.chunks().size(); ++ch)
+                  weights.push_back(kernels::loadVector(ctx_, weight(m, acc.chunkOffset(ch), channels, c, tap),
+                                                        acc.chunks()[ch]));
+                acc.rankOneUpdate(
+                    [&](int64_t p) -> llvm::Value* {
+                      const int64_t col = p % width;
+                      if (!reads(col, kw)) return nullptr;
+                      llvm::Value* ih = b_.CreateAdd(b_.CreateMul(outRow(p), ctx_.i64(rows.stride)),
+                                                     ctx_.i64(kh * rows.dilation - rows.padBegin));
+                      return pixel(x, xChannel, ih, ctx_.i64(col * cols.stride - cols.padBegin + kw * cols.dilation),
+                                   0);
+                    },
+                    weights);
+              }
+          });
+        for (int64_t p = 0; p < acc.rows(); ++p)
+          for (size_t ch = 0; ch < acc.chunks().size(); ++ch)
+            kernels::storeVector(ctx_, pixel(y, channel(m, acc.chunkOffset(ch)), outRow(p), ctx_.i64(0), p % width),
+                                 acc.get(p, ch), y.channelStride);
       });
   }
 
@@ -225,7 +327,13 @@ void emitConv(EmitContext& ctx) {
   const Planes out = planesOf(s, y.data, false);
   std::optional<Planes> residual;
   if (ctx.hasInput(3)) residual = planesOf(s, ctx.input(3).data, false);
-  const ConvKernel kernel(ctx, s, convWeights(ctx, w, s), ctx.hasInput(2) ? ctx.input(2).data : nullptr, residual);
+  const ConvKernel kernel(ctx, s, convWeights(ctx, w, s, true), ctx.hasInput(2) ? ctx.input(2).data : nullptr,
+                          residual);
+  if (kernel.channelAxis()) {
+    kernel.emitChannels(planesOf(s, x.data, true), out);
+    kernels::applyActivation(ctx, y.data, s.outChannels() * s.rows.out * s.cols.out);
+    return;
+  }
   for (const AxisSpan& span : kernels::axisSpans(s.rows))
     ctx.loop(ctx.i64(span.begin), ctx.i64(span.end), [&](llvm::Value* oh) {
       kernel.emitRow(oh, span.taps, planesOf(s, x.data, true), out);
@@ -263,8 +371,8 @@ void emitSeparableConv2D(EmitContext& ctx) {
   buffer->setAlignment(llvm::Align(64));
   const Planes row{buffer, width, 0};  // one row per channel, reused for every output row
 
-  const ConvKernel depthwiseKernel(ctx, depthwise, convWeights(ctx, wd, depthwise), nullptr, std::nullopt);
-  const ConvKernel pointwiseKernel(ctx, pointwise, convWeights(ctx, wp, pointwise),
+  const ConvKernel depthwiseKernel(ctx, depthwise, convWeights(ctx, wd, depthwise, false), nullptr, std::nullopt);
+  const ConvKernel pointwiseKernel(ctx, pointwise, convWeights(ctx, wp, pointwise, false),
                                    ctx.hasInput(3) ? ctx.input(3).data : nullptr, std::nullopt);
   for (const AxisSpan& span : kernels::axisSpans(depthwise.rows))
     ctx.loop(ctx.i64(span.begin), ctx.i64(span.end), [&](llvm::Value* oh) {

@@ -9,7 +9,14 @@
 // is a few f32 vectors: every tap is one (strided: shuffled) vector load
 // folded into them. Global pools fold each plane through vector
 // accumulators, then reduce the lanes. Max propagates NaN like the reference:
-// the running value takes x when x > max or x is NaN.
+// the running value takes x when x > max or x is NaN. Windowed max gets there
+// without a per-lane compare and blend per tap (the NaN test doubles the
+// cost of a tap): the taps fold with x > max ? x : max, one vmaxps, while
+// x * 0 + flag, one FMA, leaves flag 0 unless some tap was NaN or infinite;
+// only a tile whose flag is set runs again with the exact combine.
+#include <llvm/IR/MDBuilder.h>
+
+#include <algorithm>
 #include <limits>
 
 #include "compiler/codegen/ops/families.h"
@@ -36,6 +43,11 @@ struct Reducer {
     if (!max) return b.CreateFAdd(acc, x);
     return b.CreateSelect(b.CreateOr(b.CreateFCmpOGT(x, acc), b.CreateFCmpUNO(x, x)), x, acc);
   }
+  // max's fast fold: x > acc ? x : acc (x86 maxps exactly), which drops NaN x.
+  llvm::Value* combineIgnoringNaN(EmitContext& ctx, llvm::Value* acc, llvm::Value* x) const {
+    if (!max) return combine(ctx, acc, x);
+    return ctx.b.CreateSelect(ctx.b.CreateFCmpOGT(x, acc), x, acc);
+  }
   llvm::Value* lanes(EmitContext& ctx, llvm::Value* v) const {
     if (max) return ctx.b.CreateFPMaximumReduce(v);
     llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(0.f), v);
@@ -43,6 +55,39 @@ struct Reducer {
     return sum;
   }
 };
+
+// The `width` floats at ptr[0], ptr[stride], ... for a small stride, from
+// whole vectors of `width` floats and shuffles that pick every stride-th
+// lane (vpermt2ps with AVX-512) instead of one odd-sized wide load that the
+// backend splits into lane inserts. The last vector ends at the last float
+// read, so nothing past ptr[(width - 1) * stride] is touched.
+llvm::Value* loadStrided(EmitContext& ctx, llvm::Value* ptr, int64_t width, int64_t stride) {
+  if (stride == 1 || stride > 4 || width < 4 || (width & (width - 1)) != 0)
+    return kernels::loadVector(ctx, ptr, width, stride);
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t extent = (width - 1) * stride + 1, sources = (extent + width - 1) / width;
+  llvm::Value* v = nullptr;
+  int64_t filled = 0;  // lanes of v taken so far (lane i reads element i * stride)
+  for (int64_t j = 0; j < sources; ++j) {
+    const int64_t start = std::min(j * width, extent - width);
+    llvm::Value* part = kernels::loadVector(ctx, kernels::floatPtr(ctx, ptr, ctx.i64(start)), width);
+    // Lanes whose element lies in [start, start + width) and is not taken yet.
+    std::vector<int> mask(static_cast<size_t>(width));
+    int64_t next = filled;
+    for (int64_t i = 0; i < width; ++i) {
+      const int64_t e = i * stride;
+      if (i >= filled && e >= start && e < start + width) {
+        mask[static_cast<size_t>(i)] = static_cast<int>(width + e - start);
+        next = i + 1;
+      } else {
+        mask[static_cast<size_t>(i)] = v ? static_cast<int>(i) : -1;
+      }
+    }
+    v = b.CreateShuffleVector(v ? v : llvm::PoisonValue::get(part->getType()), part, mask);
+    filled = next;
+  }
+  return v;
+}
 
 // Input x [1, C, spatial...] as planes of `plane` floats.
 struct PoolInput {
@@ -96,18 +141,48 @@ void emitWindowPool(EmitContext& ctx, const Reducer& reducer, bool countIncludeP
                                                   : static_cast<int64_t>(rowSpan.taps.size() * colSpan.taps.size());
             int64_t offset = 0;
             for (int64_t chunk : kernels::chunkWidths(width, lanes)) {
-              llvm::Value* acc = reducer.identity(ctx, chunk);
-              for (int64_t kh : rowSpan.taps) {
-                llvm::Value* ih = b.CreateAdd(rowStart, ctx.i64(kh * rows.dilation - rows.padBegin));
-                for (int64_t kw : colSpan.taps) {
-                  llvm::Value* iw = b.CreateAdd(colStart, ctx.i64(kw * cols.dilation + offset * cols.stride));
-                  llvm::Value* at = kernels::floatPtr(ctx, xPlane, b.CreateAdd(b.CreateMul(ih, ctx.i64(cols.in)), iw));
-                  acc = reducer.combine(ctx, acc, kernels::loadVector(ctx, at, chunk, cols.stride));
+              // Folds every tap of the window into the chunk's vector; with
+              // `nanFlag`, max ignores NaN and *nanFlag collects x * 0 instead.
+              auto fold = [&](llvm::Value** nanFlag) {
+                llvm::Value* acc = reducer.identity(ctx, chunk);
+                for (int64_t kh : rowSpan.taps) {
+                  llvm::Value* ih = b.CreateAdd(rowStart, ctx.i64(kh * rows.dilation - rows.padBegin));
+                  for (int64_t kw : colSpan.taps) {
+                    llvm::Value* iw = b.CreateAdd(colStart, ctx.i64(kw * cols.dilation + offset * cols.stride));
+                    llvm::Value* at =
+                        kernels::floatPtr(ctx, xPlane, b.CreateAdd(b.CreateMul(ih, ctx.i64(cols.in)), iw));
+                    llvm::Value* x = loadStrided(ctx, at, chunk, cols.stride);
+                    if (!nanFlag) {
+                      acc = reducer.combine(ctx, acc, x);
+                      continue;
+                    }
+                    acc = reducer.combineIgnoringNaN(ctx, acc, x);
+                    *nanFlag = kernels::fmulAdd(ctx, x, kernels::splat(ctx, ctx.f32(0.f), chunk), *nanFlag);
+                  }
                 }
-              }
-              if (!reducer.max) acc = b.CreateFDiv(acc, kernels::splat(ctx, ctx.f32(static_cast<float>(count)), chunk));
+                return acc;
+              };
               llvm::Value* o = b.CreateAdd(b.CreateMul(oh, ctx.i64(cols.out)), b.CreateAdd(ow, ctx.i64(offset)));
-              kernels::storeVector(ctx, kernels::floatPtr(ctx, yPlane, o), acc);
+              llvm::Value* out = kernels::floatPtr(ctx, yPlane, o);
+              if (!reducer.max) {
+                llvm::Value* acc = fold(nullptr);
+                acc = b.CreateFDiv(acc, kernels::splat(ctx, ctx.f32(static_cast<float>(count)), chunk));
+                kernels::storeVector(ctx, out, acc);
+              } else {
+                // 0 * x is 0 for finite x, NaN for NaN or infinite x: a set flag
+                // lane means "maybe NaN"; infinities only cost the exact rerun.
+                llvm::Value* nanFlag = kernels::splat(ctx, ctx.f32(0.f), chunk);
+                kernels::storeVector(ctx, out, fold(&nanFlag));
+                llvm::Value* anyFlagged = b.CreateOrReduce(b.CreateFCmpUNO(nanFlag, nanFlag));
+                llvm::Function* fn = b.GetInsertBlock()->getParent();
+                llvm::BasicBlock* exact = llvm::BasicBlock::Create(b.getContext(), "pool.nan", fn);
+                llvm::BasicBlock* done = llvm::BasicBlock::Create(b.getContext(), "pool.done", fn);
+                b.CreateCondBr(anyFlagged, exact, done, llvm::MDBuilder(b.getContext()).createUnlikelyBranchWeights());
+                b.SetInsertPoint(exact);
+                kernels::storeVector(ctx, out, fold(nullptr));
+                b.CreateBr(done);
+                b.SetInsertPoint(done);
+              }
               offset += chunk;
             }
           });

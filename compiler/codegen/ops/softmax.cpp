@@ -1,13 +1,27 @@
 // Emits Softmax and LogSoftmax along one axis (opset-13 semantics), stable:
 // each row along the axis first finds its maximum, then sums exp(x - max)
-// (Softmax keeps those exponentials in the output and divides them by the
-// sum), and LogSoftmax writes x - max - log(sum). Rows are visited in place
-// order, so the output may alias the input.
+// (Softmax keeps those exponentials in the output and scales them by one
+// reciprocal of the sum), and LogSoftmax writes x - max - log(sum). Rows are
+// visited in place order, so the output may alias the input.
+//
+// Both reductions are explicit f32 vectors, because the loop vectorizer may
+// not reassociate a float max or sum on its own. A contiguous row (the axis
+// innermost) is folded lane-wise into one vector accumulator and reduced
+// horizontally once (a tree of adds: the reassociation is deliberate and, if
+// anything, more accurate than a running sum); when the axis has elements
+// `inner` apart, a vector covers that many adjacent rows instead, one row per
+// lane, and needs no horizontal step. The max keeps the scalar rule
+// "v > max ? v : max" (one vmaxps), which skips NaN; a NaN still reaches
+// every output of its row through exp and the sum.
+#include <algorithm>
+#include <functional>
 #include <limits>
+#include <vector>
 
 #include "compiler/codegen/math.h"
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/loops.h"
+#include "compiler/codegen/ops/vector_kernels.h"
 
 namespace kiln::codegen {
 
@@ -15,42 +29,148 @@ namespace {
 
 using llvm::Value;
 
+Value* maxOf(llvm::IRBuilder<>& b, Value* acc, Value* v) { return b.CreateSelect(b.CreateFCmpOGT(v, acc), v, acc); }
+
+// The lanes of v folded with maxOf: halves while the width is even (a
+// shuffle and a vmaxps each), then the remaining lanes one by one.
+Value* horizontalMax(llvm::IRBuilder<>& b, Value* v) {
+  unsigned n = llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements();
+  while (n % 2 == 0) {
+    std::vector<int> low, high;
+    for (unsigned i = 0; i < n / 2; ++i) {
+      low.push_back(static_cast<int>(i));
+      high.push_back(static_cast<int>(i + n / 2));
+    }
+    v = maxOf(b, b.CreateShuffleVector(v, low), b.CreateShuffleVector(v, high));
+    n /= 2;
+  }
+  Value* result = b.CreateExtractElement(v, uint64_t{0});
+  for (unsigned i = 1; i < n; ++i) result = maxOf(b, result, b.CreateExtractElement(v, static_cast<uint64_t>(i)));
+  return result;
+}
+
+// The lanes of v summed in any order (llvm.vector.reduce.fadd with reassoc:
+// a tree of adds).
+Value* horizontalSum(EmitContext& ctx, Value* v) {
+  llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(-0.f), v);
+  sum->setHasAllowReassoc(true);
+  return sum;
+}
+
+// One pass over a row: body(ptrOffset, width) for full vectors of `lanes`
+// (a run-time loop) and one narrower remainder.
+void forEachVector(EmitContext& ctx, Value* rowStart, int64_t n, int64_t lanes,
+                   const std::function<void(Value*, int64_t)>& body) {
+  const int64_t fullEnd = n / lanes * lanes;
+  llvm::IRBuilder<>& b = ctx.b;
+  if (fullEnd > 0)
+    ctx.loop(
+        ctx.i64(0), ctx.i64(fullEnd), [&](Value* k) { body(b.CreateAdd(rowStart, k), lanes); }, lanes);
+  if (n > fullEnd) body(b.CreateAdd(rowStart, ctx.i64(fullEnd)), n - fullEnd);
+}
+
+// A contiguous row of n floats at x[rowStart] (inner == 1).
+void emitContiguousRow(EmitContext& ctx, bool logarithmic, Value* rowStart, int64_t n) {
+  const Operand& x = ctx.input(0);
+  const Operand& y = ctx.output();
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t lanes = std::min<int64_t>(ctx.target.vectorFloats, n);
+  auto xAt = [&](Value* i) { return kernels::floatPtr(ctx, x.data, i); };
+  auto yAt = [&](Value* i) { return kernels::floatPtr(ctx, y.data, i); };
+  kernels::AccumulatorTile acc(ctx, 1, {lanes});
+
+  // Max: full vectors into the accumulator, the remainder folded in as scalars.
+  acc.set(0, 0, kernels::splat(ctx, ctx.f32(-std::numeric_limits<float>::infinity()), lanes));
+  Value* tailMax = nullptr;
+  forEachVector(ctx, rowStart, n, lanes, [&](Value* at, int64_t width) {
+    Value* v = kernels::loadVector(ctx, xAt(at), width);
+    if (width == lanes)
+      acc.set(0, 0, maxOf(b, acc.get(0, 0), v));
+    else
+      tailMax = horizontalMax(b, v);
+  });
+  Value* max = horizontalMax(b, acc.get(0, 0));
+  if (tailMax) max = maxOf(b, max, tailMax);
+
+  // Sum of exp(x - max), keeping the exponentials for Softmax.
+  acc.set(0, 0, kernels::splat(ctx, ctx.f32(0.f), lanes));
+  Value* tailSum = nullptr;
+  forEachVector(ctx, rowStart, n, lanes, [&](Value* at, int64_t width) {
+    Value* e = emitExp(b, b.CreateFSub(kernels::loadVector(ctx, xAt(at), width), kernels::splat(ctx, max, width)));
+    if (!logarithmic) kernels::storeVector(ctx, yAt(at), e);
+    if (width == lanes)
+      acc.set(0, 0, b.CreateFAdd(acc.get(0, 0), e));
+    else
+      tailSum = horizontalSum(ctx, e);
+  });
+  Value* sum = horizontalSum(ctx, acc.get(0, 0));
+  if (tailSum) sum = b.CreateFAdd(sum, tailSum);
+
+  if (logarithmic) {
+    Value* logSum = emitLog(b, sum);
+    forEachVector(ctx, rowStart, n, lanes, [&](Value* at, int64_t width) {
+      Value* centered = b.CreateFSub(kernels::loadVector(ctx, xAt(at), width), kernels::splat(ctx, max, width));
+      kernels::storeVector(ctx, yAt(at), b.CreateFSub(centered, kernels::splat(ctx, logSum, width)));
+    });
+  } else {
+    Value* reciprocal = b.CreateFDiv(ctx.f32(1.f), sum);
+    forEachVector(ctx, rowStart, n, lanes, [&](Value* at, int64_t width) {
+      Value* e = kernels::loadVector(ctx, yAt(at), width);
+      kernels::storeVector(ctx, yAt(at), b.CreateFMul(e, kernels::splat(ctx, reciprocal, width)));
+    });
+  }
+}
+
+// `width` adjacent rows (one per lane) of n elements `inner` apart, the first
+// element of lane 0 at x[start].
+void emitRowsAcrossLanes(EmitContext& ctx, bool logarithmic, Value* start, int64_t n, int64_t inner, int64_t width) {
+  const Operand& x = ctx.input(0);
+  const Operand& y = ctx.output();
+  llvm::IRBuilder<>& b = ctx.b;
+  auto at = [&](Value* k) { return b.CreateAdd(start, b.CreateMul(k, ctx.i64(inner))); };
+  auto xAt = [&](Value* k) { return kernels::floatPtr(ctx, x.data, at(k)); };
+  auto yAt = [&](Value* k) { return kernels::floatPtr(ctx, y.data, at(k)); };
+  kernels::AccumulatorTile acc(ctx, 1, {width});
+  acc.set(0, 0, kernels::splat(ctx, ctx.f32(-std::numeric_limits<float>::infinity()), width));
+  ctx.loop(n, [&](Value* k) { acc.set(0, 0, maxOf(b, acc.get(0, 0), kernels::loadVector(ctx, xAt(k), width))); });
+  Value* max = acc.get(0, 0);
+  acc.set(0, 0, kernels::splat(ctx, ctx.f32(0.f), width));
+  ctx.loop(n, [&](Value* k) {
+    Value* e = emitExp(b, b.CreateFSub(kernels::loadVector(ctx, xAt(k), width), max));
+    if (!logarithmic) kernels::storeVector(ctx, yAt(k), e);
+    acc.set(0, 0, b.CreateFAdd(acc.get(0, 0), e));
+  });
+  Value* sum = acc.get(0, 0);
+  if (logarithmic) {
+    Value* logSum = emitLog(b, sum);
+    ctx.loop(n, [&](Value* k) {
+      kernels::storeVector(ctx, yAt(k), b.CreateFSub(b.CreateFSub(kernels::loadVector(ctx, xAt(k), width), max), logSum));
+    });
+  } else {
+    Value* reciprocal = b.CreateFDiv(kernels::splat(ctx, ctx.f32(1.f), width), sum);
+    ctx.loop(n, [&](Value* k) {
+      kernels::storeVector(ctx, yAt(k), b.CreateFMul(kernels::loadVector(ctx, yAt(k), width), reciprocal));
+    });
+  }
+}
+
 void emitSoftmax(EmitContext& ctx) {
   const bool logarithmic = ctx.node.opName() == "LogSoftmax";
   const Operand& x = ctx.input(0);
-  const Operand& y = ctx.output();
   const Shape& shape = x.type.shape;
   const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), shape.rank());
   // The tensor as [outer, n, inner] around the axis; a row is n elements inner apart.
   const int64_t outer = shape.product(0, axis), n = shape[axis], inner = shape.product(axis + 1, shape.rank());
+  if (n == 0 || inner == 0) return;
   llvm::IRBuilder<>& b = ctx.b;
-  llvm::AllocaInst* maxSlot = entryBlockSlot(ctx, ctx.f32Type());
-  llvm::AllocaInst* sumSlot = entryBlockSlot(ctx, ctx.f32Type());
   ctx.loop(outer, [&](Value* o) {
-    ctx.loop(inner, [&](Value* i) {
-      Value* rowStart = b.CreateAdd(b.CreateMul(o, ctx.i64(n * inner)), i);
-      auto at = [&](Value* k) { return b.CreateAdd(rowStart, b.CreateMul(k, ctx.i64(inner))); };
-      b.CreateStore(ctx.f32(-std::numeric_limits<float>::infinity()), maxSlot);
-      ctx.loop(n, [&](Value* k) {
-        Value* v = ctx.load(x, at(k));
-        Value* max = b.CreateLoad(ctx.f32Type(), maxSlot);
-        b.CreateStore(b.CreateSelect(b.CreateFCmpOLT(max, v), v, max), maxSlot);
-      });
-      Value* max = b.CreateLoad(ctx.f32Type(), maxSlot);
-      b.CreateStore(ctx.f32(0.f), sumSlot);
-      ctx.loop(n, [&](Value* k) {
-        Value* e = emitExp(b, b.CreateFSub(ctx.load(x, at(k)), max));
-        if (!logarithmic) ctx.store(y, at(k), e);
-        b.CreateStore(b.CreateFAdd(b.CreateLoad(ctx.f32Type(), sumSlot), e), sumSlot);
-      });
-      Value* sum = b.CreateLoad(ctx.f32Type(), sumSlot);
-      if (logarithmic) {
-        Value* logSum = emitLog(b, sum);
-        ctx.loop(n,
-                 [&](Value* k) { ctx.store(y, at(k), b.CreateFSub(b.CreateFSub(ctx.load(x, at(k)), max), logSum)); });
-      } else {
-        ctx.loop(n, [&](Value* k) { ctx.store(y, at(k), b.CreateFDiv(ctx.load(y, at(k)), sum)); });
-      }
+    Value* base = b.CreateMul(o, ctx.i64(n * inner));
+    if (inner == 1) {
+      emitContiguousRow(ctx, logarithmic, base, n);
+      return;
+    }
+    kernels::forEachTile(ctx, 0, inner, ctx.target.vectorFloats, [&](Value* i, int64_t width) {
+      emitRowsAcrossLanes(ctx, logarithmic, b.CreateAdd(base, i), n, inner, width);
     });
   });
 }
