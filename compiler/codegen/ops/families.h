@@ -5,8 +5,8 @@
 
 namespace kiln::codegen {
 
-void registerActivationEmitters(EmitterRegistry& r);     // activation.cpp
-void registerElementwiseEmitters(EmitterRegistry& r);    // elementwise.cpp
+void registerActivationEmitters(EmitterRegistry& r);     // activation.cpp: unary activations
+void registerElementwiseEmitters(EmitterRegistry& r);    // elementwise.cpp: broadcasting binary/variadic ops and PRelu
 void registerConvEmitters(EmitterRegistry& r);           // conv.cpp: Conv (+epilogue), SeparableConv2D
 void registerPoolEmitters(EmitterRegistry& r);           // pool.cpp
 void registerLinearEmitters(EmitterRegistry& r);         // linear.cpp: Gemm (+epilogue), MatMul
