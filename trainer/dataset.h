@@ -1,10 +1,12 @@
 // Image classification data: the IDX format (gzip or raw), the seeded
 // stratified train/validation split of the official training set, and the
-// test set, which is a separate type that only evaluateOnTestSet (fit.h) can
-// load or read: nothing else in the trainer can touch test data.
+// test set, which is a separate type that only evaluateOnTestSet (fit.h) and
+// evaluateEnsembleOnTestSet (ensemble.h) can load or read: nothing else in the
+// trainer can touch test data.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -61,6 +63,11 @@ class Sequential;
 struct TrainingConfig;
 struct TestReport;
 TestReport evaluateOnTestSet(Sequential& model, const TrainingConfig& cfg, const DatasetFolder& folder);
+// The ensemble's final evaluation (trainer/ensemble.{h,cpp}): it needs the
+// members' per-sample probabilities, which evaluateOnTestSet's metrics lose.
+struct EnsembleTestReport;
+EnsembleTestReport evaluateEnsembleOnTestSet(const std::vector<Sequential*>& members, std::span<const double> weights,
+                                             const TrainingConfig& cfg, const DatasetFolder& folder);
 
 // The official test set. Constructible and readable only by the final
 // evaluation.
@@ -70,6 +77,9 @@ class TestSet {
   static TestSet load(const DatasetFolder& folder);
   LabeledImages data_;
   friend TestReport evaluateOnTestSet(Sequential& model, const TrainingConfig& cfg, const DatasetFolder& folder);
+  friend EnsembleTestReport evaluateEnsembleOnTestSet(const std::vector<Sequential*>& members,
+                                                      std::span<const double> weights, const TrainingConfig& cfg,
+                                                      const DatasetFolder& folder);
 };
 
 }  // namespace kiln::train

@@ -5,14 +5,21 @@
 //   kiln-train search SPACE.json --study FILE [--max-evals N] [--algo tpe]
 //              [--workers W] [--pruner median] ...
 //   kiln-train trials FILE
+//   kiln-train ensemble SPEC.json --members K --data fashion-mnist -o DIR
+//              [--epochs E] [--seed S] [--train-limit N] [--method caruana|logloss]
 // Exit codes: 0 ok, 1 bad spec/data/export/study or a failed worker, 2 bad usage.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
 
 #include "trainer/blas.h"
+#include "trainer/ensemble.h"
 #include "trainer/fit.h"
 #include "trainer/onnx_export.h"
 #include "trainer/search/objective.h"
@@ -24,6 +31,7 @@ using namespace kiln::train;
 constexpr const char* kUsage = R"(usage: kiln-train fit SPEC.json --data DATASET -o MODEL.onnx [options]
        kiln-train search SPACE.json --study FILE [options]
        kiln-train trials FILE
+       kiln-train ensemble SPEC.json --members K --data DATASET -o DIR [options]
 
 Trains the model described by SPEC.json (architecture + training config, see
 trainer/README.md) on DATASET, a folder of MNIST-style IDX files (gzip or raw)
@@ -57,6 +65,18 @@ best trial to stdout. The test set is never read.
   worker (default 1)
 
 trials: prints the trials of a study, best validation loss first.
+
+ensemble: trains K members (seeds S..S+K-1, one shared validation split from
+S), learns mixture weights on their validation probabilities, prints each
+member, the equal-weight and the weighted mixture (validation accuracy and
+log-loss), writes DIR/member<i>.onnx and DIR/ensemble.json (see
+trainer/README.md) atomically, then evaluates everything once on the test
+set and prints the validation-to-test gap.
+  --members K        members (default 3)
+  --method M         caruana (greedy selection with replacement, default)
+                     or logloss (log-loss minimization on the simplex)
+  --iterations I     Caruana selection rounds (default 5 * K)
+  --data, --epochs, --seed, --threads, --train-limit as for fit
 )";
 
 struct UsageError : std::runtime_error {
@@ -103,7 +123,7 @@ FitArgs parseFitArgs(int argc, char** argv) {
   }
   if (a.spec.empty()) throw UsageError("missing SPEC.json");
   if (a.data.empty()) throw UsageError("missing --data");
-  if (a.output.empty()) throw UsageError("missing -o MODEL.onnx");
+  if (a.output.empty()) throw UsageError("missing -o OUTPUT (fit: the model .onnx; ensemble: the output folder)");
   return a;
 }
 
@@ -181,6 +201,130 @@ int runTrials(int argc, char** argv) {
   return 0;
 }
 
+struct EnsembleArgs {
+  FitArgs fit;
+  int64_t members = 3, iterations = 0;
+  std::string method = "caruana";
+};
+
+EnsembleArgs parseEnsembleArgs(int argc, char** argv) {
+  EnsembleArgs e;
+  std::vector<char*> rest(argv, argv + std::min(argc, 2));
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--members") e.members = parseInt(arg, value(), 1);
+    else if (arg == "--iterations") e.iterations = parseInt(arg, value(), 1);
+    else if (arg == "--method") e.method = value();
+    else rest.push_back(argv[i]);
+  }
+  if (e.method != "caruana" && e.method != "logloss") throw UsageError("--method must be caruana or logloss");
+  e.fit = parseFitArgs(static_cast<int>(rest.size()), rest.data());
+  if (e.iterations == 0) e.iterations = 5 * e.members;
+  return e;
+}
+
+std::vector<std::string> classLabels(const std::string& data) {
+  if (data == "fashion-mnist")
+    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+  std::vector<std::string> labels;
+  for (int c = 0; c < 10; ++c) labels.push_back(std::to_string(c));
+  return labels;
+}
+
+int runEnsemble(const EnsembleArgs& e) {
+  namespace fs = std::filesystem;
+  const FitArgs& a = e.fit;
+  const fs::path dir(a.output);
+  // Fail before hours of training, not at the final rename.
+  if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
+    throw std::runtime_error(a.output + " exists and is not an empty folder");
+  setBlasThreads(a.threads);
+  ModelSpec spec = loadSpecFile(a.spec);
+  DatasetFolder folder(a.data);
+  // One split for every member: the weights are learned on the same samples.
+  TrainValSplit split = loadTrainValSplit(folder, spec.training.validationSize, a.seed);
+  std::cerr << spec.name << " ensemble: " << e.members << " member(s); " << split.train.size() << " train / "
+            << split.validation.size() << " validation samples\n";
+  std::vector<std::unique_ptr<Sequential>> models;
+  std::vector<ProbMatrix> probs;
+  for (int64_t k = 0; k < e.members; ++k) {
+    const uint64_t seed = a.seed + static_cast<uint64_t>(k);
+    std::cerr << "member " << k << " (seed " << seed << ")\n";
+    models.push_back(std::make_unique<Sequential>(spec, seed));
+    FitOptions opts;
+    opts.epochs = a.epochs.value_or(spec.training.epochs);
+    opts.seed = seed;
+    opts.trainLimit = a.trainLimit;
+    opts.progress = &std::cerr;
+    fit(*models.back(), spec.training, split, opts);
+    probs.push_back(predictProbabilities(*models.back(), spec.training.loss, split.validation, spec.training.batchSize));
+  }
+  const std::span<const uint8_t> labels(split.validation.labels);
+  const std::vector<double> weights =
+      e.method == "caruana" ? caruanaWeights(probs, labels, e.iterations) : simplexLogLossWeights(probs, labels);
+  const auto K = static_cast<size_t>(e.members);
+  std::vector<MixtureMetrics> valRows;
+  for (size_t k = 0; k < K; ++k) {
+    std::vector<double> one(K, 0.0);
+    one[k] = 1;
+    valRows.push_back(mixtureMetrics(probs, labels, one));
+  }
+  valRows.push_back(mixtureMetrics(probs, labels, std::vector<double>(K, 1.0)));
+  valRows.push_back(mixtureMetrics(probs, labels, weights));
+  auto rowName = [&](size_t r) {
+    return r < K ? "member" + std::to_string(r) : r == K ? std::string("equal") : "weighted (" + e.method + ")";
+  };
+  std::printf("%-20s %8s %9s %9s\n", "model", "weight", "val_acc", "val_loss");
+  for (size_t r = 0; r < valRows.size(); ++r) {
+    char weight[32] = "";
+    if (r < K) std::snprintf(weight, sizeof weight, "%.4f", weights[r]);
+    std::printf("%-20s %8s %9.4f %9.4f\n", rowName(r).c_str(), weight, valRows[r].accuracy, valRows[r].logLoss);
+  }
+
+  // Written into a sibling temp folder and renamed, so DIR never holds a
+  // partial ensemble.
+  const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    std::vector<std::string> paths;
+    for (size_t k = 0; k < K; ++k) {
+      paths.push_back("member" + std::to_string(k) + ".onnx");
+      exportOnnx(*models[k], (tmp / paths.back()).string());
+    }
+    nlohmann::json manifest = ensembleManifest(paths, weights, classLabels(a.data), spec.training.loss.fromLogits);
+    std::ofstream out(tmp / "ensemble.json");
+    out << manifest.dump(2) << "\n";
+    out.close();
+    if (!out) throw std::runtime_error("cannot write " + (tmp / "ensemble.json").string());
+    if (fs::exists(dir)) fs::remove(dir);  // empty, checked above
+    fs::rename(tmp, dir);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    throw;
+  }
+  std::printf("wrote %s (ensemble.json + %zu member(s))\n", a.output.c_str(), K);
+
+  std::vector<Sequential*> members;
+  for (auto& m : models) members.push_back(m.get());
+  EnsembleTestReport test = evaluateEnsembleOnTestSet(members, weights, spec.training, folder);
+  std::vector<MixtureMetrics> testRows = test.members;
+  testRows.push_back(test.equal);
+  testRows.push_back(test.weighted);
+  std::printf("test (%lld samples, evaluated once):\n", static_cast<long long>(test.samples));
+  std::printf("%-20s %9s %9s %12s %13s\n", "model", "test_acc", "test_loss", "gap_acc", "gap_loss");
+  for (size_t r = 0; r < testRows.size(); ++r)
+    std::printf("%-20s %9.4f %9.4f %+12.4f %+13.4f\n", rowName(r).c_str(), testRows[r].accuracy, testRows[r].logLoss,
+                valRows[r].accuracy - testRows[r].accuracy, testRows[r].logLoss - valRows[r].logLoss);
+  std::printf("gap = validation - test accuracy, test - validation log-loss\n");
+  return 0;
+}
+
 int runFit(const FitArgs& a) {
   setBlasThreads(a.threads);
   ModelSpec spec = loadSpecFile(a.spec);
@@ -217,7 +361,7 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
-    if (cmd != "fit" && cmd != "search" && cmd != "trials")
+    if (cmd != "fit" && cmd != "search" && cmd != "trials" && cmd != "ensemble")
       throw UsageError(cmd.empty() ? "missing command" : "unknown command '" + cmd + "'");
     for (int i = 2; i < argc; ++i)
       if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
@@ -226,6 +370,7 @@ int main(int argc, char** argv) {
       }
     if (cmd == "search") return runSearch(parseSearchArgs(argc, argv));
     if (cmd == "trials") return runTrials(argc, argv);
+    if (cmd == "ensemble") return runEnsemble(parseEnsembleArgs(argc, argv));
     return runFit(parseFitArgs(argc, argv));
   } catch (const UsageError& e) {
     std::cerr << "kiln-train: " << e.what() << "\n\n" << kUsage;
