@@ -35,18 +35,6 @@ double gPeakGflops = 0;  // measured once in main, before any benchmark
 
 TensorType f32(Shape s) { return {DType::F32, std::move(s)}; }
 
-// Deterministic values in [-1, 1): the kernels' speed must not depend on the
-// data, but denormals or NaNs would slow some paths, so avoid zeros/garbage.
-Tensor randomTensor(Shape shape, uint32_t seed) {
-  Tensor t(DType::F32, std::move(shape));
-  uint32_t s = seed * 2654435761u + 7u;
-  for (float& v : std::span<float>(t.data<float>(), static_cast<size_t>(t.numElements()))) {
-    s = s * 1664525u + 1013904223u;
-    v = static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.f;
-  }
-  return t;
-}
-
 Attributes convAttrs(int64_t stride, int64_t pad, int64_t group) {
   Attributes a;
   a.set("strides", std::vector<int64_t>{stride, stride});
@@ -94,7 +82,7 @@ std::unique_ptr<Kernel> compileKernel(Graph g) {
     return Shape(std::move(dims));
   };
   for (int32_t i = 0; i < d.num_inputs; ++i) {
-    k->inputs.push_back(randomTensor(shapeOf(d.inputs[i]), 100 + static_cast<uint32_t>(i)));
+    k->inputs.push_back(Tensor::uniform(shapeOf(d.inputs[i]), 100 + static_cast<uint32_t>(i)));
     k->bytes += k->inputs.back().byteSize();
   }
   for (int32_t i = 0; i < d.num_outputs; ++i) {
@@ -113,8 +101,8 @@ std::unique_ptr<Kernel> compileKernel(Graph g) {
 Graph convGraph(int64_t cin, int64_t cout, int64_t hw, int64_t kernel, int64_t group, int64_t stride = 1) {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, cin, hw, hw}));
-  Value* w = g.addConstant("w", randomTensor(Shape({cout, cin / group, kernel, kernel}), 1));
-  Value* b = g.addConstant("b", randomTensor(Shape({cout}), 2));
+  Value* w = g.addConstant("w", Tensor::uniform(Shape({cout, cin / group, kernel, kernel}), 1));
+  Value* b = g.addConstant("b", Tensor::uniform(Shape({cout}), 2));
   g.addOutput(g.addNode("Conv", "conv", {x, w, b}, convAttrs(stride, kernel / 2, group))->output());
   return g;
 }
@@ -122,9 +110,9 @@ Graph convGraph(int64_t cin, int64_t cout, int64_t hw, int64_t kernel, int64_t g
 Graph separableGraph(int64_t c, int64_t cout, int64_t hw) {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
-  Value* wd = g.addConstant("wd", randomTensor(Shape({c, 1, 3, 3}), 1));
-  Value* wp = g.addConstant("wp", randomTensor(Shape({cout, c, 1, 1}), 2));
-  Value* b = g.addConstant("b", randomTensor(Shape({cout}), 3));
+  Value* wd = g.addConstant("wd", Tensor::uniform(Shape({c, 1, 3, 3}), 1));
+  Value* wp = g.addConstant("wp", Tensor::uniform(Shape({cout, c, 1, 1}), 2));
+  Value* b = g.addConstant("b", Tensor::uniform(Shape({cout}), 3));
   Attributes a;
   a.set("strides", std::vector<int64_t>{1, 1});
   a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
@@ -139,8 +127,8 @@ Graph separableGraph(int64_t c, int64_t cout, int64_t hw) {
 Graph gemmGraph(int64_t m, int64_t k, int64_t n) {
   Graph g;
   Value* a = g.addInput("a", f32(m == 1 ? Shape({kBatch, k}) : Shape({m, k})));
-  Value* b = g.addConstant("b", randomTensor(Shape({n, k}), 1));
-  Value* c = g.addConstant("c", randomTensor(Shape({n}), 2));
+  Value* b = g.addConstant("b", Tensor::uniform(Shape({n, k}), 1));
+  Value* c = g.addConstant("c", Tensor::uniform(Shape({n}), 2));
   Attributes attrs;
   attrs.set("transB", int64_t{1});
   g.addOutput(g.addNode("Gemm", "gemm", {a, b, c}, attrs)->output());

@@ -20,6 +20,17 @@ Tensor::Tensor(DType dtype, Shape shape) {
   storage_ = std::shared_ptr<std::byte[]>(p, [](std::byte* q) { std::free(q); });
 }
 
+Tensor Tensor::uniform(Shape shape, uint32_t seed) {
+  Tensor t(DType::F32, std::move(shape));
+  float* d = t.data<float>();
+  uint32_t s = seed * 2654435761u + 7u;
+  for (int64_t i = 0; i < t.numElements(); ++i) {
+    s = s * 1664525u + 1013904223u;
+    d[i] = static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.f;
+  }
+  return t;
+}
+
 std::vector<int64_t> Tensor::toInts() const {
   std::vector<int64_t> out(static_cast<size_t>(numElements_));
   if (dtype() == DType::I64) {

@@ -34,6 +34,9 @@ class Tensor {
   }
   template <class T>
   static Tensor scalar(T v) { return fromVector<T>(Shape{}, {v}); }
+  // f32 values in [-1, 1) from a small LCG: the same on every platform for
+  // a seed, for tests and benchmarks that need reproducible data.
+  static Tensor uniform(Shape shape, uint32_t seed);
 
   bool empty() const { return !storage_; }
   const TensorType& type() const { return type_; }

@@ -20,17 +20,6 @@ namespace {
 
 TensorType f32(Shape s) { return {DType::F32, std::move(s)}; }
 
-// Deterministic values in [-1, 1) (an LCG; seeds differ per tensor).
-Tensor randomTensor(Shape shape, uint32_t seed) {
-  Tensor t(DType::F32, std::move(shape));
-  uint32_t s = seed * 2654435761u + 7u;
-  for (float& v : std::span<float>(t.data<float>(), static_cast<size_t>(t.numElements()))) {
-    s = s * 1664525u + 1013904223u;
-    v = static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.f;
-  }
-  return t;
-}
-
 Shape withBatch(const Shape& s, int64_t batch) {
   Shape out = s;
   out[0] = batch;
@@ -58,7 +47,7 @@ struct OneNode {
         inputShapes.push_back(shape);
         inputs.push_back(g.addInput(name, f32(withBatch(shape, kBatch))));
       } else {
-        Value* c = g.addConstant(name, randomTensor(shape, seed++));
+        Value* c = g.addConstant(name, Tensor::uniform(shape, seed++));
         if (kind == Kind::Computed) {
           Attributes perm;
           std::vector<int64_t> dims(shape.rank());
@@ -78,7 +67,7 @@ struct OneNode {
     for (int64_t batch : {1, 7}) {
       std::vector<Tensor> in;
       for (size_t i = 0; i < inputShapes.size(); ++i)
-        in.push_back(randomTensor(withBatch(inputShapes[i], batch), 100 + static_cast<uint32_t>(i)));
+        in.push_back(Tensor::uniform(withBatch(inputShapes[i], batch), 100 + static_cast<uint32_t>(i)));
       INFO("batch " << batch << ", cpu " << cpu);
       CHECK(maxRelativeError(model->run(in), interpret(g, in)) <= 1e-5);
     }
@@ -279,7 +268,7 @@ TEST_CASE("MaxPool propagates NaN", "[codegen][pool]") {
   a.set("dilations", std::vector<int64_t>{1, 1});
   OneNode node("MaxPool", {{Shape({1, 1, 4, 4}), Kind::Input}}, a);
   auto model = CompiledModel::compile(node.g, "native", false);
-  Tensor x = randomTensor({1, 1, 4, 4}, 3);
+  Tensor x = Tensor::uniform({1, 1, 4, 4}, 3);
   x.data<float>()[5] = std::numeric_limits<float>::quiet_NaN();
   const Tensor y = model->run({x}).at(0);
   CHECK(std::isnan(y.data<float>()[0]));
@@ -300,7 +289,7 @@ TEST_CASE("MaxPool over wide rows: strided loads, NaN and infinities", "[codegen
       OneNode node("MaxPool", {{Shape({1, 3, 9, 150}), Kind::Input}}, a);
       node.check();
       auto model = CompiledModel::compile(node.g, "native", false);
-      Tensor x = randomTensor({1, 3, 9, 150}, 5);
+      Tensor x = Tensor::uniform({1, 3, 9, 150}, 5);
       x.data<float>()[150 * 4 + 77] = std::numeric_limits<float>::quiet_NaN();
       x.data<float>()[150 * 9 + 150 * 2 + 40] = std::numeric_limits<float>::infinity();
       x.data<float>()[150 * 18 + 150 * 8 + 149] = -std::numeric_limits<float>::infinity();
@@ -399,7 +388,7 @@ TEST_CASE("compute emitters for AVX2", "[codegen][avx2]") {
 TEST_CASE("Conv 3x3 64->64 56x56 throughput", "[.benchmark]") {
   OneNode node = conv2d(Conv2D{64, 64, 56, 56, 3, 3, 1, 1, 1, 1}, true);
   auto model = CompiledModel::compile(node.g, "native", false);
-  const std::vector<Tensor> in{randomTensor({1, 64, 56, 56}, 5)};
+  const std::vector<Tensor> in{Tensor::uniform({1, 64, 56, 56}, 5)};
   model->run(in);
   const int runs = 20;
   const auto start = std::chrono::steady_clock::now();

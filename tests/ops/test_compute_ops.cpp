@@ -17,18 +17,6 @@ namespace {
 
 TensorType f32(Shape s) { return TensorType{DType::F32, std::move(s)}; }
 
-// Deterministic values in [-1, 1) (a small LCG; seeds differ per tensor).
-Tensor randomTensor(Shape shape, uint32_t seed) {
-  Tensor t(DType::F32, std::move(shape));
-  float* d = t.data<float>();
-  uint32_t s = seed * 2654435761u + 1u;
-  for (int64_t i = 0; i < t.numElements(); ++i) {
-    s = s * 1664525u + 1013904223u;
-    d[i] = static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.f;
-  }
-  return t;
-}
-
 Attributes ints(std::initializer_list<std::pair<const char*, std::vector<int64_t>>> list) {
   Attributes a;
   for (const auto& [name, v] : list) a.set(name, v);
@@ -135,12 +123,12 @@ Attributes convAttrs(std::vector<int64_t> strides, std::vector<int64_t> pads, st
 
 TEST_CASE("Conv 2-D with stride, asymmetric pads, dilation and bias matches im2col", "[ops][conv]") {
   const std::vector<int64_t> strides{2, 1}, pads{1, 0, 2, 1}, dilations{1, 2};
-  Tensor w = randomTensor({4, 3, 3, 2}, 1), b = randomTensor({4}, 2);
+  Tensor w = Tensor::uniform({4, 3, 3, 2}, 1), b = Tensor::uniform({4}, 2);
   OneOp op("Conv", f32({kBatch, 3, 7, 6}), {w, b}, convAttrs(strides, pads, dilations));
   // H: (7 + 1 + 2 - 3) / 2 + 1 = 4; W: (6 + 0 + 1 - 3) / 1 + 1 = 5.
   CHECK(op.outShape() == Shape({kBatch, 4, 4, 5}));
   for (int64_t batch : {1, 3}) {
-    Tensor x = randomTensor({batch, 3, 7, 6}, 3);
+    Tensor x = Tensor::uniform({batch, 3, 7, 6}, 3);
     Tensor y = op.run(x);
     REQUIRE(y.shape() == Shape({batch, 4, 4, 5}));
     requireClose(y, convOracle(x, w, &b, strides, pads, dilations, 1, y.shape()), 1e-5f);
@@ -149,32 +137,32 @@ TEST_CASE("Conv 2-D with stride, asymmetric pads, dilation and bias matches im2c
 
 TEST_CASE("Conv groups and depthwise match im2col", "[ops][conv]") {
   SECTION("group 2") {
-    Tensor w = randomTensor({6, 2, 3, 3}, 4);
+    Tensor w = Tensor::uniform({6, 2, 3, 3}, 4);
     OneOp op("Conv", f32({2, 4, 5, 5}), {w}, convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1}, 2));
-    Tensor x = randomTensor({2, 4, 5, 5}, 5);
+    Tensor x = Tensor::uniform({2, 4, 5, 5}, 5);
     requireClose(op.run(x), convOracle(x, w, nullptr, {1, 1}, {1, 1, 1, 1}, {1, 1}, 2, op.outShape()), 1e-5f);
   }
   SECTION("depthwise with multiplier 2, stride 2") {
-    Tensor w = randomTensor({6, 1, 3, 3}, 6), b = randomTensor({6}, 7);
+    Tensor w = Tensor::uniform({6, 1, 3, 3}, 6), b = Tensor::uniform({6}, 7);
     OneOp op("Conv", f32({1, 3, 6, 6}), {w, b}, convAttrs({2, 2}, {0, 0, 1, 1}, {1, 1}, 3));
     CHECK(op.outShape() == Shape({1, 6, 3, 3}));
-    Tensor x = randomTensor({1, 3, 6, 6}, 8);
+    Tensor x = Tensor::uniform({1, 3, 6, 6}, 8);
     requireClose(op.run(x), convOracle(x, w, &b, {2, 2}, {0, 0, 1, 1}, {1, 1}, 3, op.outShape()), 1e-5f);
   }
 }
 
 TEST_CASE("Conv 1-D and 3-D match im2col", "[ops][conv]") {
   SECTION("1-D") {
-    Tensor w = randomTensor({2, 3, 3}, 9);
+    Tensor w = Tensor::uniform({2, 3, 3}, 9);
     OneOp op("Conv", f32({kBatch, 3, 10}), {w}, convAttrs({3}, {2, 1}, {2}));
     CHECK(op.outShape() == Shape({kBatch, 2, 3}));  // (10 + 3 - 5) / 3 + 1
-    Tensor x = randomTensor({3, 3, 10}, 10);
+    Tensor x = Tensor::uniform({3, 3, 10}, 10);
     requireClose(op.run(x), convOracle(x, w, nullptr, {3}, {2, 1}, {2}, 1, Shape({3, 2, 3})), 1e-5f);
   }
   SECTION("3-D") {
-    Tensor w = randomTensor({2, 2, 2, 3, 2}, 11), b = randomTensor({2}, 12);
+    Tensor w = Tensor::uniform({2, 2, 2, 3, 2}, 11), b = Tensor::uniform({2}, 12);
     OneOp op("Conv", f32({1, 2, 4, 5, 3}), {w, b}, convAttrs({1, 2, 1}, {0, 1, 1, 1, 0, 0}, {2, 1, 1}));
-    Tensor x = randomTensor({1, 2, 4, 5, 3}, 13);
+    Tensor x = Tensor::uniform({1, 2, 4, 5, 3}, 13);
     requireClose(op.run(x), convOracle(x, w, &b, {1, 2, 1}, {0, 1, 1, 1, 0, 0}, {2, 1, 1}, 1, op.outShape()),
                  1e-5f);
   }
@@ -231,7 +219,7 @@ TEST_CASE("Conv MACs count one batch item", "[ops][conv]") {
 
 TEST_CASE("SeparableConv2D = depthwise then pointwise conv + bias", "[ops][conv]") {
   const std::vector<int64_t> strides{2, 1}, pads{1, 1, 1, 0}, dilations{1, 2};
-  Tensor wd = randomTensor({6, 1, 3, 3}, 20), wp = randomTensor({4, 6, 1, 1}, 21), b = randomTensor({4}, 22);
+  Tensor wd = Tensor::uniform({6, 1, 3, 3}, 20), wp = Tensor::uniform({4, 6, 1, 1}, 21), b = Tensor::uniform({4}, 22);
   Attributes attrs = ints({{"strides", strides}, {"pads", pads}, {"dilations", dilations}});
   attrs.set("depth_multiplier", int64_t{2});
   OneOp op("SeparableConv2D", f32({kBatch, 3, 6, 7}), {wd, wp, b}, attrs);
@@ -239,7 +227,7 @@ TEST_CASE("SeparableConv2D = depthwise then pointwise conv + bias", "[ops][conv]
   CHECK(op.outShape() == Shape({kBatch, 4, 3, 4}));
   CHECK(op.node->op->macs(*op.node) == 6 * 3 * 4 * 9 + 4 * 3 * 4 * 6);
   for (int64_t batch : {1, 3}) {
-    Tensor x = randomTensor({batch, 3, 6, 7}, 23);
+    Tensor x = Tensor::uniform({batch, 3, 6, 7}, 23);
     Tensor mid = Tensor::fromVector<float>({batch, 6, 3, 4},
                                            convOracle(x, wd, nullptr, strides, pads, dilations, 3, {batch, 6, 3, 4}));
     requireClose(op.run(x), convOracle(mid, wp, &b, {1, 1}, {0, 0, 0, 0}, {1, 1}, 1, {batch, 4, 3, 4}), 1e-5f);
@@ -312,7 +300,7 @@ TEST_CASE("MaxPool ignores padding, handles dilation and keeps the batch", "[ops
     Attributes a = poolAttrs({3, 2}, {2, 1}, {1, 0, 0, 1});
     a.set("dilations", std::vector<int64_t>{1, 2});
     OneOp op("MaxPool", f32({kBatch, 2, 7, 6}), {}, a);
-    Tensor x = randomTensor({3, 2, 7, 6}, 30);
+    Tensor x = Tensor::uniform({3, 2, 7, 6}, 30);
     Tensor y = op.run(x);
     REQUIRE(y.shape() == Shape({3, 2, 3, 5}));
     requireClose(y, pool2dOracle(x, y.shape(), true, {3, 2}, {2, 1}, {1, 0, 0, 1}, {1, 2}, false), 0.f);
@@ -364,7 +352,7 @@ TEST_CASE("AveragePool 2-D against the oracle, batch 1 and 3", "[ops][pool]") {
     OneOp op("AveragePool", f32({kBatch, 2, 6, 5}), {}, a);
     CHECK(op.outShape() == Shape({kBatch, 2, 4, 3}));
     for (int64_t batch : {1, 3}) {
-      Tensor x = randomTensor({batch, 2, 6, 5}, 31);
+      Tensor x = Tensor::uniform({batch, 2, 6, 5}, 31);
       Tensor y = op.run(x);
       requireClose(y, pool2dOracle(x, y.shape(), false, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, includePad != 0),
                    1e-6f);
@@ -373,7 +361,7 @@ TEST_CASE("AveragePool 2-D against the oracle, batch 1 and 3", "[ops][pool]") {
 }
 
 TEST_CASE("Global pools reduce every spatial dim to 1", "[ops][pool]") {
-  Tensor x = randomTensor({3, 2, 3, 4, 2}, 32);
+  Tensor x = Tensor::uniform({3, 2, 3, 4, 2}, 32);
   OneOp avg("GlobalAveragePool", f32({kBatch, 2, 3, 4, 2}), {});
   OneOp max("GlobalMaxPool", f32({kBatch, 2, 3, 4, 2}), {});
   CHECK(avg.outShape() == Shape({kBatch, 2, 1, 1, 1}));
@@ -430,9 +418,9 @@ std::vector<float> gemmOracle(const std::vector<float>& a, const std::vector<flo
 TEST_CASE("Gemm with transposes, alpha, beta and broadcast C", "[ops][linear]") {
   for (int64_t transA : {0, 1}) {
     for (int64_t transB : {0, 1}) {
-      Tensor a = randomTensor(transA ? Shape{4, 3} : Shape{3, 4}, 40);
-      Tensor b = randomTensor(transB ? Shape{5, 4} : Shape{4, 5}, 41);
-      Tensor c = randomTensor({5}, 42);
+      Tensor a = Tensor::uniform(transA ? Shape{4, 3} : Shape{3, 4}, 40);
+      Tensor b = Tensor::uniform(transB ? Shape{5, 4} : Shape{4, 5}, 41);
+      Tensor c = Tensor::uniform({5}, 42);
       Attributes attrs;
       attrs.set("transA", transA);
       attrs.set("transB", transB);
@@ -453,7 +441,7 @@ TEST_CASE("Gemm with transposes, alpha, beta and broadcast C", "[ops][linear]") 
 }
 
 TEST_CASE("Gemm with symbolic batch rows, scalar C and no C", "[ops][linear]") {
-  Tensor w = randomTensor({6, 4}, 43);
+  Tensor w = Tensor::uniform({6, 4}, 43);
   Attributes attrs;
   attrs.set("transB", int64_t{1});
   OneOp withC("Gemm", f32({kBatch, 4}), {w, Tensor::fromVector<float>({1}, {0.25f})}, attrs);
@@ -461,7 +449,7 @@ TEST_CASE("Gemm with symbolic batch rows, scalar C and no C", "[ops][linear]") {
   CHECK(withC.outShape() == Shape({kBatch, 6}));
   CHECK(noC.node->op->macs(*noC.node) == 6 * 4);
   for (int64_t batch : {1, 3}) {
-    Tensor x = randomTensor({batch, 4}, 44);
+    Tensor x = Tensor::uniform({batch, 4}, 44);
     std::vector<float> quarter(static_cast<size_t>(batch * 6), 0.25f), zero(quarter.size(), 0.f);
     requireClose(withC.run(x), gemmOracle(valuesOf(x), valuesOf(w), quarter, batch, 4, 6, false, true, 1, 1), 1e-5f);
     requireClose(noC.run(x), gemmOracle(valuesOf(x), valuesOf(w), zero, batch, 4, 6, false, true, 1, 1), 1e-5f);
@@ -508,14 +496,14 @@ TEST_CASE("MatMul broadcasts batch dims and promotes 1-D operands", "[ops][linea
     CHECK(stacked.outShape() == Shape({2, 2}));
   }
   SECTION("symbolic batch on a stack and on rows") {
-    Tensor w = randomTensor({4, 3}, 50);
+    Tensor w = Tensor::uniform({4, 3}, 50);
     OneOp stack("MatMul", f32({kBatch, 2, 4}), {w});
     OneOp rows("MatMul", f32({kBatch, 4}), {w});
     CHECK(stack.outShape() == Shape({kBatch, 2, 3}));
     CHECK(rows.outShape() == Shape({kBatch, 3}));
     CHECK(stack.node->op->macs(*stack.node) == 2 * 4 * 3);
     CHECK(rows.node->op->macs(*rows.node) == 4 * 3);
-    Tensor x = randomTensor({3, 2, 4}, 51);
+    Tensor x = Tensor::uniform({3, 2, 4}, 51);
     std::vector<float> zeros(6 * 3, 0.f);
     requireClose(stack.run(x), gemmOracle(valuesOf(x), valuesOf(w), zeros, 6, 4, 3, false, false, 1, 0), 1e-5f);
   }
@@ -544,7 +532,7 @@ TEST_CASE("BatchNormalization normalizes per channel for ranks 2 to 4", "[ops][n
     attrs.set("epsilon", 1e-3f);
     OneOp op("BatchNormalization", f32(shape), channelParams(), attrs);
     CHECK(op.outShape() == shape);
-    Tensor x = randomTensor(shape.withBatch(3), 60);
+    Tensor x = Tensor::uniform(shape.withBatch(3), 60);
     const int64_t plane = shape.rank() > 2 ? shape.product(2, shape.rank()) : 1;
     std::vector<float> want;
     for (int64_t i = 0; i < x.numElements(); ++i) {
