@@ -19,7 +19,7 @@ extern "C" {
 
 #define KILN_ARTIFACT_MAGIC 0x4e4c494bu /* "KILN" little-endian */
 #define KILN_ABI_MAJOR 1
-#define KILN_ABI_MINOR 0
+#define KILN_ABI_MINOR 1 /* 1.1 added class labels */
 #define KILN_DIM_BATCH (-1)
 
 typedef enum kiln_dtype { KILN_F32 = 1, KILN_I64 = 2, KILN_I32 = 3, KILN_BOOL = 4 } kiln_dtype;
@@ -61,6 +61,11 @@ typedef struct kiln_artifact {
   uint64_t weights_bytes;
   uint64_t weights_hash; /* FNV-1a 64 of the weights bytes */
   kiln_run_fn run;
+  /* ABI 1.1: class names of a classifier's output ([N, C], C names), or 0 and
+   * NULL when the model carries none (`kiln compile --labels FILE`). Loaders
+   * read these fields only when abi_minor >= 1. */
+  int32_t num_labels;
+  const char* const* labels;
 } kiln_artifact;
 
 typedef const kiln_artifact* (*kiln_artifact_entry_fn)(void);
