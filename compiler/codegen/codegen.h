@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "compiler/ir/graph.h"
 
@@ -19,6 +20,7 @@ struct CompileOptions {
   int optLevel = 3;           // LLVM pipeline level 0..3
   std::string symbolPrefix = "model";  // <prefix>_kiln_artifact_v1
   std::string modelName;      // recorded in the descriptor
+  std::vector<std::string> labels;  // class names of a classifier output, recorded in the descriptor (ABI 1.1)
 };
 
 // The resolved target, for reports: triple, CPU name and the features the

@@ -222,11 +222,21 @@ class ModuleBuilder {
                                     llvm::ConstantArray::get(arrayType, infos), name);
   }
 
+  // The ABI 1.1 label table: an array of C strings, or NULL without labels.
+  llvm::Constant* labels() {
+    if (options_.labels.empty()) return llvm::ConstantPointerNull::get(ptr_);
+    std::vector<llvm::Constant*> names;
+    for (const std::string& label : options_.labels) names.push_back(string(label));
+    auto* arrayType = llvm::ArrayType::get(ptr_, names.size());
+    return new llvm::GlobalVariable(*module_, arrayType, true, llvm::GlobalValue::PrivateLinkage,
+                                    llvm::ConstantArray::get(arrayType, names), "kiln_labels");
+  }
+
   void emitDescriptor(llvm::Function* run, bool exportUnprefixedEntry) {
     static_assert(KILN_DIM_BATCH == kBatch, "the IR's symbolic batch is the ABI's batch marker");
     auto* i16 = llvm::Type::getInt16Ty(ctx_);
     auto* descType = llvm::StructType::get(ctx_, {i32_, i16, i16, ptr_, ptr_, ptr_, ptr_, ptr_, i32_, i32_, ptr_, ptr_,
-                                                  i64_, ptr_, i64_, i64_, ptr_});
+                                                  i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_});
     llvm::Constant* fields[] = {
         llvm::ConstantInt::get(i32_, KILN_ARTIFACT_MAGIC),
         llvm::ConstantInt::get(i16, KILN_ABI_MAJOR),
@@ -245,6 +255,8 @@ class ModuleBuilder {
         llvm::ConstantInt::get(i64_, weights_.size()),
         llvm::ConstantInt::get(i64_, weights_.hash()),
         run,
+        llvm::ConstantInt::get(i32_, options_.labels.size()),
+        labels(),
     };
     auto* desc = new llvm::GlobalVariable(*module_, descType, true, llvm::GlobalValue::PrivateLinkage,
                                           llvm::ConstantStruct::get(descType, fields), "kiln_descriptor");
