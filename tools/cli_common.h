@@ -65,5 +65,6 @@ struct Command {
 const Command& inspectCommand();
 const Command& compileCommand();
 const Command& runCommand();
+const Command& ensembleCommand();
 
 }  // namespace kiln::cli

@@ -1,4 +1,5 @@
-// `kiln compile`: imports an ONNX model, optimizes it and compiles it with the
+// `kiln compile`: imports an ONNX model (or every member of an ensemble
+// manifest, merged into one graph), optimizes it and compiles it with the
 // LLVM backend into a shared library, object file, assembly or LLVM IR, plus
 // an optional C header. Reports the time of each phase on stderr.
 #include <algorithm>
@@ -10,8 +11,11 @@
 #include <map>
 
 #include "compiler/codegen/codegen.h"
+#include "compiler/ensemble/ensemble.h"
 #include "frontends/onnx/onnx_importer.h"
+#include "runtime/src/ensemble_manifest.h"
 #include "tools/cli_common.h"
+#include "tools/model_files.h"
 #include "tools/npy.h"
 #include "tools/pipeline_args.h"
 
@@ -19,11 +23,13 @@ namespace kiln::cli {
 namespace {
 
 constexpr std::string_view kHelpHead =
-    "usage: kiln compile MODEL.onnx -o OUT [--emit so|obj|asm|llvm] [--header FILE]\n"
-    "                    [--target TRIPLE] [--cpu NAME|native] [--features +F,-G,...]\n"
-    "                    [--shape NAME=DIMS]... [--name PREFIX] [-O0|-O1|-O2|-O3]\n"
-    "                    [--passes A,B,...] [--print-after PASS]... [--print-after-all]\n"
-    "                    [--dump-dot DIR] [--verify-each] [--quiet]\n"
+    "usage: kiln compile MODEL.onnx -o OUT [--labels FILE] [OPTIONS]\n"
+    "       kiln compile --ensemble ENS.json -o OUT [OPTIONS]\n"
+    "OPTIONS: [--emit so|obj|asm|llvm] [--header FILE] [--target TRIPLE]\n"
+    "         [--cpu NAME|native] [--features +F,-G,...] [--shape NAME=DIMS]...\n"
+    "         [--name PREFIX] [-O0|-O1|-O2|-O3] [--passes A,B,...]\n"
+    "         [--print-after PASS]... [--print-after-all] [--dump-dot DIR]\n"
+    "         [--verify-each] [--quiet]\n"
     "\n"
     "Compiles MODEL.onnx to native code. A shared library (.so) is loaded by\n"
     "'kiln run OUT.so' or the runtime; an object file (.o) links statically\n"
@@ -32,8 +38,29 @@ constexpr std::string_view kHelpHead =
     "kiln/artifact.h). OUT and the header are written atomically: a failed\n"
     "compile leaves neither. The time of each phase goes to stderr.\n"
     "\n"
+    "With --ensemble, the members of a kiln-ensemble manifest (ONNX models,\n"
+    "see 'kiln ensemble') are compiled into ONE artifact: their graphs are\n"
+    "merged side by side on shared inputs (member K's values renamed\n"
+    "memberK/...), the manifest's rule combines their outputs, and the single\n"
+    "output is ensemble_probabilities [N, C]:\n"
+    "  mean    sum of w_i * p_i (softmax first when members output logits)\n"
+    "  logits  softmax(sum of w_i * z_i), z_i = log(max(p_i, FLT_MIN)) when\n"
+    "          members output probabilities\n"
+    "  vote    per class, the summed weight of the members whose first\n"
+    "          maximum it is\n"
+    "with the weights normalized to sum to 1. Members of weight 0 are left out\n"
+    "(noted on stderr). The members must take the same inputs and have one\n"
+    "f32 [N, C] output each with the same C; the manifest's labels, if any,\n"
+    "are recorded in the artifact.\n"
+    "\n"
     "options:\n"
     "  -o OUT                 the file to write\n"
+    "  --ensemble ENS.json    compile this ensemble manifest instead of a MODEL\n"
+    "  --labels FILE          class names, one per line, recorded in the artifact\n"
+    "                         (descriptor labels, ABI 1.1) and listed in the\n"
+    "                         header; as many as the classes C of an [N, C]\n"
+    "                         output. With --ensemble, only for a manifest\n"
+    "                         without labels\n"
     "  --emit KIND            so (shared library), obj (object file), asm\n"
     "                         (assembly) or llvm (LLVM IR text); default from OUT's\n"
     "                         extension: .so, .o, .s, .ll\n"
@@ -60,10 +87,14 @@ constexpr std::string_view kHelpTail =
     "  0  success\n"
     "  1  unusable model or failed compile: unreadable or malformed model, a\n"
     "     symbolic dim no --shape binds, a --shape that contradicts the model,\n"
-    "     an op the backend cannot compile, an unwritable OUT or header\n"
+    "     an op the backend cannot compile, an unwritable OUT or header, an\n"
+    "     unreadable labels file or one whose line count is no output's class\n"
+    "     count; with --ensemble also an invalid manifest, a member that is not\n"
+    "     an ONNX model, members that differ in inputs or output shape\n"
     "  2  bad usage: unknown option or pass, bad -O level, unknown --emit kind\n"
     "     or OUT extension, malformed --shape, --name that is not a C\n"
-    "     identifier, unknown --target or --cpu\n";
+    "     identifier, unknown --target or --cpu, both or neither of MODEL and\n"
+    "     --ensemble, --labels for a manifest with labels\n";
 
 constexpr int64_t kMaxDim = int64_t{1} << 40;
 
@@ -144,10 +175,17 @@ class Progress {
   Progress& operator=(const Progress&) = delete;
 
   // Reports the phase begun at the last report (or construction).
-  void phase(const char* name) {
+  void phase(const std::string& name) {
     auto now = std::chrono::steady_clock::now();
-    print(std::string(name) + " " + milliseconds(now - last_));
+    print(name + " " + milliseconds(now - last_));
     last_ = now;
+  }
+  // A line of its own, between phases.
+  void note(const std::string& text) {
+    if (quiet_) return;
+    if (open_) std::cerr << std::endl;
+    open_ = false;
+    std::cerr << "kiln: note: " << text << std::endl;
   }
   void finish(const std::string& result) {
     print("total " + milliseconds(std::chrono::steady_clock::now() - start_) + " -> " + result);
@@ -173,9 +211,78 @@ class Progress {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_ = start_;
 };
 
+// The manifest's enums as the graph builder's (which knows no manifest).
+ensemble::Rule ensembleRule(runtime::EnsembleRule rule) {
+  return rule == runtime::EnsembleRule::Mean     ? ensemble::Rule::Mean
+         : rule == runtime::EnsembleRule::Logits ? ensemble::Rule::Logits
+                                                 : ensemble::Rule::Vote;
+}
+
+ensemble::MemberOutput memberOutput(runtime::MemberOutput output) {
+  return output == runtime::MemberOutput::Logits ? ensemble::MemberOutput::Logits
+                                                 : ensemble::MemberOutput::Probabilities;
+}
+
+// The graph to compile and the class labels to record, with the file the
+// labels came from (for errors).
+struct Source {
+  Graph graph;
+  std::vector<std::string> labels;
+  std::string labelsFile;
+};
+
+Source importModel(const std::string& path, const std::optional<std::string>& labelsPath,
+                   const onnx_import::ImportOptions& import, Progress& progress) {
+  Source source;
+  if (labelsPath) {
+    source.labels = readLabels(*labelsPath);
+    source.labelsFile = *labelsPath;
+  }
+  source.graph = onnx_import::importModelFile(path, import);
+  progress.phase("import");
+  return source;
+}
+
+// Imports the manifest's members of non-zero weight (noting the others) and
+// merges them into one graph named after the manifest.
+Source importEnsemble(const std::string& manifestPath, const std::optional<std::string>& labelsPath,
+                      const onnx_import::ImportOptions& import, Progress& progress) {
+  runtime::EnsembleManifest manifest = runtime::readEnsembleManifest(manifestPath);
+  Source source;
+  source.labels = manifest.labels;
+  source.labelsFile = manifestPath;
+  if (labelsPath) {
+    if (!manifest.labels.empty())
+      throw UsageError("--labels: " + manifestPath + " already names the classes; edit its \"labels\" instead");
+    source.labels = readLabels(*labelsPath);
+    source.labelsFile = *labelsPath;
+  }
+  std::vector<ensemble::Member> members;
+  for (size_t i = 0; i < manifest.members.size(); ++i) {
+    const std::string name = "member" + std::to_string(i);
+    const std::string file = runtime::resolveMemberPath(manifestPath, manifest.members[i]);
+    if (manifest.members[i].weight == 0) {
+      progress.note(name + " ('" + file + "') has weight 0 and is left out");
+      continue;
+    }
+    if (isCompiledArtifact(file))
+      throw Error("ensemble " + name + ": compile --ensemble needs ONNX members, and this is a compiled artifact",
+                  ErrorSite{file, "", ""});
+    members.push_back({name, file, onnx_import::importModelFile(file, import), manifest.members[i].weight});
+  }
+  progress.phase("import " + std::to_string(members.size()) + (members.size() == 1 ? " member" : " members"));
+  source.graph = ensemble::mergeMembers(members, ensembleRule(manifest.rule), memberOutput(manifest.memberOutput),
+                                        std::filesystem::path(manifestPath).stem().string());
+  progress.phase(std::string("merge (") + runtime::ruleName(manifest.rule) + ")");
+  return source;
+}
+
 int runCompile(const ParsedArgs& args) {
-  if (args.positionals.size() != 1)
-    throw UsageError("compile takes one MODEL.onnx, given " + std::to_string(args.positionals.size()) + " arguments");
+  std::optional<std::string> ensemblePath = args.value("--ensemble");
+  if (ensemblePath ? !args.positionals.empty() : args.positionals.size() != 1)
+    throw UsageError(ensemblePath ? "compile --ensemble takes no MODEL argument"
+                                  : "compile takes one MODEL.onnx (or --ensemble ENS.json), given " +
+                                        std::to_string(args.positionals.size()) + " arguments");
   std::optional<std::string> out = args.value("-o");
   if (!out || out->empty()) throw UsageError("-o OUT is required");
   // Every option is checked before the (possibly slow) import.
@@ -190,6 +297,8 @@ int runCompile(const ParsedArgs& args) {
   options.symbolPrefix = symbolPrefix(args);
   std::optional<std::string> headerPath = args.value("--header");
   if (headerPath && headerPath->empty()) throw UsageError("--header needs a file name");
+  std::optional<std::string> labelsPath = args.value("--labels");
+  if (labelsPath && labelsPath->empty()) throw UsageError("--labels needs a file name");
   codegen::ResolvedTarget target;
   try {
     target = codegen::resolveTarget(options);
@@ -198,8 +307,15 @@ int runCompile(const ParsedArgs& args) {
   }
 
   Progress progress(args.has("--quiet"));
-  Graph g = onnx_import::importModelFile(args.positionals[0], import);
-  progress.phase("import");
+  Source source = ensemblePath ? importEnsemble(*ensemblePath, labelsPath, import, progress)
+                               : importModel(args.positionals[0], labelsPath, import, progress);
+  Graph& g = source.graph;
+  try {
+    codegen::checkLabels(g, source.labels);
+  } catch (const Error& e) {
+    throw e.withFile(source.labelsFile);
+  }
+  options.labels = std::move(source.labels);
   runPipeline(g, pipeline.passes, pipeline.options);
   progress.phase("optimize");
   codegen::compileGraph(g, options, kind, *out);
@@ -223,9 +339,11 @@ const Command& compileCommand() {
   static const Command command = [] {
     Command c{
         "compile",
-        "compile a model to a native shared library, object file, assembly or LLVM IR",
+        "compile a model or ensemble to a native shared library, object file, assembly or LLVM IR",
         help,
         {{"-o", true, false},
+         {"--ensemble", true, false},
+         {"--labels", true, false},
          {"--emit", true, false},
          {"--header", true, false},
          {"--target", true, false},

@@ -9,7 +9,8 @@ namespace kiln::cli {
 namespace {
 
 const std::vector<const Command*>& commands() {
-  static const std::vector<const Command*> all = {&inspectCommand(), &compileCommand(), &runCommand()};
+  static const std::vector<const Command*> all = {&inspectCommand(), &compileCommand(), &runCommand(),
+                                                    &ensembleCommand()};
   return all;
 }
 
@@ -24,7 +25,8 @@ std::string topLevelHelp() {
       "usage: kiln COMMAND [ARGS...]\n"
       "       kiln --help | --version | help COMMAND\n"
       "\n"
-      "kiln compiles Keras-style CNNs given as ONNX models.\n"
+      "kiln compiles Keras-style CNNs given as ONNX models, alone or as weighted\n"
+      "ensembles.\n"
       "\n"
       "commands:\n";
   for (const Command* c : commands()) {

@@ -4,8 +4,6 @@
 // interpreter; a compiled artifact (`kiln compile`, a .so) runs its own code.
 // Both engines share the input checks, the random inputs, the output files
 // and --top-k, so their results are directly comparable.
-#include <elf.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -25,6 +22,7 @@
 #include "frontends/onnx/onnx_importer.h"
 #include "runtime/src/artifact_loader.h"
 #include "tools/cli_common.h"
+#include "tools/model_files.h"
 #include "tools/npy.h"
 #include "tools/pipeline_args.h"
 
@@ -214,19 +212,6 @@ std::vector<Tensor> randomInputs(const std::vector<Port>& ports, uint64_t seed, 
   return inputs;
 }
 
-// One label per line, "\r\n" endings too; the final newline ends the last
-// label rather than starting an empty one.
-std::vector<std::string> readLabels(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open the labels file", ErrorSite{path, "", ""});
-  std::vector<std::string> labels;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    labels.push_back(std::move(line));
-  }
-  return labels;
-}
-
 // The outputs --top-k ranks: f32 class scores per sample.
 bool isClassifierOutput(const Port& p) { return p.type.dtype == DType::F32 && p.type.shape.rank() == 2; }
 
@@ -338,7 +323,7 @@ int runInterpreter(const ParsedArgs& args, const RunRequest& request) {
   return kExitOk;
 }
 
-// The descriptor's I/O; ArtifactError-checked by the loader (known dtypes,
+// The descriptor's I/O, checked by the loader (known dtypes,
 // only dim 0 may be the batch), whose marker is the IR's kBatch.
 Interface artifactInterface(const kiln_artifact& d) {
   static_assert(KILN_DIM_BATCH == kBatch);
@@ -393,15 +378,6 @@ int runArtifact(const ParsedArgs& args, const RunRequest& request) {
   return kExitOk;
 }
 
-// Compiled artifacts are ELF shared objects; the extension decides first so
-// a broken .so is reported by the loader rather than the ONNX parser.
-bool isArtifact(const std::string& path) {
-  if (fs::path(path).extension() == ".so") return true;
-  char magic[4] = {};
-  std::ifstream in(path, std::ios::binary);
-  return in.read(magic, sizeof magic) && std::equal(magic, magic + 4, "\x7f" "ELF");
-}
-
 int runRun(const ParsedArgs& args) {
   if (args.positionals.size() != 1)
     throw UsageError("run takes one MODEL, given " + std::to_string(args.positionals.size()) + " arguments");
@@ -426,7 +402,7 @@ int runRun(const ParsedArgs& args) {
     request.labelsPath = *labelsPath;
     request.labels = readLabels(*labelsPath);
   }
-  return isArtifact(request.modelPath) ? runArtifact(args, request) : runInterpreter(args, request);
+  return isCompiledArtifact(request.modelPath) ? runArtifact(args, request) : runInterpreter(args, request);
 }
 
 }  // namespace

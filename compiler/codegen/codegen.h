@@ -30,12 +30,19 @@ struct ResolvedTarget {
 };
 ResolvedTarget resolveTarget(const CompileOptions& options);
 
+// Checks that `labels` name the classes of a classifier output: some f32
+// output of shape [N, C] must have C == labels.size(). Nothing to check
+// without labels. Throws kiln::Error naming the outputs.
+void checkLabels(const Graph& g, const std::vector<std::string>& labels);
+
 // Compiles `g` (must already carry a memory plan: run plan-memory last) and
 // writes `path` atomically: nothing is left at `path` if compilation fails.
-// Throws kiln::Error naming the node and op an emitter could not handle.
+// Throws kiln::Error naming the node and op an emitter could not handle, or
+// labels that do not fit (checkLabels).
 void compileGraph(const Graph& g, const CompileOptions& options, EmitKind kind, const std::string& path);
 
-// The C header declaring the artifact's entry symbol and its I/O.
+// The C header declaring the artifact's entry symbol and its I/O, listing
+// the class labels, if any, in a comment.
 std::string artifactHeader(const Graph& g, const CompileOptions& options);
 
 // EmitKind from an output file name (.so, .o, .s, .ll); throws when unknown.

@@ -181,7 +181,22 @@ EmitKind emitKindForPath(const std::string& path) {
   throw Error("cannot tell what to emit from '" + path + "' (use .so, .o, .s or .ll, or --emit)");
 }
 
+void checkLabels(const Graph& g, const std::vector<std::string>& labels) {
+  if (labels.empty()) return;
+  const std::string count = std::to_string(labels.size());
+  std::string classifiers;
+  for (const Value* v : g.outputs()) {
+    if (v->type.dtype != DType::F32 || v->type.shape.rank() != 2) continue;
+    if (v->type.shape[1] == static_cast<int64_t>(labels.size())) return;
+    classifiers += (classifiers.empty() ? "" : ", ") + ("'" + v->name + "' has " + std::to_string(v->type.shape[1]));
+  }
+  if (classifiers.empty())
+    throw Error(count + " labels, but the model has no f32 output of shape [N, C] whose classes they could name");
+  throw Error(count + " labels, but no f32 output of shape [N, C] has " + count + " classes: " + classifiers);
+}
+
 void compileGraph(const Graph& g, const CompileOptions& options, EmitKind kind, const std::string& path) {
+  checkLabels(g, options.labels);
   ModuleTarget target;
   target.resolved = resolveTarget(options);
   if (kind == EmitKind::SharedLibrary && !llvm::Triple(target.resolved.triple).isOSBinFormatELF())

@@ -1,7 +1,8 @@
 // artifactHeader: the C header shipped beside an artifact for static linking
-// (`--emit obj`): the entry symbol, and the I/O as comments and index
-// constants so application code needs no string lookups.
+// (`--emit obj`): the entry symbol, and the I/O and class labels as comments
+// and constants so application code needs no string lookups.
 #include <cctype>
+#include <cstdio>
 #include <sstream>
 
 #include "compiler/codegen/codegen.h"
@@ -15,6 +16,28 @@ std::string macroName(const std::string& s) {
   for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(c)) : '_';
   if (out.empty() || std::isdigit(static_cast<unsigned char>(out[0]))) out = "_" + out;
   return out;
+}
+
+// A label as a C string literal inside a comment: quotes, backslashes and
+// control characters escaped, and "*/" broken so the comment stays closed.
+std::string quotedLabel(const std::string& label) {
+  std::string out = "\"";
+  for (size_t i = 0; i < label.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(label[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char octal[8];
+      std::snprintf(octal, sizeof octal, "\\%03o", c);
+      out += octal;
+    } else if (c == '/' && i > 0 && label[i - 1] == '*') {
+      out += "\\/";
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace
@@ -39,6 +62,10 @@ std::string artifactHeader(const Graph& g, const CompileOptions& options) {
   };
   list("INPUTS", g.inputs());
   list("OUTPUTS", g.outputs());
+  os << "/* class labels: descriptor->labels[i] names class i */\n";
+  for (size_t i = 0; i < options.labels.size(); ++i)
+    os << "/*   " << i << ": " << quotedLabel(options.labels[i]) << " */\n";
+  os << "#define " << macro << "_NUM_LABELS " << options.labels.size() << "\n\n";
   os << "#define " << macro << "_WORKSPACE_BYTES_PER_SAMPLE " << g.arenaBytes << "u\n\n"
      << "#ifdef __cplusplus\n}\n#endif\n\n#endif\n";
   return os.str();

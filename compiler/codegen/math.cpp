@@ -226,6 +226,7 @@ Value* emitActivation(llvm::IRBuilder<>& b, const std::string& op, const Attribu
   }
   if (op == "Softplus") return emitSoftplus(b, x);
   if (op == "Clip") return emitClip(b, x, attrs.getFloat("min"), attrs.getFloat("max"));
+  if (op == "Log") return emitLog(b, x);
   throw Error("no activation emitter for op '" + op + "'");
 }
 

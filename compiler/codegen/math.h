@@ -11,12 +11,12 @@
 namespace kiln::codegen {
 
 llvm::Value* emitExp(llvm::IRBuilder<>& b, llvm::Value* x);
-llvm::Value* emitLog(llvm::IRBuilder<>& b, llvm::Value* x);  // x > 0
+llvm::Value* emitLog(llvm::IRBuilder<>& b, llvm::Value* x);  // log(0) = -inf, log(x < 0) = NaN
 llvm::Value* emitTanh(llvm::IRBuilder<>& b, llvm::Value* x);
 llvm::Value* emitSigmoid(llvm::IRBuilder<>& b, llvm::Value* x);
 
-// The activation of an IR op (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh,
-// HardSigmoid, HardSwish, Softplus, Clip) applied to x with the op's attributes.
+// The unary IR op (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, HardSigmoid,
+// HardSwish, Softplus, Clip, Log) applied to x with the op's attributes.
 llvm::Value* emitActivation(llvm::IRBuilder<>& b, const std::string& op, const Attributes& attrs, llvm::Value* x);
 
 // The fused epilogue activation of Conv/Gemm (attributes activation,

@@ -1,6 +1,7 @@
-// Elementwise activations: one output of the input's type, computed value by
-// value. Each is a scalar function of (x, attributes); PRelu alone also reads
-// a broadcast slope tensor.
+// Elementwise activations and other unary math (Log): one output of the
+// input's type, computed value by value. Each is a scalar function of
+// (x, attributes); PRelu alone also reads a broadcast slope tensor.
+#include <cmath>
 #include <limits>
 
 #include "compiler/ops/families.h"
@@ -51,6 +52,7 @@ void registerActivationOps(OpRegistry& r) {
   addUnary(r, "HardSwish", {},
            [](float x, const Attributes&) { return scalar::hardSwish(x); });
   addUnary(r, "Softplus", {}, [](float x, const Attributes&) { return scalar::softplus(x); });
+  addUnary(r, "Log", {}, [](float x, const Attributes&) { return std::log(x); });
   // Clip's bounds are attributes in the IR; the importer reads ONNX's
   // optional min/max inputs (opset >= 11) into them.
   addUnary(r, "Clip",

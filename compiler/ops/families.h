@@ -5,13 +5,13 @@
 
 namespace kiln {
 
-void registerActivationOps(OpRegistry& r);     // activation.cpp: Relu, Sigmoid, Clip, PRelu, ...
+void registerActivationOps(OpRegistry& r);     // activation.cpp: Relu, Sigmoid, Clip, PRelu, Log, ...
 void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul, Div, Sum, Max, Min, Mean
 void registerConvOps(OpRegistry& r);           // conv.cpp: Conv, SeparableConv2D
 void registerPoolOps(OpRegistry& r);           // pool.cpp: MaxPool, AveragePool, Global*Pool
 void registerLinearOps(OpRegistry& r);         // linear.cpp: Gemm, MatMul
 void registerNormalizationOps(OpRegistry& r);  // normalization.cpp: BatchNormalization
-void registerSoftmaxOps(OpRegistry& r);        // softmax.cpp: Softmax, LogSoftmax
+void registerSoftmaxOps(OpRegistry& r);        // softmax.cpp: Softmax, LogSoftmax, Hardmax
 void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceMean
 void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, ...
 

@@ -1,5 +1,9 @@
-// Softmax and LogSoftmax along one axis (opset-13 semantics). Both subtract
-// the maximum along the axis first so exp() cannot overflow.
+// Softmax, LogSoftmax and Hardmax along one axis (opset-13 semantics).
+// Softmax and LogSoftmax subtract the maximum along the axis first so exp()
+// cannot overflow. Hardmax marks the first maximum of each row with 1 and
+// every other element with 0 (a row of -inf marks its first element); a row
+// holding a NaN has no maximum and becomes all NaN, as a NaN reaches every
+// output of its row in Softmax.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -76,6 +80,34 @@ void registerSoftmaxOps(OpRegistry& r) {
       const float logSum = std::log(sum);
       for (int64_t k = 0; k < n; ++k) row[k * stride] = row[k * stride] - max - logSum;
     });
+  }));
+  r.add(softmaxOp("Hardmax", [](KernelContext& ctx) {
+    const Tensor& x = ctx.input(0);
+    const AxisView v = viewAround(x.shape(), normalizeAxis(ctx.attrs().getInt("axis"), x.shape().rank()));
+    const float* in = x.data<float>();
+    float* out = ctx.output(0).data<float>();  // arrives zeroed
+    for (int64_t o = 0; o < v.outer; ++o) {
+      for (int64_t i = 0; i < v.inner; ++i) {
+        const int64_t start = o * v.n * v.inner + i;
+        int64_t first = 0;
+        float max = -INFINITY;
+        bool nan = false;
+        for (int64_t k = 0; k < v.n; ++k) {
+          const float x = in[start + k * v.inner];
+          nan = nan || std::isnan(x);
+          // Strictly greater: a tie keeps the earlier element.
+          if (x > max) {
+            max = x;
+            first = k;
+          }
+        }
+        if (nan) {
+          for (int64_t k = 0; k < v.n; ++k) out[start + k * v.inner] = NAN;
+        } else if (v.n > 0) {
+          out[start + first * v.inner] = 1.f;
+        }
+      }
+    }
   }));
 }
 

@@ -401,7 +401,7 @@ void convertSlice(NodeConverter& c) {
   c.emit("Slice", {c.required(0)}, a);
 }
 
-// Softmax/LogSoftmax before opset 13 coerce the input to 2-D at `axis`; unless
+// Softmax/LogSoftmax/Hardmax before opset 13 coerce the input to 2-D at `axis`; unless
 // that axis is the last, this is Flatten -> softmax over dim 1 -> Reshape back.
 void convertSoftmax(NodeConverter& c, const std::string& op) {
   Value* x = c.required(0);
@@ -521,8 +521,8 @@ std::string qualifiedOp(const ::onnx::NodeProto& n) {
 const std::map<std::string, OpRule>& rules() {
   static const std::map<std::string, OpRule> table = [] {
     std::map<std::string, OpRule> r;
-    for (const char* op : {"Relu", "Sigmoid", "Tanh", "HardSwish", "Softplus", "PRelu", "Add", "Sub", "Mul", "Div",
-                           "Sum", "Max", "Min", "Mean", "GlobalAveragePool", "GlobalMaxPool", "MatMul", "Identity"})
+    for (const char* op : {"Relu", "Sigmoid", "Tanh", "HardSwish", "Softplus", "Log", "PRelu", "Add", "Sub", "Mul",
+                           "Div", "Sum", "Max", "Min", "Mean", "GlobalAveragePool", "GlobalMaxPool", "MatMul", "Identity"})
       r[op] = direct(op);
     r["LeakyRelu"] = direct("LeakyRelu", {"alpha"});
     r["Elu"] = direct("Elu", {"alpha"});
@@ -547,6 +547,7 @@ const std::map<std::string, OpRule>& rules() {
     r["Slice"] = {convertSlice, nullptr};
     r["Softmax"] = {[](NodeConverter& c) { convertSoftmax(c, "Softmax"); }, nullptr};
     r["LogSoftmax"] = {[](NodeConverter& c) { convertSoftmax(c, "LogSoftmax"); }, nullptr};
+    r["Hardmax"] = {[](NodeConverter& c) { convertSoftmax(c, "Hardmax"); }, nullptr};
     r["Dropout"] = {convertDropout, extraOutputsUnused(1, "the mask output")};
     r["Cast"] = {convertCast, checkCast};
     r["Constant"] = {convertConstant, checkConstant};

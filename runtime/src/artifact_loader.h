@@ -1,25 +1,28 @@
-// Minimal artifact loader: dlopen()s a compiled model, checks its descriptor
-// (magic, ABI major, weights hash, I/O metadata) before any of its code runs
-// beyond the entry function, and runs it serially. The runtime's C API wraps
-// this; it depends only on the C library and libdl.
+// The artifact loader: checks a compiled model file before any of its code
+// runs (an ELF shared object for this machine, complete), dlopen()s it with
+// RTLD_NOW | RTLD_LOCAL (so several models exporting the same entry symbol
+// coexist in one process), then checks the descriptor (magic, ABI major,
+// weights hash, I/O metadata, ABI 1.1 labels) and the CPU features its code
+// needs against the host's. The C API's kiln_model wraps it; `kiln run`, the
+// codegen tests and the benchmarks use it directly. Depends only on the C
+// library and libdl.
 #pragma once
 
+#include <cstddef>
 #include <memory>
-#include <stdexcept>
+#include <span>
 #include <string>
 
 #include "kiln/artifact.h"
+#include "runtime/src/cpu_features.h"
+#include "runtime/src/status_error.h"
 
 namespace kiln::runtime {
 
-class ArtifactError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 class Artifact {
  public:
-  // Throws ArtifactError naming the file and what is wrong with it.
+  // Throws StatusError (KILN_ERR_IO, _NOT_ARTIFACT, _ABI, _CORRUPT, _CPU)
+  // whose message starts with the file's path.
   static std::shared_ptr<Artifact> open(const std::string& path);
   ~Artifact();
   Artifact(const Artifact&) = delete;
@@ -27,13 +30,17 @@ class Artifact {
 
   const kiln_artifact& descriptor() const { return *desc_; }
   const std::string& path() const { return path_; }
+  // The ABI 1.1 class labels; empty for ABI 1.0 artifacts and models without.
+  std::span<const char* const> labels() const;
 
   // Elements of tensor `info` for `batch` samples.
   static uint64_t elementCount(const kiln_tensor_info& info, int64_t batch);
   uint64_t workspaceBytes(int64_t batch) const { return desc_->workspace_bytes_per_sample * static_cast<uint64_t>(batch); }
 
-  // Runs on the calling thread; buffers as in kiln_run_fn.
-  void run(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace) const;
+  // Buffers as in kiln_run_fn; parallelFor NULL runs on the calling thread.
+  // Returns the generated code's status (0).
+  int32_t run(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
+              kiln_parallel_for_fn parallelFor = nullptr, void* pool = nullptr) const;
 
  private:
   Artifact() = default;
@@ -41,5 +48,17 @@ class Artifact {
   void* handle_ = nullptr;
   const kiln_artifact* desc_ = nullptr;
 };
+
+// Throws KILN_ERR_ABI / KILN_ERR_CORRUPT naming `path` unless the descriptor's
+// magic, ABI major, weights hash, I/O metadata and (ABI >= 1.1) labels are sane.
+void checkDescriptor(const kiln_artifact& d, const std::string& path);
+
+// Throws KILN_ERR_CPU naming the features of `d.cpu_features` that `host`
+// lacks (see cpu_features.h).
+void checkCpuFeatures(const kiln_artifact& d, const std::string& path, const CpuFeatureSet& host);
+
+// Bytes per element of a kiln_dtype (0 for unknown ones), and its short name.
+size_t dtypeSize(int32_t dtype);
+const char* dtypeName(int32_t dtype);
 
 }  // namespace kiln::runtime

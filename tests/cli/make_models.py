@@ -13,6 +13,7 @@ Expected outputs are computed here with plain numpy, independently of kiln:
   any_size.onnx  image f32[N,3,H,W] -> Conv(3x3, pad 1) -> Relu
                  -> GlobalAveragePool -> Flatten ("pooled"); H and W are
                  symbolic, for `kiln compile --shape`.
+  ens_*.onnx     small classifiers for the ensemble tests (ensemble_members).
 plus numpy-written .npy files (v2.0 header, Fortran order, bool, i32) for the
 reader's compatibility tests. Also used as fuzzing seeds by run-fuzzer.sh.
 """
@@ -137,6 +138,33 @@ def any_size(out_dir, rng):
     save_model(graph, os.path.join(out_dir, "any_size.onnx"))
 
 
+def ensemble_members(out_dir, rng):
+    """Small classifiers for `kiln ensemble create` / `kiln compile --ensemble`:
+    x f32[N,6] -> Gemm -> Softmax ("probs", 4 classes): ens_a, ens_b, ens_c;
+    ens_logits_a, ens_logits_b end at the Gemm ("logits"); ens_five has 5
+    classes and ens_wide takes f32[N,7], for the mismatch errors."""
+    def member(name, classes=4, features=6, softmax=True):
+        w = rng.standard_normal((classes, features)).astype(np.float32)
+        b = rng.standard_normal(classes).astype(np.float32)
+        out = "probs" if softmax else "logits"
+        nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], transB=1)]
+        if softmax:
+            nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+        graph = helper.make_graph(
+            nodes, name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+            [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", classes])],
+            initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        save_model(graph, os.path.join(out_dir, name + ".onnx"))
+
+    for name in ["ens_a", "ens_b", "ens_c"]:
+        member(name)
+    for name in ["ens_logits_a", "ens_logits_b"]:
+        member(name, softmax=False)
+    member("ens_five", classes=5)
+    member("ens_wide", features=7)
+
+
 def numpy_files(out_dir):
     counting = np.arange(6, dtype=np.float32).reshape(2, 3)
     with open(os.path.join(out_dir, "np_v2.npy"), "wb") as f:
@@ -156,6 +184,7 @@ def main():
     conv_bn_relu(out_dir, rng)
     any_size(out_dir, rng)
     numpy_files(out_dir)
+    ensemble_members(out_dir, rng)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ double worstRelativeError(const Tensor& got, const Tensor& want) {
 TEST_CASE("activations match the reference over the float range", "[codegen][math]") {
   const std::vector<float> sweep = sweepValues();
   const int64_t n = static_cast<int64_t>(sweep.size());
-  // Selu and Elu use expm1, Tanh expm1, Sigmoid exp, Softplus exp and log1p.
+  // Selu and Elu use expm1, Tanh expm1, Sigmoid exp, Softplus exp and log1p,
+  // Log the full-range log (subnormals, zero, negatives).
   const std::vector<std::pair<std::string, Attributes>> ops = {
       {"Sigmoid", {}},
       {"Tanh", {}},
@@ -132,6 +133,7 @@ TEST_CASE("activations match the reference over the float range", "[codegen][mat
       {"HardSigmoid", {}},
       {"HardSwish", {}},
       {"Clip", attrs({{"min", -1.5f}, {"max", 2.f}})},
+      {"Log", {}},
   };
   for (const char* cpu : {"native", "x86-64-v3"}) {
     for (const auto& [op, a] : ops) {
@@ -331,6 +333,18 @@ TEST_CASE("Softmax and LogSoftmax along every axis", "[codegen][softmax]") {
   auto model = CompiledModel::compile(g, "native", false);
   Tensor x = Tensor::fromVector<float>(Shape{1, 6}, {1000.f, 999.f, -1000.f, 0.f, 998.f, 1000.f});
   CHECK(maxRelativeError(model->run({x}), interpret(g, {x})) <= 1e-6);
+}
+
+TEST_CASE("Hardmax along every axis, with ties, NaN and -inf rows", "[codegen][softmax]") {
+  for (int64_t axis : {-1, 1, 2, 3})
+    checkAgainstInterpreter(unaryGraph("Hardmax", Shape{3, 4, 5}, attrs({{"axis", axis}})));
+  Graph g = unaryGraph("Hardmax", Shape{3});
+  auto model = CompiledModel::compile(g, "native", false);
+  Tensor x = Tensor::fromVector<float>(Shape{4, 3}, {1, 5, 2, 7, 7, -1, -kInf, -kInf, -kInf, -3, NAN, 8});
+  Tensor y = model->run({x}).at(0);
+  for (int i = 0; i < 9; ++i) CHECK(y.data<float>()[i] == std::vector<float>{0, 1, 0, 1, 0, 0, 1, 0, 0}[i]);
+  for (int i = 9; i < 12; ++i) CHECK(std::isnan(y.data<float>()[i]));
+  CHECK(maxRelativeError({y}, interpret(g, {x})) == 0);
 }
 
 TEST_CASE("ReduceMean over axis sets with and without kept dims", "[codegen][reduce]") {

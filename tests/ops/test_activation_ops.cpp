@@ -1,5 +1,6 @@
 // Spot checks of the activation ops against hand-computed values: Relu,
-// LeakyRelu, Clip (bounds, NaN), HardSwish and PRelu's broadcast slope.
+// LeakyRelu, Clip (bounds, NaN), HardSwish, Log (zero, negatives) and PRelu's
+// broadcast slope.
 #include <catch2/catch.hpp>
 #include <cmath>
 
@@ -56,6 +57,15 @@ TEST_CASE("Clip bounds and NaN passthrough", "[ops][activation]") {
 
 TEST_CASE("HardSwish is x * relu6(x + 3) / 6", "[ops][activation]") {
   requireValues(runActivation("HardSwish", kRow), {0.f, -1.f / 3.f, 0.f, 0.5f * 3.5f / 6.f, 3.f, 8.f});
+}
+
+TEST_CASE("Log is -inf at zero and NaN below", "[ops][activation]") {
+  Tensor y = runActivation("Log", Tensor::fromVector<float>({1, 5}, {1.f, std::exp(2.f), 1e-30f, 0.f, -1.f}));
+  CHECK(y.data<float>()[0] == 0.f);
+  CHECK(y.data<float>()[1] == Approx(2.f).margin(1e-6));
+  CHECK(y.data<float>()[2] == Approx(-30.f * std::log(10.f)).epsilon(1e-6));
+  CHECK(y.data<float>()[3] == -INFINITY);
+  CHECK(std::isnan(y.data<float>()[4]));
 }
 
 TEST_CASE("PRelu broadcasts a per-channel slope", "[ops][activation]") {

@@ -267,6 +267,26 @@ TEST_CASE("Softmax with the symbolic batch", "[softmax][batch]") {
   requireError([] { oneNode("Softmax", {typeOf(DType::I64, {2, 4})}); }, "Softmax", "expected f32");
 }
 
+TEST_CASE("Hardmax marks the first maximum along the axis", "[softmax]") {
+  // Rows along the last axis: a tie keeps the first, a row of -inf marks its
+  // first element.
+  const Tensor x = f32({3, 3}, {1, 5, 2, 7, 7, -1, -INFINITY, -INFINITY, -INFINITY});
+  requireFloats(apply("Hardmax", {x}), {3, 3}, {0, 1, 0, 1, 0, 0, 1, 0, 0});
+  // Along axis 0: each column's first maximum.
+  requireFloats(apply("Hardmax", {x}, attrs({{"axis", int64_t{0}}})), {3, 3}, {0, 0, 1, 1, 1, 0, 0, 0, 0});
+  // A row holding a NaN has no maximum: all NaN, the other rows unaffected.
+  const Tensor y = apply("Hardmax", {f32({2, 3}, {-3, NAN, 8, 4, 2, 9})});
+  for (int i = 0; i < 3; ++i) CHECK(std::isnan(y.data<float>()[i]));
+  CHECK(std::vector<float>(y.data<float>() + 3, y.data<float>() + 6) == std::vector<float>{0, 0, 1});
+  const Graph g = oneNode("Hardmax", {typeOf(DType::F32, {kBatch, 4})});
+  CHECK(outputType(g).shape == Shape{kBatch, 4});
+  requireError(
+      [] {
+        oneNode("Hardmax", {typeOf(DType::F32, {kBatch, 4})}, attrs({{"axis", int64_t{0}}}));
+      },
+      "Hardmax", "symbolic batch");
+}
+
 // --------------------------------------------------------------------- reduce
 
 TEST_CASE("ReduceMean over chosen axes, kept or dropped", "[reduce]") {

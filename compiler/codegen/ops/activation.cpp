@@ -1,8 +1,8 @@
 // Emits the unary activation ops (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh,
-// HardSigmoid, HardSwish, Softplus, Clip): one contiguous loop applying the
-// math library's activation to each element. Element i only reads element i,
-// so the output may alias the input. PRelu, which broadcasts its slope, is
-// emitted with the broadcasting ops in elementwise.cpp.
+// HardSigmoid, HardSwish, Softplus, Clip) and Log: one contiguous loop
+// applying the math library's function to each element. Element i only reads
+// element i, so the output may alias the input. PRelu, which broadcasts its
+// slope, is emitted with the broadcasting ops in elementwise.cpp.
 #include "compiler/codegen/math.h"
 #include "compiler/codegen/ops/families.h"
 
@@ -10,7 +10,7 @@ namespace kiln::codegen {
 
 void registerActivationEmitters(EmitterRegistry& r) {
   for (const char* op :
-       {"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus", "Clip"}) {
+       {"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus", "Clip", "Log"}) {
     r.add(op, [](EmitContext& ctx) {
       const Operand& x = ctx.input(0);
       const Operand& y = ctx.output();

@@ -1,8 +1,9 @@
-// Emits Softmax and LogSoftmax along one axis (opset-13 semantics), stable:
-// each row along the axis first finds its maximum, then sums exp(x - max)
-// (Softmax keeps those exponentials in the output and scales them by one
-// reciprocal of the sum), and LogSoftmax writes x - max - log(sum). Rows are
-// visited in place order, so the output may alias the input.
+// Emits Softmax, LogSoftmax and Hardmax along one axis (opset-13 semantics).
+// Softmax and LogSoftmax are stable: each row along the axis first finds its
+// maximum, then sums exp(x - max) (Softmax keeps those exponentials in the
+// output and scales them by one reciprocal of the sum), and LogSoftmax writes
+// x - max - log(sum). Rows are visited in place order, so the output may
+// alias the input. Hardmax is a scalar scan per row (emitHardmax).
 //
 // Both reductions are explicit f32 vectors, because the loop vectorizer may
 // not reassociate a float max or sum on its own. A contiguous row (the axis
@@ -175,11 +176,53 @@ void emitSoftmax(EmitContext& ctx) {
   });
 }
 
+// Hardmax: per row along the axis, a scalar scan keeps the first maximum's
+// index (only a strictly greater element replaces it, so ties keep the
+// earlier one) and whether a NaN was seen, then the row is written as 0s
+// with a 1 there, or as NaN. Rows are short class vectors; the scan reads the
+// whole row before writing it, so the output may alias the input.
+void emitHardmax(EmitContext& ctx) {
+  const Operand& x = ctx.input(0);
+  const Operand& y = ctx.output();
+  const Shape& shape = x.type.shape;
+  const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), shape.rank());
+  const int64_t outer = shape.product(0, axis), n = shape[axis], inner = shape.product(axis + 1, shape.rank());
+  if (n == 0 || inner == 0) return;
+  llvm::IRBuilder<>& b = ctx.b;
+  llvm::AllocaInst* maxSlot = entryBlockSlot(ctx, ctx.f32Type());
+  llvm::AllocaInst* firstSlot = entryBlockSlot(ctx, b.getInt64Ty());
+  llvm::AllocaInst* nanSlot = entryBlockSlot(ctx, b.getInt1Ty());
+  ctx.loop(outer, [&](Value* o) {
+    ctx.loop(inner, [&](Value* i) {
+      Value* start = b.CreateAdd(b.CreateMul(o, ctx.i64(n * inner)), i);
+      auto at = [&](Value* k) { return b.CreateAdd(start, b.CreateMul(k, ctx.i64(inner))); };
+      b.CreateStore(ctx.f32(-std::numeric_limits<float>::infinity()), maxSlot);
+      b.CreateStore(ctx.i64(0), firstSlot);
+      b.CreateStore(b.getFalse(), nanSlot);
+      ctx.loop(n, [&](Value* k) {
+        Value* v = ctx.load(x, at(k));
+        b.CreateStore(b.CreateOr(b.CreateLoad(b.getInt1Ty(), nanSlot), b.CreateFCmpUNO(v, v)), nanSlot);
+        Value* max = b.CreateLoad(ctx.f32Type(), maxSlot);
+        Value* greater = b.CreateFCmpOGT(v, max);
+        b.CreateStore(b.CreateSelect(greater, v, max), maxSlot);
+        b.CreateStore(b.CreateSelect(greater, k, b.CreateLoad(b.getInt64Ty(), firstSlot)), firstSlot);
+      });
+      Value* first = b.CreateLoad(b.getInt64Ty(), firstSlot);
+      Value* nan = b.CreateLoad(b.getInt1Ty(), nanSlot);
+      ctx.loop(n, [&](Value* k) {
+        Value* mark = b.CreateSelect(b.CreateICmpEQ(k, first), ctx.f32(1.f), ctx.f32(0.f));
+        ctx.store(y, at(k), b.CreateSelect(nan, ctx.f32(std::numeric_limits<float>::quiet_NaN()), mark));
+      });
+    });
+  });
+}
+
 }  // namespace
 
 void registerSoftmaxEmitters(EmitterRegistry& r) {
   r.add("Softmax", emitSoftmax);
   r.add("LogSoftmax", emitSoftmax);
+  r.add("Hardmax", emitHardmax);
 }
 
 }  // namespace kiln::codegen

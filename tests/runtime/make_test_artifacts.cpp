@@ -1,0 +1,117 @@
+// Writes the compiled models the runtime tests load into OUT_DIR, built as IR
+// graphs and compiled with the same codegen as `kiln compile` (which has no
+// way yet to embed class labels):
+//   pair.so       x, y f32[N,10] -> sum = x + y, product = x * y
+//   pair.o        the same as an object file (not loadable)
+//   fixed.so      x f32[2,3] -> y = Relu(x), no batch dim
+//   member{0,1,2}_logits.so / member{0,1,2}_probs.so
+//                 image f32[N,2,6,6] -> Conv 3x3 -> Flatten -> Gemm -> logits
+//                 f32[N,5] (-> Softmax -> probs); different weights per member;
+//                 members 0 and 1 carry the labels a..e, member 2 none. No
+//                 activation: a NaN pixel makes the whole output row NaN
+//   other_labels.so   member 0 with the labels v..z
+//   three_classes.so  a member with 3 classes
+//   other_input.so    a member taking f32[N,2,8,8]
+//   sapphirerapids.so member 0 compiled for -mcpu=sapphirerapids (AVX512-FP16, AMX)
+//   aarch64.so        member 0 compiled for aarch64-linux-gnu
+//
+//   make_test_artifacts OUT_DIR
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "compiler/codegen/codegen.h"
+#include "compiler/passes/pipeline.h"
+
+using namespace kiln;
+
+namespace {
+
+const std::vector<std::string> kLabels = {"a", "b", "c", "d", "e"};
+
+Graph pair() {
+  Graph g;
+  g.name = "pair";
+  Value* x = g.addInput("x", {DType::F32, Shape{kBatch, 10}});
+  Value* y = g.addInput("y", {DType::F32, Shape{kBatch, 10}});
+  g.addOutput(g.addNode("Add", "add", {x, y}, {}, {"sum"})->output());
+  g.addOutput(g.addNode("Mul", "mul", {x, y}, {}, {"product"})->output());
+  return g;
+}
+
+Graph fixed() {
+  Graph g;
+  g.name = "fixed";
+  Value* x = g.addInput("x", {DType::F32, Shape{2, 3}});
+  g.addOutput(g.addNode("Relu", "relu", {x}, {}, {"y"})->output());
+  return g;
+}
+
+Graph classifier(uint32_t seed, int64_t classes, int64_t size, bool softmax) {
+  Graph g;
+  g.name = "classifier";
+  Value* image = g.addInput("image", {DType::F32, Shape{kBatch, 2, size, size}});
+  Attributes conv;
+  conv.set("strides", std::vector<int64_t>{1, 1});
+  conv.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  conv.set("dilations", std::vector<int64_t>{1, 1});
+  Value* w = g.addConstant("conv_w", Tensor::uniform(Shape{3, 2, 3, 3}, seed));
+  Value* b = g.addConstant("conv_b", Tensor::uniform(Shape{3}, seed + 1));
+  Value* features = g.addNode("Conv", "conv", {image, w, b}, conv)->output();
+  features = g.addNode("Flatten", "flatten", {features})->output();
+  Value* fcW = g.addConstant("fc_w", Tensor::uniform(Shape{3 * size * size, classes}, seed + 2));
+  Value* fcB = g.addConstant("fc_b", Tensor::uniform(Shape{classes}, seed + 3));
+  Value* logits = g.addNode("Gemm", "fc", {features, fcW, fcB}, {}, {"logits"})->output();
+  g.addOutput(softmax ? g.addNode("Softmax", "softmax", {logits}, {}, {"probs"})->output() : logits);
+  return g;
+}
+
+void compile(Graph g, const std::filesystem::path& path, codegen::CompileOptions options = {},
+             codegen::EmitKind kind = codegen::EmitKind::SharedLibrary) {
+  runPipeline(g, pipelineForLevel(2));
+  options.modelName = path.stem().string();
+  codegen::compileGraph(g, options, kind, path.string());
+}
+
+codegen::CompileOptions withLabels(std::vector<std::string> labels) {
+  codegen::CompileOptions options;
+  options.labels = std::move(labels);
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: make_test_artifacts OUT_DIR\n";
+    return 2;
+  }
+  std::filesystem::path out = argv[1];
+  try {
+    std::filesystem::create_directories(out);
+    compile(pair(), out / "pair.so");
+    compile(pair(), out / "pair.o", {}, codegen::EmitKind::Object);
+    compile(fixed(), out / "fixed.so");
+    for (uint32_t m = 0; m < 3; ++m) {
+      std::vector<std::string> labels = m < 2 ? kLabels : std::vector<std::string>{};
+      std::string name = "member" + std::to_string(m);
+      compile(classifier(10 * m, 5, 6, false), out / (name + "_logits.so"), withLabels(labels));
+      compile(classifier(10 * m, 5, 6, true), out / (name + "_probs.so"), withLabels(labels));
+    }
+    compile(classifier(0, 5, 6, true), out / "other_labels.so", withLabels({"v", "w", "x", "y", "z"}));
+    compile(classifier(0, 3, 6, true), out / "three_classes.so");
+    compile(classifier(0, 5, 8, true), out / "other_input.so");
+    codegen::CompileOptions sapphireRapids;
+    sapphireRapids.cpu = "sapphirerapids";
+    compile(classifier(0, 5, 6, true), out / "sapphirerapids.so", sapphireRapids);
+    codegen::CompileOptions arm;
+    arm.triple = "aarch64-linux-gnu";
+    arm.cpu = "cortex-a72";
+    compile(classifier(0, 5, 6, true), out / "aarch64.so", arm);
+  } catch (const std::exception& e) {
+    std::cerr << "make_test_artifacts: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
