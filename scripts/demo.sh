@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# README's main command: build kiln, compile the shipped Fashion-MNIST model
-# to a native shared library and classify a test image with it.
+# README's main command: build kiln, compile the shipped Fashion-MNIST
+# ensemble (three trained members and their learned weights) into one native
+# shared library, and classify a test image with it through the runtime.
+# Usage: scripts/demo.sh [TEST_IMAGE_INDEX]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -11,7 +13,6 @@ kiln="$BUILD_DIR/tools/kiln"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 /usr/bin/python3 scripts/fashion_mnist.py "$INDEX" "$out/image.npy"
-"$kiln" inspect examples/fashion_mnist/cnn.onnx --after-passes
-"$kiln" compile examples/fashion_mnist/cnn.onnx -o "$out/cnn.so" --header "$out/cnn.h"
-"$kiln" run "$out/cnn.so" --input "image=$out/image.npy" --output-dir "$out" \
-  --top-k 3 --labels examples/fashion_mnist/labels.txt
+"$kiln" compile --ensemble examples/fashion_mnist/ensemble/ensemble.json -o "$out/ensemble.so" \
+  --header "$out/ensemble.h"
+"$kiln" predict "$out/ensemble.so" --input "input=$out/image.npy" --output-dir "$out"

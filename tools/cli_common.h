@@ -66,5 +66,6 @@ const Command& inspectCommand();
 const Command& compileCommand();
 const Command& runCommand();
 const Command& ensembleCommand();
+const Command& predictCommand();
 
 }  // namespace kiln::cli

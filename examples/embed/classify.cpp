@@ -1,5 +1,5 @@
 // classify_cpp: classify.c with the C++ wrapper kiln/kiln.hpp, whose handles
-// release themselves and whose failing calls throw kiln::Error.
+// release themselves and whose failing calls throw kiln::RuntimeError.
 //
 //   classify_cpp MODEL.so|ENSEMBLE.json [IMAGE_INDEX]
 //
@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
     if (classIndex < prediction.labels.size()) std::cout << " (" << prediction.labels[classIndex] << ")";
     std::cout << ", probability " << std::fixed << std::setprecision(3) << *best << "\n";
     return 0;
-  } catch (const kiln::Error& e) {
+  } catch (const kiln::RuntimeError& e) {
     std::cerr << "classify: " << e.what() << " (" << kiln_status_name(e.status()) << ")\n";
   } catch (const std::exception& e) {
     std::cerr << "classify: " << e.what() << "\n";

@@ -37,11 +37,11 @@ TEST_CASE("the C++ wrapper runs a model through RAII handles", "[runtime][wrappe
   CHECK(kiln::numThreads() >= 1);
 }
 
-TEST_CASE("the C++ wrapper throws kiln::Error with the status and message", "[runtime][wrapper]") {
+TEST_CASE("the C++ wrapper throws kiln::RuntimeError with the status and message", "[runtime][wrapper]") {
   try {
     kiln::Model::open("/nonexistent/model.so");
     FAIL("open succeeded");
-  } catch (const kiln::Error& e) {
+  } catch (const kiln::RuntimeError& e) {
     CHECK(e.status() == KILN_ERR_IO);
     CHECK_THAT(e.what(), Catch::StartsWith("/nonexistent/model.so: cannot open"));
   }
@@ -51,12 +51,12 @@ TEST_CASE("the C++ wrapper throws kiln::Error with the status and message", "[ru
   try {
     context.run(inputs, outputs);
     FAIL("run succeeded");
-  } catch (const kiln::Error& e) {
+  } catch (const kiln::RuntimeError& e) {
     CHECK(e.status() == KILN_ERR_INPUT_COUNT);
     CHECK_THAT(e.what(), Catch::Contains("the model takes 2 inputs and 2 outputs, given 1 and 2"));
   }
-  CHECK_THROWS_AS(kiln::setNumThreads(0), kiln::Error);
-  CHECK_THROWS_AS(kiln::Context(kiln::Model::open(artifact("pair.so")), {0, 0}), kiln::Error);
+  CHECK_THROWS_AS(kiln::setNumThreads(0), kiln::RuntimeError);
+  CHECK_THROWS_AS(kiln::Context(kiln::Model::open(artifact("pair.so")), {0, 0}), kiln::RuntimeError);
 }
 
 TEST_CASE("the C++ wrapper runs an ensemble", "[runtime][wrapper]") {
@@ -80,5 +80,5 @@ TEST_CASE("the C++ wrapper runs an ensemble", "[runtime][wrapper]") {
   context->run(inputs, combined.tensor(), members.data());
   for (size_t i = 0; i < combined.values.size(); ++i)
     CHECK(combined.values[i] == Approx(0.25 * first.values[i] + 0.75 * second.values[i]).margin(1e-6));
-  CHECK_THROWS_AS(kiln::Ensemble::open((dir / "missing.json").string()), kiln::Error);
+  CHECK_THROWS_AS(kiln::Ensemble::open((dir / "missing.json").string()), kiln::RuntimeError);
 }

@@ -7,9 +7,8 @@
 //
 // Models and ensembles are shared: copies hold another reference (the C
 // API's retain/release). Contexts are move-only: one serves one call at a
-// time. Every failing call throws kiln::Error with the kiln_status and
-// kiln_last_error()'s message. (kiln::Error is this wrapper's; the compiler's
-// own kiln::Error is unrelated, so include one or the other in a file.)
+// time. Every failing call throws kiln::RuntimeError with the kiln_status and
+// kiln_last_error()'s message.
 #ifndef KILN_KILN_HPP
 #define KILN_KILN_HPP
 
@@ -25,9 +24,9 @@
 
 namespace kiln {
 
-class Error : public std::runtime_error {
+class RuntimeError : public std::runtime_error {
  public:
-  Error(kiln_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  RuntimeError(kiln_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
   kiln_status status() const noexcept { return status_; }
 
  private:
@@ -37,7 +36,7 @@ class Error : public std::runtime_error {
 namespace detail {
 
 inline void check(kiln_status status) {
-  if (status != KILN_OK) throw Error(status, kiln_last_error());
+  if (status != KILN_OK) throw RuntimeError(status, kiln_last_error());
 }
 
 // A reference-counted C handle: copies retain, destruction releases.
@@ -90,7 +89,7 @@ class Unique {
 inline void setNumThreads(int32_t threads) { detail::check(kiln_set_num_threads(threads)); }
 inline int32_t numThreads() {
   int32_t threads = kiln_num_threads();
-  if (threads < 0) throw Error(KILN_ERR_INVALID_ARGUMENT, kiln_last_error());
+  if (threads < 0) throw RuntimeError(KILN_ERR_INVALID_ARGUMENT, kiln_last_error());
   return threads;
 }
 
