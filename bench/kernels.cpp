@@ -67,9 +67,11 @@ std::unique_ptr<Kernel> compileKernel(Graph g) {
     if (n->op->macs) k->macs += n->op->macs(*n);
   for (Value* v : g.values())
     if (v->isConstant()) k->bytes += v->constant.byteSize();
-  runPipeline(g, pipelineForLevel(2));
   codegen::CompileOptions options;
   options.cpu = "native";
+  PipelineOptions pipeline;
+  pipeline.passes.channelBlock = codegen::channelBlock(options);
+  runPipeline(g, pipelineForLevel(2), pipeline);
   auto path = std::filesystem::temp_directory_path() /
               ("kiln-bench-" + std::to_string(::getpid()) + "-" + std::to_string(reinterpret_cast<uintptr_t>(k.get())) + ".so");
   codegen::compileGraph(g, options, codegen::EmitKind::SharedLibrary, path.string());

@@ -200,6 +200,7 @@ int runCompile(const ParsedArgs& args) {
   Progress progress(args.has("--quiet"));
   Graph g = onnx_import::importModelFile(args.positionals[0], import);
   progress.phase("import");
+  pipeline.options.passes.channelBlock = codegen::channelBlock(options);  // the layout pass's NCHWc block
   runPipeline(g, pipeline.passes, pipeline.options);
   progress.phase("optimize");
   codegen::compileGraph(g, options, kind, *out);

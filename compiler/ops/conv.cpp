@@ -174,7 +174,8 @@ void registerConv(OpRegistry& r) {
     const ConvParams p = convParams(ctx.attrs(), ctx.attrs().getInt("group"));
     Shape out = convOutputShape(ctx, ctx.input(0).shape, ctx.input(1).shape, p, "weight");
     requireBias(ctx, 2, out[1]);
-    ctx.check(!ctx.hasInput(3) || ctx.input(3) == TensorType{DType::F32, out},
+    // (dtype and shape: layouts are storage, checked by the verifier)
+    ctx.check(!ctx.hasInput(3) || (ctx.input(3).dtype == DType::F32 && ctx.input(3).shape == out),
               "residual " + (ctx.hasInput(3) ? ctx.input(3).str() : std::string()) + " must have the output type " +
                   TensorType{DType::F32, out}.str());
     checkEpilogue(ctx);

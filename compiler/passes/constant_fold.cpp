@@ -26,7 +26,7 @@ bool foldable(const Graph& g, const Node& n) {
 }  // namespace
 
 PassDef constantFoldPass() {
-  return {"constant-fold", "evaluate nodes whose inputs are all constant", [](Graph& g, PassStats& stats) {
+  return {"constant-fold", "evaluate nodes whose inputs are all constant", [](Graph& g, PassStats& stats, const PassOptions&) {
             for (Node* n : g.nodes()) {
               if (!foldable(g, *n)) continue;
               for (Value* out : n->outputs)

@@ -19,6 +19,7 @@
 // that row, so the intermediate never leaves the cache and needs no workspace.
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/vector_kernels.h"
+#include "compiler/ops/epilogue.h"
 
 namespace kiln::codegen {
 
@@ -319,8 +320,226 @@ void requirePlain(EmitContext& ctx, const Operand& t) {
   if (t.type.layout != Layout::Plain) ctx.fail("the LLVM backend expects plain (NCHW) layouts, got " + t.type.str());
 }
 
+// ---------------------------------------------------------------- NCHWc
+
+// Direct convolution in the blocked layout: x is [C/c][H][W][c] and y is
+// [M/c][OH][OW][c] per sample (channels padded to whole blocks of c, the
+// vector width; pad lanes zero). A register tile holds a few output pixels
+// x a few output channel blocks, one vector each. A dense conv runs over the
+// real input channels (a run-time loop) and the kernel taps (unrolled): per
+// tap, one weight vector per output block and one broadcast input per pixel
+// feed pixels x blocks FMAs, all loads contiguous. A depthwise conv
+// multiplies input vectors by the tap's weight vector lane by lane. Bias,
+// residual and activation are applied to the accumulators before the one
+// store (the fused epilogue costs no extra pass over memory). Constant
+// weights are packed at compile time: dense [M/c][C][taps][c], depthwise
+// [C/c][taps][c], bias [M/c * c], zero in the pad lanes, so pad output lanes
+// stay act(0) = 0 (masked when the activation maps 0 elsewhere). Rows and
+// columns are walked in spans whose in-input taps are known at compile time
+// (as in the plain kernel); maps narrower than a tile get tiles of several
+// whole rows, each column with its own taps.
+class BlockedConvKernel {
+ public:
+  BlockedConvKernel(EmitContext& ctx, const ConvShape& s, bool depthwise)
+      : ctx_(ctx), b_(ctx.b), s_(s), depthwise_(depthwise), c_(ctx.output().type.block) {
+    const Operand& x = ctx.input(0);
+    inChannels_ = x.type.shape[1];
+    outChannels_ = ctx.output().type.shape[1];
+    outBlocks_ = (outChannels_ + c_ - 1) / c_;
+    if (x.type.block != c_) ctx.fail("input and output channel blocks differ");
+    packWeights();
+    const int64_t budget = c_ >= 16 ? 28 : 12;
+    blocksPerTile_ = depthwise_ ? 1 : std::min<int64_t>(outBlocks_, c_ >= 16 ? 4 : 2);
+    pixelsPerTile_ = std::max<int64_t>(1, budget / blocksPerTile_);
+    Epilogue epilogue(ctx.attrs());
+    float zero = 0.f;
+    epilogue.apply(&zero, 1);
+    maskPadLanes_ = zero != 0.f && outChannels_ % c_ != 0;
+  }
+
+  void emit() const {
+    const int64_t groups = outBlocks_ / blocksPerTile_, rest = outBlocks_ % blocksPerTile_;
+    ctx_.loop(groups, [&](llvm::Value* g) { emitBlocks(b_.CreateMul(g, ctx_.i64(blocksPerTile_)), blocksPerTile_); });
+    if (rest) emitBlocks(ctx_.i64(groups * blocksPerTile_), rest);
+  }
+
+ private:
+  // Output blocks [ob, ob + blocks) over the whole map.
+  void emitBlocks(llvm::Value* ob, int64_t blocks) const {
+    const AxisGeometry &rows = s_.rows, &cols = s_.cols;
+    const int64_t pixels = std::max<int64_t>(1, pixelsPerTile_ * blocksPerTile_ / blocks);
+    if (cols.out < pixels) {
+      // Narrow maps: tiles of whole rows, taps per column.
+      std::vector<std::vector<int64_t>> colTaps(static_cast<size_t>(cols.out));
+      for (const AxisSpan& span : kernels::axisSpans(cols))
+        for (int64_t o = span.begin; o < span.end; ++o) colTaps[static_cast<size_t>(o)] = span.taps;
+      const int64_t tileRows = std::max<int64_t>(1, pixels / cols.out);
+      for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
+        kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, [&](llvm::Value* oh, int64_t nrows) {
+          emitTile(ob, blocks, oh, nrows, rowSpan.taps, ctx_.i64(0), cols.out,
+                   [&](int64_t col) -> const std::vector<int64_t>& { return colTaps[static_cast<size_t>(col)]; });
+        });
+      return;
+    }
+    for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
+      ctx_.loop(ctx_.i64(rowSpan.begin), ctx_.i64(rowSpan.end), [&](llvm::Value* oh) {
+        for (const AxisSpan& colSpan : kernels::axisSpans(cols))
+          kernels::forEachTile(ctx_, colSpan.begin, colSpan.end, pixels, [&](llvm::Value* ow, int64_t width) {
+            emitTile(ob, blocks, oh, 1, rowSpan.taps, ow, width,
+                     [&](int64_t) -> const std::vector<int64_t>& { return colSpan.taps; });
+          });
+      });
+  }
+
+  using ColumnTaps = std::function<const std::vector<int64_t>&(int64_t col)>;
+
+  // One register tile: output blocks [ob, ob + blocks) x rows [oh, oh +
+  // nrows) x columns [ow, ow + ncols); column j reads kernel columns taps(j).
+  void emitTile(llvm::Value* ob, int64_t blocks, llvm::Value* oh, int64_t nrows, const std::vector<int64_t>& rowTaps,
+                llvm::Value* ow, int64_t ncols, const ColumnTaps& taps) const {
+    const int64_t pixels = nrows * ncols;
+    kernels::AccumulatorTile acc(ctx_, pixels, std::vector<int64_t>(static_cast<size_t>(blocks), c_));
+    auto outRow = [&](int64_t p) { return b_.CreateAdd(oh, ctx_.i64(p / ncols)); };
+    auto outCol = [&](int64_t p) { return b_.CreateAdd(ow, ctx_.i64(p % ncols)); };
+    auto block = [&](int64_t k) { return b_.CreateAdd(ob, ctx_.i64(k)); };
+    const std::optional<Operand> residual = ctx_.hasInput(3) ? std::optional<Operand>(ctx_.input(3)) : std::nullopt;
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t k = 0; k < blocks; ++k) {
+        llvm::Value* v = kernels::loadVector(ctx_, kernels::floatPtr(ctx_, bias_, b_.CreateMul(block(k), ctx_.i64(c_))), c_);
+        if (residual)
+          v = b_.CreateFAdd(v, kernels::loadVector(ctx_, at(residual->data, s_.rows.out, s_.cols.out, block(k), outRow(p),
+                                                            outCol(p), ctx_.i64(0)),
+                                                   c_));
+        acc.set(p, static_cast<size_t>(k), v);
+      }
+    // Input row / column of pixel p for kernel row kh / column kw.
+    auto inRow = [&](int64_t p, int64_t kh) {
+      return b_.CreateAdd(b_.CreateMul(outRow(p), ctx_.i64(s_.rows.stride)),
+                          ctx_.i64(kh * s_.rows.dilation - s_.rows.padBegin));
+    };
+    auto inCol = [&](int64_t p, int64_t kw) {
+      return b_.CreateAdd(b_.CreateMul(outCol(p), ctx_.i64(s_.cols.stride)),
+                          ctx_.i64(kw * s_.cols.dilation - s_.cols.padBegin));
+    };
+    auto reads = [&](int64_t p, int64_t kw) {
+      const std::vector<int64_t>& t = taps(p % ncols);
+      return std::find(t.begin(), t.end(), kw) != t.end();
+    };
+    llvm::Value* x = ctx_.input(0).data;
+    if (depthwise_) {
+      for (int64_t kh : rowTaps)
+        for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
+          const int64_t tap = kh * s_.kernelW + kw;
+          llvm::Value* w = nullptr;
+          for (int64_t p = 0; p < pixels; ++p) {
+            if (!reads(p, kw)) continue;
+            if (!w)
+              w = kernels::loadVector(
+                  ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateMul(b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(s_.taps())), ctx_.i64(tap)), ctx_.i64(c_))),
+                  c_);
+            llvm::Value* in = kernels::loadVector(ctx_, at(x, s_.rows.in, s_.cols.in, ob, inRow(p, kh), inCol(p, kw), ctx_.i64(0)), c_);
+            acc.set(p, 0, kernels::fmulAdd(ctx_, in, w, acc.get(p, 0)));
+          }
+        }
+    } else if (!rowTaps.empty()) {
+      ctx_.loop(inChannels_, [&](llvm::Value* ic) {
+        llvm::Value* inBlock = b_.CreateUDiv(ic, ctx_.i64(c_));
+        llvm::Value* lane = b_.CreateURem(ic, ctx_.i64(c_));
+        for (int64_t kh : rowTaps)
+          for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
+            bool used = false;
+            for (int64_t p = 0; p < pixels && !used; ++p) used = reads(p, kw);
+            if (!used) continue;
+            const int64_t tap = kh * s_.kernelW + kw;
+            std::vector<llvm::Value*> w;
+            for (int64_t k = 0; k < blocks; ++k) {
+              // packed[(block * C + ic) * taps + tap][lane]
+              llvm::Value* row = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(block(k), ctx_.i64(inChannels_)), ic),
+                                                           ctx_.i64(s_.taps())),
+                                              ctx_.i64(tap));
+              w.push_back(kernels::loadVector(ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateMul(row, ctx_.i64(c_))), c_));
+            }
+            acc.rankOneUpdate(
+                [&](int64_t p) -> llvm::Value* {
+                  if (!reads(p, kw)) return nullptr;
+                  return at(x, s_.rows.in, s_.cols.in, inBlock, inRow(p, kh), inCol(p, kw), lane);
+                },
+                w);
+          }
+      });
+    }
+    llvm::Value* laneIndex = nullptr;
+    if (maskPadLanes_) {
+      std::vector<llvm::Constant*> lanes;
+      for (int64_t l = 0; l < c_; ++l) lanes.push_back(b_.getInt64(static_cast<uint64_t>(l)));
+      laneIndex = llvm::ConstantVector::get(lanes);
+    }
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t k = 0; k < blocks; ++k) {
+        llvm::Value* v = emitEpilogueActivation(b_, ctx_.attrs(), acc.get(p, static_cast<size_t>(k)));
+        if (laneIndex) {
+          llvm::Value* channel = b_.CreateAdd(kernels::splat(ctx_, b_.CreateMul(block(k), ctx_.i64(c_)), c_), laneIndex);
+          v = b_.CreateSelect(b_.CreateICmpSLT(channel, kernels::splat(ctx_, ctx_.i64(outChannels_), c_)), v,
+                              kernels::splat(ctx_, ctx_.f32(0.f), c_));
+        }
+        kernels::storeVector(ctx_, at(ctx_.output().data, s_.rows.out, s_.cols.out, block(k), outRow(p), outCol(p), ctx_.i64(0)), v);
+      }
+  }
+
+  // &data[((block * rows + row) * cols + col) * c + lane] of a blocked map.
+  llvm::Value* at(llvm::Value* data, int64_t rows, int64_t cols, llvm::Value* block, llvm::Value* row, llvm::Value* col,
+                  llvm::Value* lane) const {
+    llvm::Value* pixel = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(block, ctx_.i64(rows)), row), ctx_.i64(cols)), col);
+    return kernels::floatPtr(ctx_, data, b_.CreateAdd(b_.CreateMul(pixel, ctx_.i64(c_)), lane));
+  }
+
+  void packWeights() {
+    const Operand& w = ctx_.input(1);
+    if (!w.constant) ctx_.fail("NCHWc convolutions need constant weights");
+    const float* src = w.constant->data<float>();
+    const int64_t taps = s_.taps(), paddedOut = outBlocks_ * c_;
+    const int64_t perOut = depthwise_ ? taps : inChannels_ * taps;
+    Tensor packed(DType::F32, Shape({paddedOut * perOut}));
+    float* dst = packed.data<float>();
+    for (int64_t m = 0; m < outChannels_; ++m)
+      for (int64_t i = 0; i < perOut; ++i)  // i = ic * taps + tap (dense) or tap (depthwise)
+        dst[((m / c_) * perOut + i) * c_ + m % c_] = src[m * perOut + i];
+    weights_ = ctx_.packConstant(packed);
+    Tensor bias(DType::F32, Shape({paddedOut}));
+    if (ctx_.hasInput(2)) {
+      const Operand& bOp = ctx_.input(2);
+      if (!bOp.constant) ctx_.fail("NCHWc convolutions need a constant bias");
+      std::copy_n(bOp.constant->data<float>(), outChannels_, bias.data<float>());
+    }
+    bias_ = ctx_.packConstant(bias);
+  }
+
+  EmitContext& ctx_;
+  llvm::IRBuilder<>& b_;
+  ConvShape s_;
+  bool depthwise_;
+  int64_t c_;
+  int64_t inChannels_ = 0, outChannels_ = 0, outBlocks_ = 0;
+  int64_t blocksPerTile_ = 1, pixelsPerTile_ = 1;
+  bool maskPadLanes_ = false;
+  llvm::Value* weights_ = nullptr;
+  llvm::Value* bias_ = nullptr;
+};
+
+void emitBlockedConv(EmitContext& ctx) {
+  const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
+  const int64_t group = ctx.attrs().getInt("group");
+  const bool depthwise = group > 1;
+  if (depthwise && !(group == x.type.shape[1] && group == y.type.shape[1]))
+    ctx.fail("NCHWc convolutions are dense or depthwise, got group " + std::to_string(group));
+  if (x.type.shape.rank() != 4) ctx.fail("NCHWc convolutions are 2-D");
+  const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, group, true);
+  BlockedConvKernel(ctx, s, depthwise).emit();
+}
+
 void emitConv(EmitContext& ctx) {
   const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
+  if (x.type.layout == Layout::NCHWc) return emitBlockedConv(ctx);
   requirePlain(ctx, x);
   requirePlain(ctx, y);
   const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, ctx.attrs().getInt("group"), true);
