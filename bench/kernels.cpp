@@ -85,7 +85,8 @@ std::unique_ptr<Kernel> compileKernel(Graph g, bool blocked) {
       if (n->opName() != "Reorder") continue;
       laidOut = true;
       Value *in = n->input(0), *out = n->output();
-      if (out->type.storageShape().numElements() != out->type.shape.numElements())
+      const Shape storage = out->type.storageShape();
+      if (storage.product(1, storage.rank()) != out->type.shape.product(1, out->type.shape.rank()))
         throw Error("the blocked variant needs whole channel blocks");
       if (out->type.layout == Layout::NCHWc) {  // graph input -> NCHWc: the input is NCHWc
         in->type = out->type;

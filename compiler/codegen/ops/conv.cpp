@@ -348,7 +348,7 @@ class BlockedConvKernel {
     outBlocks_ = (outChannels_ + c_ - 1) / c_;
     if (x.type.block != c_) ctx.fail("input and output channel blocks differ");
     packWeights();
-    const int64_t budget = c_ >= 16 ? 28 : 12;
+    const int64_t budget = c_ >= 16 ? 24 : 12;  // accumulators, leaving registers for weights and inputs
     blocksPerTile_ = depthwise_ ? 1 : std::min<int64_t>(outBlocks_, c_ >= 16 ? 4 : 2);
     pixelsPerTile_ = std::max<int64_t>(1, budget / blocksPerTile_);
     Epilogue epilogue(ctx.attrs());
@@ -364,30 +364,52 @@ class BlockedConvKernel {
   }
 
  private:
-  // Output blocks [ob, ob + blocks) over the whole map.
+  // Output blocks [ob, ob + blocks) over the whole map. Per output row
+  // span (rows reading the same kernel rows), a row is cut into tiles of up
+  // to `pixels` columns: the first and last ones at compile time, each
+  // column with its own in-input kernel columns (so borders cost no extra,
+  // narrow tiles), the middle ones -- whose columns read every kernel column
+  // -- in a run-time loop. Maps narrower than a tile get tiles of several
+  // whole rows.
   void emitBlocks(llvm::Value* ob, int64_t blocks) const {
     const AxisGeometry &rows = s_.rows, &cols = s_.cols;
     const int64_t pixels = std::max<int64_t>(1, pixelsPerTile_ * blocksPerTile_ / blocks);
-    if (cols.out < pixels) {
-      // Narrow maps: tiles of whole rows, taps per column.
-      std::vector<std::vector<int64_t>> colTaps(static_cast<size_t>(cols.out));
-      for (const AxisSpan& span : kernels::axisSpans(cols))
-        for (int64_t o = span.begin; o < span.end; ++o) colTaps[static_cast<size_t>(o)] = span.taps;
-      const int64_t tileRows = std::max<int64_t>(1, pixels / cols.out);
-      for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
-        kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, [&](llvm::Value* oh, int64_t nrows) {
-          emitTile(ob, blocks, oh, nrows, rowSpan.taps, ctx_.i64(0), cols.out,
-                   [&](int64_t col) -> const std::vector<int64_t>& { return colTaps[static_cast<size_t>(col)]; });
+    std::vector<std::vector<int64_t>> colTaps(static_cast<size_t>(cols.out));
+    for (const AxisSpan& span : kernels::axisSpans(cols))
+      for (int64_t o = span.begin; o < span.end; ++o) colTaps[static_cast<size_t>(o)] = span.taps;
+    const ColumnTaps tapsOf = [&](int64_t col) -> const std::vector<int64_t>& {
+      return colTaps[static_cast<size_t>(col)];
+    };
+    const int64_t tileRows = cols.out < pixels ? std::max<int64_t>(1, pixels / cols.out) : 1;
+    // Columns [begin, end) as near-equal compile-time tiles of <= pixels.
+    auto staticTiles = [&](llvm::Value* oh, int64_t nrows, const std::vector<int64_t>& rowTaps, int64_t begin,
+                           int64_t end) {
+      const int64_t count = (end - begin + pixels - 1) / pixels;
+      for (int64_t t = 0, at = begin; t < count; ++t) {
+        const int64_t width = (end - at) / (count - t);
+        emitTile(ob, blocks, oh, nrows, rowTaps, ctx_.i64(at), width, [&, at](int64_t j) -> const std::vector<int64_t>& {
+          return tapsOf(at + j);
         });
-      return;
-    }
+        at += width;
+      }
+    };
+    // The middle run-time tiles: [pixels, pixels + middle * pixels) must read every kernel column.
+    int64_t middle = cols.out >= 3 * pixels ? (cols.out - 2 * pixels) / pixels : 0;
+    for (int64_t col = pixels; col < pixels + middle * pixels; ++col)
+      if (static_cast<int64_t>(colTaps[static_cast<size_t>(col)].size()) != s_.kernelW) middle = 0;
+    const std::vector<int64_t>& fullTaps = colTaps[static_cast<size_t>(std::min(pixels, cols.out - 1))];
     for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
-      ctx_.loop(ctx_.i64(rowSpan.begin), ctx_.i64(rowSpan.end), [&](llvm::Value* oh) {
-        for (const AxisSpan& colSpan : kernels::axisSpans(cols))
-          kernels::forEachTile(ctx_, colSpan.begin, colSpan.end, pixels, [&](llvm::Value* ow, int64_t width) {
-            emitTile(ob, blocks, oh, 1, rowSpan.taps, ow, width,
-                     [&](int64_t) -> const std::vector<int64_t>& { return colSpan.taps; });
-          });
+      kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, [&](llvm::Value* oh, int64_t nrows) {
+        if (middle == 0) return staticTiles(oh, nrows, rowSpan.taps, 0, cols.out);
+        staticTiles(oh, nrows, rowSpan.taps, 0, pixels);
+        ctx_.loop(
+            ctx_.i64(pixels), ctx_.i64(pixels + middle * pixels),
+            [&](llvm::Value* ow) {
+              emitTile(ob, blocks, oh, nrows, rowSpan.taps, ow, pixels,
+                       [&](int64_t) -> const std::vector<int64_t>& { return fullTaps; });
+            },
+            pixels);
+        staticTiles(oh, nrows, rowSpan.taps, pixels + middle * pixels, cols.out);
       });
   }
 
@@ -395,31 +417,40 @@ class BlockedConvKernel {
 
   // One register tile: output blocks [ob, ob + blocks) x rows [oh, oh +
   // nrows) x columns [ow, ow + ncols); column j reads kernel columns taps(j).
+  // Addresses are a run-time base per tile (and per input channel) plus
+  // compile-time offsets per pixel and tap, which fold into the loads.
   void emitTile(llvm::Value* ob, int64_t blocks, llvm::Value* oh, int64_t nrows, const std::vector<int64_t>& rowTaps,
                 llvm::Value* ow, int64_t ncols, const ColumnTaps& taps) const {
     const int64_t pixels = nrows * ncols;
+    const AxisGeometry &rows = s_.rows, &cols = s_.cols;
     kernels::AccumulatorTile acc(ctx_, pixels, std::vector<int64_t>(static_cast<size_t>(blocks), c_));
-    auto outRow = [&](int64_t p) { return b_.CreateAdd(oh, ctx_.i64(p / ncols)); };
-    auto outCol = [&](int64_t p) { return b_.CreateAdd(ow, ctx_.i64(p % ncols)); };
-    auto block = [&](int64_t k) { return b_.CreateAdd(ob, ctx_.i64(k)); };
+    // Output (and residual) element of pixel p, block ob + k: tile base + constant.
+    const int64_t outPlane = rows.out * cols.out * c_;
+    llvm::Value* outTile = b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(outPlane)),
+                                        b_.CreateMul(b_.CreateAdd(b_.CreateMul(oh, ctx_.i64(cols.out)), ow), ctx_.i64(c_)));
+    auto outAt = [&](llvm::Value* data, int64_t p, int64_t k) {
+      const int64_t offset = k * outPlane + ((p / ncols) * cols.out + p % ncols) * c_;
+      return kernels::floatPtr(ctx_, data, b_.CreateAdd(outTile, ctx_.i64(offset)));
+    };
     const std::optional<Operand> residual = ctx_.hasInput(3) ? std::optional<Operand>(ctx_.input(3)) : std::nullopt;
+    llvm::Value* biasBlock = b_.CreateMul(ob, ctx_.i64(c_));
     for (int64_t p = 0; p < pixels; ++p)
       for (int64_t k = 0; k < blocks; ++k) {
-        llvm::Value* v = kernels::loadVector(ctx_, kernels::floatPtr(ctx_, bias_, b_.CreateMul(block(k), ctx_.i64(c_))), c_);
-        if (residual)
-          v = b_.CreateFAdd(v, kernels::loadVector(ctx_, at(residual->data, s_.rows.out, s_.cols.out, block(k), outRow(p),
-                                                            outCol(p), ctx_.i64(0)),
-                                                   c_));
+        llvm::Value* v = kernels::loadVector(
+            ctx_, kernels::floatPtr(ctx_, bias_, b_.CreateAdd(biasBlock, ctx_.i64(k * c_))), c_);
+        if (residual) v = b_.CreateFAdd(v, kernels::loadVector(ctx_, outAt(residual->data, p, k), c_));
         acc.set(p, static_cast<size_t>(k), v);
       }
-    // Input row / column of pixel p for kernel row kh / column kw.
-    auto inRow = [&](int64_t p, int64_t kh) {
-      return b_.CreateAdd(b_.CreateMul(outRow(p), ctx_.i64(s_.rows.stride)),
-                          ctx_.i64(kh * s_.rows.dilation - s_.rows.padBegin));
-    };
-    auto inCol = [&](int64_t p, int64_t kw) {
-      return b_.CreateAdd(b_.CreateMul(outCol(p), ctx_.i64(s_.cols.stride)),
-                          ctx_.i64(kw * s_.cols.dilation - s_.cols.padBegin));
+    // Input element of pixel p, kernel tap (kh, kw): channel base + tile base + constant.
+    const int64_t inPlane = rows.in * cols.in * c_;
+    llvm::Value* inTile = b_.CreateMul(
+        b_.CreateAdd(b_.CreateMul(b_.CreateMul(oh, ctx_.i64(rows.stride)), ctx_.i64(cols.in)),
+                     b_.CreateMul(ow, ctx_.i64(cols.stride))),
+        ctx_.i64(c_));
+    auto inOffset = [&](int64_t p, int64_t kh, int64_t kw) {
+      const int64_t row = (p / ncols) * rows.stride + kh * rows.dilation - rows.padBegin;
+      const int64_t col = (p % ncols) * cols.stride + kw * cols.dilation - cols.padBegin;
+      return (row * cols.in + col) * c_;
     };
     auto reads = [&](int64_t p, int64_t kw) {
       const std::vector<int64_t>& t = taps(p % ncols);
@@ -427,6 +458,8 @@ class BlockedConvKernel {
     };
     llvm::Value* x = ctx_.input(0).data;
     if (depthwise_) {
+      llvm::Value* channelBase = b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(inPlane)), inTile);
+      llvm::Value* wBase = b_.CreateMul(ob, ctx_.i64(s_.taps() * c_));
       for (int64_t kh : rowTaps)
         for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
           const int64_t tap = kh * s_.kernelW + kw;
@@ -434,17 +467,22 @@ class BlockedConvKernel {
           for (int64_t p = 0; p < pixels; ++p) {
             if (!reads(p, kw)) continue;
             if (!w)
-              w = kernels::loadVector(
-                  ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateMul(b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(s_.taps())), ctx_.i64(tap)), ctx_.i64(c_))),
-                  c_);
-            llvm::Value* in = kernels::loadVector(ctx_, at(x, s_.rows.in, s_.cols.in, ob, inRow(p, kh), inCol(p, kw), ctx_.i64(0)), c_);
+              w = kernels::loadVector(ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateAdd(wBase, ctx_.i64(tap * c_))),
+                                      c_);
+            llvm::Value* in = kernels::loadVector(
+                ctx_, kernels::floatPtr(ctx_, x, b_.CreateAdd(channelBase, ctx_.i64(inOffset(p, kh, kw)))), c_);
             acc.set(p, 0, kernels::fmulAdd(ctx_, in, w, acc.get(p, 0)));
           }
         }
     } else if (!rowTaps.empty()) {
+      const int64_t perBlock = inChannels_ * s_.taps() * c_;  // packed weights of one output block
+      llvm::Value* wBlocks = b_.CreateMul(ob, ctx_.i64(perBlock));
       ctx_.loop(inChannels_, [&](llvm::Value* ic) {
-        llvm::Value* inBlock = b_.CreateUDiv(ic, ctx_.i64(c_));
-        llvm::Value* lane = b_.CreateURem(ic, ctx_.i64(c_));
+        // Input channel ic sits in block ic / c, lane ic % c.
+        llvm::Value* channelBase = b_.CreateAdd(
+            b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(ic, ctx_.i64(c_)), ctx_.i64(inPlane)), b_.CreateURem(ic, ctx_.i64(c_))),
+            inTile);
+        llvm::Value* wBase = b_.CreateAdd(wBlocks, b_.CreateMul(ic, ctx_.i64(s_.taps() * c_)));
         for (int64_t kh : rowTaps)
           for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
             bool used = false;
@@ -452,17 +490,13 @@ class BlockedConvKernel {
             if (!used) continue;
             const int64_t tap = kh * s_.kernelW + kw;
             std::vector<llvm::Value*> w;
-            for (int64_t k = 0; k < blocks; ++k) {
-              // packed[(block * C + ic) * taps + tap][lane]
-              llvm::Value* row = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(block(k), ctx_.i64(inChannels_)), ic),
-                                                           ctx_.i64(s_.taps())),
-                                              ctx_.i64(tap));
-              w.push_back(kernels::loadVector(ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateMul(row, ctx_.i64(c_))), c_));
-            }
+            for (int64_t k = 0; k < blocks; ++k)
+              w.push_back(kernels::loadVector(
+                  ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateAdd(wBase, ctx_.i64(k * perBlock + tap * c_))), c_));
             acc.rankOneUpdate(
                 [&](int64_t p) -> llvm::Value* {
                   if (!reads(p, kw)) return nullptr;
-                  return at(x, s_.rows.in, s_.cols.in, inBlock, inRow(p, kh), inCol(p, kw), lane);
+                  return kernels::floatPtr(ctx_, x, b_.CreateAdd(channelBase, ctx_.i64(inOffset(p, kh, kw))));
                 },
                 w);
           }
@@ -478,19 +512,13 @@ class BlockedConvKernel {
       for (int64_t k = 0; k < blocks; ++k) {
         llvm::Value* v = emitEpilogueActivation(b_, ctx_.attrs(), acc.get(p, static_cast<size_t>(k)));
         if (laneIndex) {
-          llvm::Value* channel = b_.CreateAdd(kernels::splat(ctx_, b_.CreateMul(block(k), ctx_.i64(c_)), c_), laneIndex);
+          llvm::Value* channel =
+              b_.CreateAdd(kernels::splat(ctx_, b_.CreateAdd(biasBlock, ctx_.i64(k * c_)), c_), laneIndex);
           v = b_.CreateSelect(b_.CreateICmpSLT(channel, kernels::splat(ctx_, ctx_.i64(outChannels_), c_)), v,
                               kernels::splat(ctx_, ctx_.f32(0.f), c_));
         }
-        kernels::storeVector(ctx_, at(ctx_.output().data, s_.rows.out, s_.cols.out, block(k), outRow(p), outCol(p), ctx_.i64(0)), v);
+        kernels::storeVector(ctx_, outAt(ctx_.output().data, p, k), v);
       }
-  }
-
-  // &data[((block * rows + row) * cols + col) * c + lane] of a blocked map.
-  llvm::Value* at(llvm::Value* data, int64_t rows, int64_t cols, llvm::Value* block, llvm::Value* row, llvm::Value* col,
-                  llvm::Value* lane) const {
-    llvm::Value* pixel = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(block, ctx_.i64(rows)), row), ctx_.i64(cols)), col);
-    return kernels::floatPtr(ctx_, data, b_.CreateAdd(b_.CreateMul(pixel, ctx_.i64(c_)), lane));
   }
 
   void packWeights() {
