@@ -218,6 +218,18 @@ Graph addReluGraph(int64_t c, int64_t hw) {
   return g;
 }
 
+// Plain -> NCHW16c -> plain: the two Reorders at a laid-out region's edges.
+Graph reorderGraph(int64_t c, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Attributes to, back;
+  to.set("block", int64_t{16});
+  back.set("block", int64_t{0});
+  Value* blocked = g.addNode("Reorder", "to_nchwc", {x}, to)->output();
+  g.addOutput(g.addNode("Reorder", "to_nchw", {blocked}, back)->output());
+  return g;
+}
+
 Graph softmaxGraph(int64_t n, const char* op = "Softmax") {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, n}));
@@ -279,6 +291,8 @@ void registerKernels() {
       {"reduce_mean_512_7x7", [] { return reduceMeanGraph(512, 7); }, true},
       {"reduce_mean_64_56x56", [] { return reduceMeanGraph(64, 56); }, true},
       {"add_relu_64x56x56", [] { return addReluGraph(64, 56); }, true},
+      {"reorder_roundtrip_64x56x56", [] { return reorderGraph(64, 56); }, true},
+      {"reorder_roundtrip_24x32x32", [] { return reorderGraph(24, 32); }, true},
       {"softmax_1000", [] { return softmaxGraph(1000); }, true},
       {"log_softmax_1000", [] { return softmaxGraph(1000, "LogSoftmax"); }, true},
   };

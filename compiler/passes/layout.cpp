@@ -17,6 +17,8 @@
 // activation is admitted on a padded value only when it maps 0 to 0
 // (evaluated with its reference kernel). A Conv whose input channels would
 // be mostly padding (e.g. an RGB stem) stays plain: it would multiply zeros.
+// Regions are entered at Convs only: a pool that reads a plain value stays
+// plain, so its smaller output is what gets reordered.
 //
 // Legal because layouts are storage, not values: a Reorder is the identity
 // on the logical NCHW tensor, so every node computes what it computed before.
@@ -95,6 +97,19 @@ PassDef layoutPass() {
             for (size_t i = 0; i < nodes.size(); ++i) index[nodes[i]] = i;
             std::vector<bool> blocked(nodes.size());
             for (size_t i = 0; i < nodes.size(); ++i) blocked[i] = hasNCHWcForm(*nodes[i], block);
+            // A region starts at its Convs: a pool or elementwise node that
+            // reads only values from outside stays plain (after a pool the
+            // Reorder moves fewer bytes; elsewhere it moves as many).
+            for (bool peeled = true; peeled;) {
+              peeled = false;
+              for (size_t i = 0; i < nodes.size(); ++i) {
+                if (!blocked[i] || nodes[i]->opName() == "Conv") continue;
+                bool readsRegion = false;
+                for (const Value* in : nodes[i]->inputs)
+                  readsRegion = readsRegion || (in && in->producer && blocked[index.at(in->producer)]);
+                if (!readsRegion) blocked[i] = false, peeled = true;
+              }
+            }
             // Regions: connected through values passed between candidates.
             Components regions(nodes.size());
             for (size_t i = 0; i < nodes.size(); ++i)
