@@ -350,6 +350,11 @@ class BlockedConvKernel {
     packWeights();
     const int64_t budget = c_ >= 16 ? 24 : 12;  // accumulators, leaving registers for weights and inputs
     blocksPerTile_ = depthwise_ ? 1 : std::min<int64_t>(outBlocks_, c_ >= 16 ? 4 : 2);
+    // Maps of fewer pixels than a tile (the last stages at small inputs)
+    // fill the tile with more output blocks instead.
+    const int64_t mapPixels = s.rows.out * s.cols.out;
+    if (!depthwise_ && mapPixels * blocksPerTile_ < budget)
+      blocksPerTile_ = std::clamp<int64_t>(budget / mapPixels, blocksPerTile_, outBlocks_);
     pixelsPerTile_ = std::max<int64_t>(1, budget / blocksPerTile_);
     Epilogue epilogue(ctx.attrs());
     float zero = 0.f;
