@@ -3,7 +3,8 @@
 // vector width; 0 leaves the graph alone). A region is a maximal connected
 // set of nodes that have an NCHWc implementation in the backend -- Conv
 // (dense or depthwise, constant weights), MaxPool/AveragePool, the global
-// pools, ScaleShift, unary activations and same-shape Add/Sub/Mul/Max/Min --
+// pools, ScaleShift, unary activations, same-shape Add/Sub/Mul/Max/Min and
+// channel Concats whose inputs but the last hold whole blocks --
 // and holds at least one Conv (a region of pools and activations alone
 // would only pay for its reorders). The values produced inside a region get
 // Layout::NCHWc; a Reorder node converts at the region's edges only: where a
@@ -65,6 +66,14 @@ bool hasNCHWcForm(const Node& n, int64_t block) {
   }
   if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "GlobalMaxPool") return true;
   if (op == "ScaleShift") return n.input(1)->isConstant() && n.input(2)->isConstant();
+  if (op == "Concat") {  // along the channels, whole blocks but in the last input: blocks follow each other
+    if (normalizeAxis(n.attrs.getInt("axis"), 4) != 1) return false;
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      if (!isRank4F32(n.input(i)) || n.input(i)->isConstant() ||
+          (i + 1 < n.inputs.size() && n.input(i)->type.shape[1] % block != 0))
+        return false;
+    return true;
+  }
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Max" || op == "Min")
     return n.inputs.size() == 2 && n.input(1) && !n.input(1)->isConstant() &&
            n.input(1)->type.shape == x->type.shape;
