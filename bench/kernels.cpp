@@ -304,7 +304,8 @@ void registerKernels() {
       if (blocked && !c.blockedToo) continue;
       const std::string name = c.name + std::string(blocked ? "/nchwc" : "/plain");
       benchmark::RegisterBenchmark(
-          name.c_str(), [c, name, blocked](benchmark::State& s) { runKernel(s, name, c.build, c.memoryBound, blocked); })
+          name.c_str(),
+          [c, name, blocked](benchmark::State& s) { runKernel(s, name, c.build, c.memoryBound, blocked); })
           // CPU time (the default), like the peak: on the shared machine wall
           // time includes slices the scheduler gave to other processes.
           ->Unit(benchmark::kMicrosecond);

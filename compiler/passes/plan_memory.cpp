@@ -56,7 +56,8 @@ class Arena {
 }  // namespace
 
 PassDef planMemoryPass() {
-  return {"plan-memory", "assign intermediates to offsets in one workspace arena", [](Graph& g, PassStats& stats, const PassOptions&) {
+  return {"plan-memory", "assign intermediates to offsets in one workspace arena",
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             std::vector<Node*> nodes = g.nodes();
             auto planned = [&g](const Value* v) {
               return v && v->producer && !g.isGraphOutput(v);

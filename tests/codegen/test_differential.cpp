@@ -45,7 +45,8 @@ class RandomNet {
   // A random network on one NCHW or NHWC input.
   void build() {
     nhwc_ = coin(35);
-    const int64_t c = wide_ ? oneOf({11, 13, 16, 24}) : oneOf({1, 3, 4, 5}), h = oneOf({7, 9, 11, 12, 13, 16}), w = oneOf({6, 9, 10, 13, 15});
+    const int64_t c = wide_ ? oneOf({11, 13, 16, 24}) : oneOf({1, 3, 4, 5});
+    const int64_t h = oneOf({7, 9, 11, 12, 13, 16}), w = oneOf({6, 9, 10, 13, 15});
     Value* x = g.addInput("x", {DType::F32, nhwc_ ? Shape{kBatch, h, w, c} : Shape{kBatch, c, h, w}});
     const int64_t blocks = uniform(3, 6);
     for (int64_t i = 0; i < blocks; ++i) {
@@ -322,7 +323,8 @@ int64_t checkSeed(uint32_t seed, const std::string& cpu, bool wide = false) {
   target.cpu = cpu;
   options.passes.channelBlock = codegen::channelBlock(target);
   int64_t laidOut = 0;
-  for (const PassRun& run : runPipeline(optimized, pipelineForLevel(2), options)) laidOut += run.stats.get("nodes laid out");
+  for (const PassRun& run : runPipeline(optimized, pipelineForLevel(2), options))
+    laidOut += run.stats.get("nodes laid out");
   INFO("seed " << seed << " for " << cpu << "\n" << printGraph(optimized));
   std::unique_ptr<CompiledModel> model;
   REQUIRE_NOTHROW(model = CompiledModel::compile(optimized, cpu, /*optimize=*/false));

@@ -392,9 +392,8 @@ class BlockedConvKernel {
       const int64_t count = (end - begin + pixels - 1) / pixels;
       for (int64_t t = 0, at = begin; t < count; ++t) {
         const int64_t width = (end - at) / (count - t);
-        emitTile(ob, blocks, oh, nrows, rowTaps, ctx_.i64(at), width, [&, at](int64_t j) -> const std::vector<int64_t>& {
-          return tapsOf(at + j);
-        });
+        emitTile(ob, blocks, oh, nrows, rowTaps, ctx_.i64(at), width,
+                 [&, at](int64_t j) -> const std::vector<int64_t>& { return tapsOf(at + j); });
         at += width;
       }
     };
@@ -431,8 +430,8 @@ class BlockedConvKernel {
     kernels::AccumulatorTile acc(ctx_, pixels, std::vector<int64_t>(static_cast<size_t>(blocks), c_));
     // Output (and residual) element of pixel p, block ob + k: tile base + constant.
     const int64_t outPlane = rows.out * cols.out * c_;
-    llvm::Value* outTile = b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(outPlane)),
-                                        b_.CreateMul(b_.CreateAdd(b_.CreateMul(oh, ctx_.i64(cols.out)), ow), ctx_.i64(c_)));
+    llvm::Value* outPixel = b_.CreateAdd(b_.CreateMul(oh, ctx_.i64(cols.out)), ow);
+    llvm::Value* outTile = b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(outPlane)), b_.CreateMul(outPixel, ctx_.i64(c_)));
     auto outAt = [&](llvm::Value* data, int64_t p, int64_t k) {
       const int64_t offset = k * outPlane + ((p / ncols) * cols.out + p % ncols) * c_;
       return kernels::floatPtr(ctx_, data, b_.CreateAdd(outTile, ctx_.i64(offset)));
@@ -484,9 +483,8 @@ class BlockedConvKernel {
       llvm::Value* wBlocks = b_.CreateMul(ob, ctx_.i64(perBlock));
       ctx_.loop(inChannels_, [&](llvm::Value* ic) {
         // Input channel ic sits in block ic / c, lane ic % c.
-        llvm::Value* channelBase = b_.CreateAdd(
-            b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(ic, ctx_.i64(c_)), ctx_.i64(inPlane)), b_.CreateURem(ic, ctx_.i64(c_))),
-            inTile);
+        llvm::Value* inBlock = b_.CreateMul(b_.CreateUDiv(ic, ctx_.i64(c_)), ctx_.i64(inPlane));
+        llvm::Value* channelBase = b_.CreateAdd(b_.CreateAdd(inBlock, b_.CreateURem(ic, ctx_.i64(c_))), inTile);
         llvm::Value* wBase = b_.CreateAdd(wBlocks, b_.CreateMul(ic, ctx_.i64(s_.taps() * c_)));
         for (int64_t kh : rowTaps)
           for (int64_t kw = 0; kw < s_.kernelW; ++kw) {

@@ -123,7 +123,8 @@ void emitBlockedWindowPool(EmitContext& ctx, const Reducer& reducer, bool countI
   const AxisGeometry rows = axis(0), cols = axis(1);
   llvm::IRBuilder<>& b = ctx.b;
   const int64_t tile = c >= 16 ? 8 : 4;
-  auto pixel = [&](llvm::Value* data, int64_t height, int64_t width, llvm::Value* cb, llvm::Value* r, llvm::Value* col) {
+  auto pixel = [&](llvm::Value* data, int64_t height, int64_t width, llvm::Value* cb, llvm::Value* r,
+                   llvm::Value* col) {
     llvm::Value* p = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(cb, ctx.i64(height)), r), ctx.i64(width)), col);
     return kernels::floatPtr(ctx, data, b.CreateMul(p, ctx.i64(c)));
   };
