@@ -17,9 +17,10 @@
 // zero-padded packed weights and bias, pools of zeros are zero, and an
 // activation is admitted on a padded value only when it maps 0 to 0
 // (evaluated with its reference kernel). A Conv whose input channels would
-// be mostly padding (e.g. an RGB stem) stays plain: it would multiply zeros.
-// Regions are entered at Convs only: a pool that reads a plain value stays
-// plain, so its smaller output is what gets reordered.
+// be mostly padding (e.g. an RGB stem) reads its input plain and writes
+// NCHWc (out_block): a region starts at its output, with no Reorder. Regions
+// are entered at Convs only: a pool that reads a plain value stays plain, so
+// its smaller output is what gets reordered.
 //
 // Legal because layouts are storage, not values: a Reorder is the identity
 // on the logical NCHW tensor, so every node computes what it computed before.
@@ -49,7 +50,19 @@ bool mapsZeroToZero(const Node& n) {
   }
 }
 
+// A dense Conv whose input channels would be mostly padding but whose
+// outputs fill blocks (an RGB stem): it reads its input plain and writes
+// NCHWc (Conv's out_block), so the region starts at its output.
+bool isEntryConv(const Node& n, int64_t block) {
+  if (n.opName() != "Conv" || n.input(3) || n.attrs.getInt("group") != 1) return false;
+  const Value *x = n.input(0), *w = n.input(1), *bias = n.input(2);
+  if (!isRank4F32(x) || x->isConstant() || x->type.layout != Layout::Plain || !isRank4F32(n.output())) return false;
+  if (!w->isConstant() || (bias && !bias->isConstant())) return false;
+  return !fewPadLanes(x->type.shape[1], block) && fewPadLanes(w->type.shape[0], block);
+}
+
 bool hasNCHWcForm(const Node& n, int64_t block) {
+  if (isEntryConv(n, block)) return true;
   const std::string& op = n.opName();
   Value* x = n.input(0);
   if (!isRank4F32(x) || x->isConstant() || !isRank4F32(n.output())) return false;
@@ -121,13 +134,20 @@ PassDef layoutPass() {
             }
             // Regions: connected through values passed between candidates.
             Components regions(nodes.size());
+            std::vector<bool> entry(nodes.size());
+            for (size_t i = 0; i < nodes.size(); ++i) entry[i] = blocked[i] && isEntryConv(*nodes[i], block);
+            // The values a node reads in NCHWc: all but an entry conv's input.
+            auto readsBlocked = [&](size_t i, size_t input) { return !(entry[i] && input == 0); };
             for (size_t i = 0; i < nodes.size(); ++i)
               if (blocked[i])
-                for (const Value* in : nodes[i]->inputs)
-                  if (in && in->producer && blocked[index.at(in->producer)]) regions.join(i, index.at(in->producer));
+                for (size_t k = 0; k < nodes[i]->inputs.size(); ++k) {
+                  const Value* in = nodes[i]->inputs[k];
+                  if (readsBlocked(i, k) && in && in->producer && blocked[index.at(in->producer)])
+                    regions.join(i, index.at(in->producer));
+                }
             std::vector<bool> hasConv(nodes.size());
             for (size_t i = 0; i < nodes.size(); ++i)
-              if (blocked[i] && nodes[i]->opName() == "Conv") hasConv[regions.find(i)] = true;
+              if (blocked[i] && nodes[i]->opName() == "Conv" && !entry[i]) hasConv[regions.find(i)] = true;
             for (size_t i = 0; i < nodes.size(); ++i) blocked[i] = blocked[i] && hasConv[regions.find(i)];
             auto inRegion = [&](const Node* n) { return n && blocked[index.at(n)]; };
 
@@ -136,6 +156,10 @@ PassDef layoutPass() {
             for (size_t i = 0; i < nodes.size(); ++i)
               if (blocked[i]) {
                 stats.add("nodes laid out");
+                if (entry[i]) {
+                  nodes[i]->attrs.set("out_block", block);
+                  stats.add("convs entering NCHWc");
+                }
                 for (Value* out : nodes[i]->outputs) {
                   out->type.layout = Layout::NCHWc;
                   out->type.block = static_cast<int>(block);
@@ -146,8 +170,9 @@ PassDef layoutPass() {
             std::map<Value*, Value*> entries;
             for (size_t i = 0; i < nodes.size(); ++i) {
               if (!blocked[i]) continue;
-              for (Value*& in : nodes[i]->inputs) {
-                if (!in || in->isConstant() || inRegion(in->producer)) continue;
+              for (size_t k = 0; k < nodes[i]->inputs.size(); ++k) {
+                Value*& in = nodes[i]->inputs[k];
+                if (!in || in->isConstant() || !readsBlocked(i, k) || inRegion(in->producer)) continue;
                 auto it = entries.find(in);
                 if (it == entries.end()) {
                   Attributes a;
@@ -162,9 +187,11 @@ PassDef layoutPass() {
             }
             // Exits: one NCHWc -> plain Reorder per value read outside.
             for (Value* v : laidOut) {
-              std::vector<Node*> outside;
-              for (Node* user : g.users(v))
-                if (!inRegion(user) && user->opName() != "Reorder") outside.push_back(user);
+              std::vector<Node*> outside;  // readers of v in plain layout
+              for (Node* user : g.users(v)) {
+                const bool entryInput = inRegion(user) && entry[index.at(user)] && user->input(0) == v;
+                if ((!inRegion(user) || entryInput) && user->opName() != "Reorder") outside.push_back(user);
+              }
               const bool isOutput = g.isGraphOutput(v);
               if (outside.empty() && !isOutput) continue;
               Attributes a;
@@ -174,15 +201,17 @@ PassDef layoutPass() {
               Value* plain = r->output();
               stats.add("reorders inserted");
               for (Node* user : outside)
-                for (Value*& in : user->inputs)
-                  if (in == v) in = plain;
+                for (size_t k = 0; k < user->inputs.size(); ++k)
+                  if (user->inputs[k] == v && (!inRegion(user) || !readsBlocked(index.at(user), k)))
+                    user->inputs[k] = plain;
               if (isOutput) {
                 // The graph output keeps its name and its plain layout.
                 g.replaceAllUsesWith(v, plain);  // graph outputs (and, undone below, node inputs)
                 for (Node* user : g.users(plain))
-                  if (user == r || inRegion(user))
-                    for (Value*& in : user->inputs)
-                      if (in == plain) in = v;
+                  for (size_t k = 0; k < user->inputs.size(); ++k)
+                    if (user->inputs[k] == plain &&
+                        (user == r || (inRegion(user) && readsBlocked(index.at(user), k))))
+                      user->inputs[k] = v;
                 std::swap(v->name, plain->name);
               }
             }

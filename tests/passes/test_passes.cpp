@@ -233,7 +233,7 @@ TEST_CASE("pipeline reports unknown passes and prints after a pass", "[passes]")
 TEST_CASE("layout lays out conv regions in NCHWc with Reorders at the edges only", "[passes][layout]") {
   GraphBuilder b(7);
   Value* x = b.input("x", {kBatch, 3, 12, 12});
-  Value* stem = b.conv(x, 24, 3, 1, 1);                  // 3 input channels: stays plain
+  Value* stem = b.conv(x, 24, 3, 1, 1);  // 3 input channels: reads them plain, writes NCHW16c
   Value* y = b.op("Relu", {b.conv(b.op("Relu", {stem}), 24, 3, 1, 1)});
   Value* z = b.op("Add", {b.conv(y, 24, 3, 1, 1, /*group=*/24), y});  // depthwise + residual
   Attributes pool;
@@ -253,12 +253,14 @@ TEST_CASE("layout lays out conv regions in NCHWc with Reorders at the edges only
   std::vector<PassRun> runs = runPipeline(opt, {"fuse-activation", "layout", "plan-memory"}, options);
   INFO(printGraph(opt));
   REQUIRE_NOTHROW(verify(opt));
-  CHECK(runs[1].stats.get("nodes laid out") == 2);  // the convs after the stem (Relu and residual Add fused)
-  CHECK(countOps(opt, "Reorder") == 2);              // in after the stem; out of z (to Sigmoid and as graph output)
+  CHECK(runs[1].stats.get("nodes laid out") == 3);  // the stem and the convs after it (Relu and residual Add fused)
+  CHECK(runs[1].stats.get("convs entering NCHWc") == 1);
+  CHECK(countOps(opt, "Reorder") == 1);  // out of z (to Sigmoid and as graph output)
   for (Node* n : opt.nodes()) {
     if (n->opName() == "Reorder") continue;
     const bool blocked = n->output()->type.layout == Layout::NCHWc;
-    CHECK(blocked == (n->opName() == "Conv" && n->input(0)->type.shape[1] == 24));
+    CHECK(blocked == (n->opName() == "Conv"));
+    if (n->opName() == "Conv") CHECK((n->attrs.getInt("out_block") == 16) == (n->input(0)->type.shape[1] == 3));
     if (blocked) CHECK(n->output()->type.storageShape() == Shape({kBatch, 2, 12, 12, 16}));
   }
   for (Value* out : opt.outputs()) CHECK(out->type.layout == Layout::Plain);

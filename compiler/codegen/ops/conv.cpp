@@ -337,7 +337,9 @@ void requirePlain(EmitContext& ctx, const Operand& t) {
 // stay act(0) = 0 (masked when the activation maps 0 elsewhere). Rows and
 // columns are walked in spans whose in-input taps are known at compile time
 // (as in the plain kernel); maps narrower than a tile get tiles of several
-// whole rows, each column with its own taps.
+// whole rows, each column with its own taps. A dense conv may also read a
+// plain input (a stem entering an NCHWc region: Conv's out_block), the same
+// kernel with a pixel's channels a plane apart instead of adjacent.
 class BlockedConvKernel {
  public:
   BlockedConvKernel(EmitContext& ctx, const ConvShape& s, bool depthwise)
@@ -346,7 +348,9 @@ class BlockedConvKernel {
     inChannels_ = x.type.shape[1];
     outChannels_ = ctx.output().type.shape[1];
     outBlocks_ = (outChannels_ + c_ - 1) / c_;
-    if (x.type.block != c_) ctx.fail("input and output channel blocks differ");
+    inputBlocked_ = x.type.layout == Layout::NCHWc;
+    if (inputBlocked_ ? x.type.block != c_ : depthwise_)
+      ctx.fail("NCHWc convs read NCHWc inputs of their block (dense ones also plain inputs), got " + x.type.str());
     packWeights();
     const int64_t budget = c_ >= 16 ? 24 : 12;  // accumulators, leaving registers for weights and inputs
     blocksPerTile_ = depthwise_ ? 1 : std::min<int64_t>(outBlocks_, c_ >= 16 ? 4 : 2);
@@ -445,16 +449,18 @@ class BlockedConvKernel {
         if (residual) v = b_.CreateFAdd(v, kernels::loadVector(ctx_, outAt(residual->data, p, k), c_));
         acc.set(p, static_cast<size_t>(k), v);
       }
-    // Input element of pixel p, kernel tap (kh, kw): channel base + tile base + constant.
-    const int64_t inPlane = rows.in * cols.in * c_;
+    // Input element of pixel p, kernel tap (kh, kw): channel base + tile base
+    // + constant. A blocked input holds a pixel's channels c floats apart
+    // ([C/c][H][W][c]); a plain one (an entry conv's) one float ([C][H][W]).
+    const int64_t pixelStride = inputBlocked_ ? c_ : 1, inPlane = rows.in * cols.in * pixelStride;
     llvm::Value* inTile = b_.CreateMul(
         b_.CreateAdd(b_.CreateMul(b_.CreateMul(oh, ctx_.i64(rows.stride)), ctx_.i64(cols.in)),
                      b_.CreateMul(ow, ctx_.i64(cols.stride))),
-        ctx_.i64(c_));
+        ctx_.i64(pixelStride));
     auto inOffset = [&](int64_t p, int64_t kh, int64_t kw) {
       const int64_t row = (p / ncols) * rows.stride + kh * rows.dilation - rows.padBegin;
       const int64_t col = (p % ncols) * cols.stride + kw * cols.dilation - cols.padBegin;
-      return (row * cols.in + col) * c_;
+      return (row * cols.in + col) * pixelStride;
     };
     auto reads = [&](int64_t p, int64_t kw) {
       const std::vector<int64_t>& t = taps(p % ncols);
@@ -482,9 +488,13 @@ class BlockedConvKernel {
       const int64_t perBlock = inChannels_ * s_.taps() * c_;  // packed weights of one output block
       llvm::Value* wBlocks = b_.CreateMul(ob, ctx_.i64(perBlock));
       ctx_.loop(inChannels_, [&](llvm::Value* ic) {
-        // Input channel ic sits in block ic / c, lane ic % c.
-        llvm::Value* inBlock = b_.CreateMul(b_.CreateUDiv(ic, ctx_.i64(c_)), ctx_.i64(inPlane));
-        llvm::Value* channelBase = b_.CreateAdd(b_.CreateAdd(inBlock, b_.CreateURem(ic, ctx_.i64(c_))), inTile);
+        // Input channel ic sits in block ic / c, lane ic % c (blocked) or plane ic (plain).
+        llvm::Value* channelBase =
+            inputBlocked_
+                ? b_.CreateAdd(b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(ic, ctx_.i64(c_)), ctx_.i64(inPlane)),
+                                            b_.CreateURem(ic, ctx_.i64(c_))),
+                               inTile)
+                : b_.CreateAdd(b_.CreateMul(ic, ctx_.i64(inPlane)), inTile);
         llvm::Value* wBase = b_.CreateAdd(wBlocks, b_.CreateMul(ic, ctx_.i64(s_.taps() * c_)));
         for (int64_t kh : rowTaps)
           for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
@@ -550,6 +560,7 @@ class BlockedConvKernel {
   ConvShape s_;
   bool depthwise_;
   int64_t c_;
+  bool inputBlocked_ = true;
   int64_t inChannels_ = 0, outChannels_ = 0, outBlocks_ = 0;
   int64_t blocksPerTile_ = 1, pixelsPerTile_ = 1;
   bool maskPadLanes_ = false;
@@ -570,7 +581,7 @@ void emitBlockedConv(EmitContext& ctx) {
 
 void emitConv(EmitContext& ctx) {
   const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
-  if (x.type.layout == Layout::NCHWc) return emitBlockedConv(ctx);
+  if (x.type.layout == Layout::NCHWc || y.type.layout == Layout::NCHWc) return emitBlockedConv(ctx);
   requirePlain(ctx, x);
   requirePlain(ctx, y);
   const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, ctx.attrs().getInt("group"), true);
