@@ -401,23 +401,30 @@ class BlockedConvKernel {
         at += width;
       }
     };
-    // The middle run-time tiles: [pixels, pixels + middle * pixels) must read every kernel column.
-    int64_t middle = cols.out >= 3 * pixels ? (cols.out - 2 * pixels) / pixels : 0;
-    for (int64_t col = pixels; col < pixels + middle * pixels; ++col)
-      if (static_cast<int64_t>(colTaps[static_cast<size_t>(col)].size()) != s_.kernelW) middle = 0;
-    const std::vector<int64_t>& fullTaps = colTaps[static_cast<size_t>(std::min(pixels, cols.out - 1))];
+    // The middle run-time tiles [left, left + middle * pixels) lie in the
+    // columns [firstFull, lastFull) that read every kernel column.
+    int64_t firstFull = 0;
+    while (firstFull < cols.out && static_cast<int64_t>(colTaps[static_cast<size_t>(firstFull)].size()) != s_.kernelW)
+      ++firstFull;
+    int64_t lastFull = firstFull;
+    while (lastFull < cols.out && static_cast<int64_t>(colTaps[static_cast<size_t>(lastFull)].size()) == s_.kernelW)
+      ++lastFull;
+    const int64_t left = std::max(pixels, firstFull);
+    const int64_t middle =
+        cols.out >= 3 * pixels ? std::max<int64_t>(0, (std::min(lastFull, cols.out - pixels) - left) / pixels) : 0;
+    const std::vector<int64_t>& fullTaps = colTaps[static_cast<size_t>(std::min(left, cols.out - 1))];
     for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
       kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, [&](llvm::Value* oh, int64_t nrows) {
         if (middle == 0) return staticTiles(oh, nrows, rowSpan.taps, 0, cols.out);
-        staticTiles(oh, nrows, rowSpan.taps, 0, pixels);
+        staticTiles(oh, nrows, rowSpan.taps, 0, left);
         ctx_.loop(
-            ctx_.i64(pixels), ctx_.i64(pixels + middle * pixels),
+            ctx_.i64(left), ctx_.i64(left + middle * pixels),
             [&](llvm::Value* ow) {
               emitTile(ob, blocks, oh, nrows, rowSpan.taps, ow, pixels,
                        [&](int64_t) -> const std::vector<int64_t>& { return fullTaps; });
             },
             pixels);
-        staticTiles(oh, nrows, rowSpan.taps, pixels + middle * pixels, cols.out);
+        staticTiles(oh, nrows, rowSpan.taps, left + middle * pixels, cols.out);
       });
   }
 
