@@ -61,15 +61,46 @@ struct Kernel {
 // Optimizes and compiles `g` for the host (like `kiln compile -O2 --cpu
 // native`), loads it and allocates batch-1 buffers. The .so is unlinked
 // right after loading; the mapping outlives the file.
-std::unique_ptr<Kernel> compileKernel(Graph g) {
+//
+// `blocked` picks the layout: false compiles the kernel in plain NCHW (the
+// layout pass off), true in the target's NCHWc with the graph's inputs and
+// outputs taken as NCHWc too (the Reorders the layout pass puts at a lone
+// kernel's edges are dropped), so both variants time the kernel alone. The
+// blocked variant needs channel counts that are whole blocks (the buffers
+// are sized by the descriptor's logical dims).
+std::unique_ptr<Kernel> compileKernel(Graph g, bool blocked) {
   auto k = std::make_unique<Kernel>();
   for (Node* n : g.nodes())
     if (n->op->macs) k->macs += n->op->macs(*n);
   for (Value* v : g.values())
     if (v->isConstant()) k->bytes += v->constant.byteSize();
-  runPipeline(g, pipelineForLevel(2));
   codegen::CompileOptions options;
   options.cpu = "native";
+  PipelineOptions pipeline;
+  pipeline.passes.channelBlock = blocked ? codegen::channelBlock(options) : 0;
+  runPipeline(g, pipelineForLevel(2), pipeline);
+  if (blocked) {
+    bool laidOut = false;
+    for (Node* n : g.nodes()) {
+      if (n->opName() != "Reorder") continue;
+      laidOut = true;
+      Value *in = n->input(0), *out = n->output();
+      const Shape storage = out->type.storageShape();
+      if (storage.product(1, storage.rank()) != out->type.shape.product(1, out->type.shape.rank()))
+        throw Error("the blocked variant needs whole channel blocks");
+      if (out->type.layout == Layout::NCHWc) {  // graph input -> NCHWc: the input is NCHWc
+        in->type = out->type;
+        g.replaceAllUsesWith(out, in);
+      } else {  // NCHWc -> graph output: the output is NCHWc
+        g.replaceAllUsesWith(out, in);
+        std::swap(in->name, out->name);
+      }
+      g.eraseNode(n);
+    }
+    if (!laidOut) throw Error("the layout pass left this kernel plain");
+    g.pruneValues();
+    runPipeline(g, {"plan-memory"});
+  }
   auto path = std::filesystem::temp_directory_path() /
               ("kiln-bench-" + std::to_string(::getpid()) + "-" + std::to_string(reinterpret_cast<uintptr_t>(k.get())) + ".so");
   codegen::compileGraph(g, options, codegen::EmitKind::SharedLibrary, path.string());
@@ -187,6 +218,18 @@ Graph addReluGraph(int64_t c, int64_t hw) {
   return g;
 }
 
+// Plain -> NCHW16c -> plain: the two Reorders at a laid-out region's edges.
+Graph reorderGraph(int64_t c, int64_t hw) {
+  Graph g;
+  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
+  Attributes to, back;
+  to.set("block", int64_t{16});
+  back.set("block", int64_t{0});
+  Value* blocked = g.addNode("Reorder", "to_nchwc", {x}, to)->output();
+  g.addOutput(g.addNode("Reorder", "to_nchw", {blocked}, back)->output());
+  return g;
+}
+
 Graph softmaxGraph(int64_t n, const char* op = "Softmax") {
   Graph g;
   Value* x = g.addInput("x", f32({kBatch, n}));
@@ -196,12 +239,13 @@ Graph softmaxGraph(int64_t n, const char* op = "Softmax") {
 
 // Times one compiled kernel. The graph is compiled on the first call and
 // kept for repetitions (Google Benchmark calls the function more than once).
-void runKernel(benchmark::State& state, const std::string& name, const std::function<Graph()>& build, bool memoryBound) {
+void runKernel(benchmark::State& state, const std::string& name, const std::function<Graph()>& build, bool memoryBound,
+               bool blocked) {
   static std::map<std::string, std::unique_ptr<Kernel>> cache;
   auto& k = cache[name];
   if (!k) {
     try {
-      k = compileKernel(build());
+      k = compileKernel(build(), blocked);
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
       return;
@@ -226,16 +270,17 @@ void registerKernels() {
     const char* name;
     std::function<Graph()> build;
     bool memoryBound;
+    bool blockedToo = false;  // also time the NCHWc variant
   };
   const std::vector<Case> cases = {
-      {"conv3x3_64to64_56x56", [] { return convGraph(64, 64, 56, 3, 1); }, false},
+      {"conv3x3_64to64_56x56", [] { return convGraph(64, 64, 56, 3, 1); }, false, true},
       // ResNet-18 at 64x64 input: the last stages' maps are narrower than a vector.
-      {"conv3x3_256to256_4x4", [] { return convGraph(256, 256, 4, 3, 1); }, false},
-      {"conv3x3s2_256to512_4x4", [] { return convGraph(256, 512, 4, 3, 1, 2); }, false},
-      {"conv3x3_512to512_2x2", [] { return convGraph(512, 512, 2, 3, 1); }, false},
-      {"conv3x3_512to512_7x7", [] { return convGraph(512, 512, 7, 3, 1); }, false},
-      {"conv1x1_128to128_28x28", [] { return convGraph(128, 128, 28, 1, 1); }, false},
-      {"depthwise3x3_128_28x28", [] { return convGraph(128, 128, 28, 3, 128); }, true},
+      {"conv3x3_256to256_4x4", [] { return convGraph(256, 256, 4, 3, 1); }, false, true},
+      {"conv3x3s2_256to512_4x4", [] { return convGraph(256, 512, 4, 3, 1, 2); }, false, true},
+      {"conv3x3_512to512_2x2", [] { return convGraph(512, 512, 2, 3, 1); }, false, true},
+      {"conv3x3_512to512_7x7", [] { return convGraph(512, 512, 7, 3, 1); }, false, true},
+      {"conv1x1_128to128_28x28", [] { return convGraph(128, 128, 28, 1, 1); }, false, true},
+      {"depthwise3x3_128_28x28", [] { return convGraph(128, 128, 28, 3, 128); }, true, true},
       {"separable3x3_128to128_28x28", [] { return separableGraph(128, 128, 28); }, false},
       {"gemm_1x512x1000", [] { return gemmGraph(1, 512, 1000); }, true},
       {"gemm_64x512x512", [] { return gemmGraph(64, 512, 512); }, false},
@@ -246,14 +291,25 @@ void registerKernels() {
       {"reduce_mean_512_7x7", [] { return reduceMeanGraph(512, 7); }, true},
       {"reduce_mean_64_56x56", [] { return reduceMeanGraph(64, 56); }, true},
       {"add_relu_64x56x56", [] { return addReluGraph(64, 56); }, true},
+      {"reorder_roundtrip_64x56x56", [] { return reorderGraph(64, 56); }, true},
+      {"reorder_roundtrip_24x32x32", [] { return reorderGraph(24, 32); }, true},
       {"softmax_1000", [] { return softmaxGraph(1000); }, true},
       {"log_softmax_1000", [] { return softmaxGraph(1000, "LogSoftmax"); }, true},
   };
+  // Each kernel in plain NCHW and convolutions also in the target's blocked
+  // NCHWc (see compileKernel; the layout pass lays out regions with a Conv,
+  // so the blocked pools and elementwise ops are timed inside models only).
   for (const Case& c : cases)
-    benchmark::RegisterBenchmark(c.name, [c](benchmark::State& s) { runKernel(s, c.name, c.build, c.memoryBound); })
-        // CPU time (the default), like the peak: on the shared machine wall
-        // time includes slices the scheduler gave to other processes.
-        ->Unit(benchmark::kMicrosecond);
+    for (bool blocked : {false, true}) {
+      if (blocked && !c.blockedToo) continue;
+      const std::string name = c.name + std::string(blocked ? "/nchwc" : "/plain");
+      benchmark::RegisterBenchmark(
+          name.c_str(),
+          [c, name, blocked](benchmark::State& s) { runKernel(s, name, c.build, c.memoryBound, blocked); })
+          // CPU time (the default), like the peak: on the shared machine wall
+          // time includes slices the scheduler gave to other processes.
+          ->Unit(benchmark::kMicrosecond);
+    }
 }
 
 }  // namespace

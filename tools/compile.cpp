@@ -316,6 +316,7 @@ int runCompile(const ParsedArgs& args) {
     throw e.withFile(source.labelsFile);
   }
   options.labels = std::move(source.labels);
+  pipeline.options.passes.channelBlock = codegen::channelBlock(options);  // the layout pass's NCHWc block
   runPipeline(g, pipeline.passes, pipeline.options);
   progress.phase("optimize");
   codegen::compileGraph(g, options, kind, *out);

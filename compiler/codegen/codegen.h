@@ -35,6 +35,10 @@ ResolvedTarget resolveTarget(const CompileOptions& options);
 // without labels. Throws kiln::Error naming the outputs.
 void checkLabels(const Graph& g, const std::vector<std::string>& labels);
 
+// The channel block of the NCHWc layout for the target (its f32 vector
+// width), for PassOptions::channelBlock of the pipeline before compileGraph.
+int channelBlock(const CompileOptions& options);
+
 // Compiles `g` (must already carry a memory plan: run plan-memory last) and
 // writes `path` atomically: nothing is left at `path` if compilation fails.
 // Throws kiln::Error naming the node and op an emitter could not handle, or

@@ -147,6 +147,10 @@ void linkSharedLibrary(const std::string& object, const std::string& output) {
 
 }  // namespace
 
+int channelBlock(const CompileOptions& options) {
+  return static_cast<int>(vectorFloats(resolveTarget(options)));
+}
+
 ResolvedTarget resolveTarget(const CompileOptions& options) {
   initializeTargets();
   ResolvedTarget t;

@@ -13,7 +13,7 @@ bool isBatched(const Value* v) { return v->type.shape.hasSymbolicBatch(); }
 
 // Bytes of one sample of a batched value (or the whole value otherwise).
 int64_t sampleBytes(const Value* v) {
-  const Shape& s = v->type.shape;
+  const Shape s = v->type.storageShape();
   return s.product(isBatched(v) ? 1 : 0, s.rank()) * static_cast<int64_t>(dtypeSize(v->type.dtype));
 }
 

@@ -37,6 +37,14 @@ std::vector<TensorType> inferTypes(const Node& n) {
   std::vector<TensorType> out = n.op->infer(ctx);
   if (out.size() != static_cast<size_t>(n.op->numOutputs))
     throw Error("shape inference returned " + std::to_string(out.size()) + " outputs", n.site());
+  // Layout is storage: an op computes in the layout of its first input
+  // (see OpDef::setsLayout).
+  const Value* first = n.input(0);
+  if (!n.op->setsLayout && first && first->type.layout != Layout::Plain)
+    for (TensorType& t : out) {
+      t.layout = first->type.layout;
+      t.block = first->type.block;
+    }
   return out;
 }
 
@@ -239,6 +247,13 @@ void verify(const Graph& g) {
       if (!defined.count(in))
         throw Error("input '" + in->name + "' is not defined before use (dangling input or cycle)", n->site());
     }
+    if (!n->op->setsLayout && n->input(0))
+      for (const Value* in : n->inputs)
+        if (in && !in->isConstant() &&
+            (in->type.layout != n->input(0)->type.layout || in->type.block != n->input(0)->type.block))
+          throw Error("input '" + in->name + "' is " + in->type.str() + " but input 0 is " + n->input(0)->type.str() +
+                          " (layouts change at Reorder nodes only)",
+                      n->site());
     Attributes complete = completeAttributes(*n->op, n->attrs, n->name);
     if (!(complete == n->attrs)) throw Error("attributes are incomplete", n->site());
     std::vector<TensorType> types = inferTypes(*n);

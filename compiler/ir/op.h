@@ -77,6 +77,10 @@ struct OpDef {
   InferFn infer;
   KernelFn reference;
   MacsFn macs;
+  // Whether `infer` chooses the outputs' layouts (Reorder, Conv). Every other op's
+  // outputs take the layout of its first input: layouts are storage, set by
+  // the layout pass, and reference kernels see logical (plain) values.
+  bool setsLayout = false;
 };
 
 class OpRegistry {

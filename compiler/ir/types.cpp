@@ -60,6 +60,15 @@ size_t normalizeAxis(int64_t axis, size_t rank) {
   return static_cast<size_t>(axis < 0 ? axis + r : axis);
 }
 
+Shape TensorType::storageShape() const {
+  if (layout != Layout::NCHWc) return shape;
+  if (shape.rank() < 2 || block <= 0) throw Error("NCHWc type " + str() + " needs rank >= 2 and a block");
+  Shape s = shape;
+  s.dims[1] = (shape[1] + block - 1) / block;
+  s.dims.push_back(block);
+  return s;
+}
+
 std::string TensorType::str() const {
   std::string out = std::string(dtypeName(dtype)) + "[" + shape.str();
   if (layout == Layout::NCHWc) out += " NCHW" + std::to_string(block) + "c";

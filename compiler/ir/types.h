@@ -67,6 +67,10 @@ struct TensorType {
   int block = 0;  // channel block for NCHWc
 
   bool operator==(const TensorType&) const = default;
+  // The dims as laid out in memory: NCHWc stores [N, ceil(C/c), H, W, c]
+  // (channels padded to whole blocks, the pad lanes zero), Plain the shape
+  // itself. Sizes of buffers come from this, never from `shape`.
+  Shape storageShape() const;
   // "f32[Nx3x32x32]" (+ " NCHW16c" when blocked)
   std::string str() const;
 };

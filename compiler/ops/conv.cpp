@@ -1,7 +1,9 @@
 // Convolutions: Conv (any spatial rank, groups, strides, pads, dilations,
 // optional bias, and the fused epilogue: optional residual input 3 and an
 // activation) and SeparableConv2D (depthwise Conv then 1x1 Conv + bias).
-// Both run on the one direct-loop reference kernel `convolve`.
+// Both run on the one direct-loop reference kernel `convolve`. Conv's output
+// has its input's layout, or NCHW`out_block`c when the layout pass starts an
+// NCHWc region at it; its residual has the output's type, layout included.
 #include <algorithm>
 #include <string>
 
@@ -166,19 +168,32 @@ void registerConv(OpRegistry& r) {
              {"group", AttrKind::Int, AttrValue{int64_t{1}}},
              // Nodes with the same non-empty fusion_group (the two halves of
              // a split SeparableConv2D) may be fused again by the backend.
-             {"fusion_group", AttrKind::String, AttrValue{std::string()}}};
+             {"fusion_group", AttrKind::String, AttrValue{std::string()}},
+             // The layout pass's channel block of the output when the input
+             // stays plain (a stem conv entering an NCHWc region); 0: the
+             // output has the input's layout, like every op.
+             {"out_block", AttrKind::Int, AttrValue{int64_t{0}}}};
   for (AttrSpec& s : epilogueAttrSpecs()) d.attrs.push_back(std::move(s));
+  d.setsLayout = true;
   d.infer = [](const InferContext& ctx) {
     requireFloat(ctx, 0);
     requireFloat(ctx, 1);
     const ConvParams p = convParams(ctx.attrs(), ctx.attrs().getInt("group"));
     Shape out = convOutputShape(ctx, ctx.input(0).shape, ctx.input(1).shape, p, "weight");
     requireBias(ctx, 2, out[1]);
-    ctx.check(!ctx.hasInput(3) || ctx.input(3) == TensorType{DType::F32, out},
+    TensorType y{DType::F32, out, ctx.input(0).layout, ctx.input(0).block};
+    if (const int64_t block = ctx.attrs().getInt("out_block"); block != 0) {
+      ctx.check(block > 0 && block <= 64 && out.rank() == 4 && ctx.input(0).layout == Layout::Plain &&
+                    !ctx.hasInput(3),
+                "out_block " + std::to_string(block) + " needs a 2-D conv with a plain input and no residual");
+      y.layout = Layout::NCHWc;
+      y.block = static_cast<int>(block);
+    }
+    ctx.check(!ctx.hasInput(3) || ctx.input(3) == y,
               "residual " + (ctx.hasInput(3) ? ctx.input(3).str() : std::string()) + " must have the output type " +
-                  TensorType{DType::F32, out}.str());
+                  y.str());
     checkEpilogue(ctx);
-    return std::vector<TensorType>{{DType::F32, out}};
+    return std::vector<TensorType>{y};
   };
   d.reference = [](KernelContext& ctx) {
     const ConvParams p = convParams(ctx.attrs(), ctx.attrs().getInt("group"));

@@ -16,6 +16,7 @@ const OpRegistry& OpRegistry::instance() {
     registerSoftmaxOps(r);
     registerReduceOps(r);
     registerShapeOps(r);
+    registerLayoutOps(r);
     return r;
   }();
   return registry;

@@ -132,7 +132,7 @@ bool rewriteTranspose(Graph& g, Node* t, PassStats& stats) {
 
 PassDef cancelTransposesPass() {
   return {"cancel-transposes", "sink Transposes through elementwise ops and cancel inverse pairs",
-          [](Graph& g, PassStats& stats) {
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             // Each rewrite removes a Transpose or moves one strictly closer to
             // the outputs, so this terminates; the cap is a safety net.
             size_t budget = 16 * (g.numNodes() + 1);

@@ -17,6 +17,7 @@ bool foldable(const Graph& g, const Node& n) {
     if (in && !in->isConstant()) return false;
   for (Value* out : n.outputs) {
     if (!out->type.shape.isStatic() || g.isGraphOutput(out)) return false;
+    if (out->type.layout != Layout::Plain) return false;  // constants are plain; a laid-out value stays computed
     if (out->type.shape.numElements() * static_cast<int64_t>(dtypeSize(out->type.dtype)) > kMaxFoldedBytes)
       return false;
   }
@@ -26,7 +27,8 @@ bool foldable(const Graph& g, const Node& n) {
 }  // namespace
 
 PassDef constantFoldPass() {
-  return {"constant-fold", "evaluate nodes whose inputs are all constant", [](Graph& g, PassStats& stats) {
+  return {"constant-fold", "evaluate nodes whose inputs are all constant",
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             for (Node* n : g.nodes()) {
               if (!foldable(g, *n)) continue;
               for (Value* out : n->outputs)

@@ -18,7 +18,8 @@ bool sameConstant(const Value* a, const Value* b) {
 }  // namespace
 
 PassDef csePass() {
-  return {"cse", "merge duplicate constants and nodes computing the same thing", [](Graph& g, PassStats& stats) {
+  return {"cse", "merge duplicate constants and nodes computing the same thing",
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             // Constants first, so nodes reading equal constants become equal.
             std::vector<Value*> constants;
             for (Value* v : g.values()) {

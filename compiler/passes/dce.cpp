@@ -8,7 +8,8 @@
 namespace kiln {
 
 PassDef dcePass() {
-  return {"dce", "remove nodes and constants that no graph output depends on", [](Graph& g, PassStats& stats) {
+  return {"dce", "remove nodes and constants that no graph output depends on",
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             std::set<const Value*> live(g.outputs().begin(), g.outputs().end());
             std::vector<Node*> dead;
             std::vector<Node*> nodes = g.nodes();

@@ -33,7 +33,7 @@ bool isIdentity(const Node& n) {
 
 PassDef eliminateIdentityPass() {
   return {"eliminate-identity", "remove Dropout, Identity and no-op Reshape/Flatten/Transpose/Pad",
-          [](Graph& g, PassStats& stats) {
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             for (Node* n : g.nodes())
               if (isIdentity(*n) && replaceValue(g, n->output(), n->input(0))) stats.add("nodes removed");
           }};

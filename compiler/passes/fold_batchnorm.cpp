@@ -154,7 +154,7 @@ bool tryFold(Graph& g, Node& bn, const ChannelAffine& a) {
 
 PassDef foldBatchNormPass() {
   return {"fold-batchnorm", "fold inference BatchNormalization into Conv/Gemm/MatMul, else into a ScaleShift",
-          [](Graph& g, PassStats& stats) {
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             for (Node* bn : g.nodes()) {
               if (bn->opName() != "BatchNormalization") continue;
               auto affine = affineOf(*bn);

@@ -59,7 +59,7 @@ bool fuseResidual(Graph& g, Node& producer, Node& add) {
 
 PassDef fuseActivationPass() {
   return {"fuse-activation", "fuse activations and residual Adds into the preceding Conv/Gemm",
-          [](Graph& g, PassStats& stats) {
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             bool changed = true;
             while (changed) {
               changed = false;

@@ -26,10 +26,19 @@ class PassStats {
   std::map<std::string, int64_t> counters_;
 };
 
+// What the pipeline's driver tells passes about the target without the IR
+// knowing the backend.
+struct PassOptions {
+  // Channel block of the blocked NCHWc layout the layout pass may choose
+  // (the target's f32 vector width: 16 AVX-512, 8 AVX2, 4 NEON/SSE); 0
+  // keeps every value plain.
+  int channelBlock = 0;
+};
+
 struct PassDef {
   std::string name;     // command-line name, e.g. "fold-batchnorm"
   std::string summary;  // one line for --help
-  std::function<void(Graph&, PassStats&)> run;
+  std::function<void(Graph&, PassStats&, const PassOptions&)> run;
 };
 
 }  // namespace kiln

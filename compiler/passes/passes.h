@@ -13,6 +13,7 @@ PassDef foldBatchNormPass();       // fold_batchnorm.cpp
 PassDef fuseActivationPass();      // fuse_activation.cpp
 PassDef csePass();                 // cse.cpp
 PassDef dcePass();                 // dce.cpp
+PassDef layoutPass();              // layout.cpp
 PassDef planMemoryPass();          // plan_memory.cpp
 
 }  // namespace kiln

@@ -13,7 +13,8 @@ const std::vector<PassDef>& allPasses() {
   static const std::vector<PassDef> passes = {
       eliminateIdentityPass(), constantFoldPass(),   cancelTransposesPass(),
       splitSeparablePass(),    foldBatchNormPass(),  fuseActivationPass(),
-      csePass(),               dcePass(),            planMemoryPass(),
+      csePass(),               dcePass(),            layoutPass(),
+      planMemoryPass(),
   };
   return passes;
 }
@@ -32,9 +33,11 @@ std::vector<std::string> pipelineForLevel(int level) {
   if (level == 1) return {"eliminate-identity", "constant-fold", "cse", "dce"};
   // Order matters: separable convs split before BN folding so a BN after one
   // folds into its pointwise half; transposes cancel before fusion so the
-  // conv -> activation chains are adjacent; memory is planned last.
-  return {"eliminate-identity", "constant-fold",   "cancel-transposes", "split-separable", "fold-batchnorm",
-          "eliminate-identity", "fuse-activation", "cse",               "dce",             "plan-memory"};
+  // conv -> activation chains are adjacent; layouts are chosen on the final
+  // graph (a no-op without PassOptions::channelBlock); memory is planned
+  // last, sized by the laid-out types.
+  return {"eliminate-identity", "constant-fold", "cancel-transposes", "split-separable", "fold-batchnorm",
+          "eliminate-identity", "fuse-activation", "cse", "dce", "layout", "plan-memory"};
 }
 
 std::vector<PassRun> runPipeline(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options) {
@@ -46,7 +49,7 @@ std::vector<PassRun> runPipeline(Graph& g, const std::vector<std::string>& passe
     run.pass = pass.name;
     run.nodesBefore = g.numNodes();
     auto start = std::chrono::steady_clock::now();
-    pass.run(g, run.stats);
+    pass.run(g, run.stats, options.passes);
     run.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     run.nodesAfter = g.numNodes();
     if (options.verifyEachPass) {

@@ -23,6 +23,7 @@ struct PipelineOptions {
   std::string dumpDotDir;  // writes NN-<pass>.dot after each pass when set
   bool verifyEachPass = true;
   std::ostream* printStream = nullptr;  // where --print-after goes (stderr if null)
+  PassOptions passes;  // target facts for the passes (the layout pass's channel block)
 };
 
 struct PassRun {

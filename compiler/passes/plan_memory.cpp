@@ -26,7 +26,7 @@ bool isInPlaceCapable(const std::string& op) {
 }
 
 int64_t bytesPerSample(const Value* v) {
-  const Shape& s = v->type.shape;
+  const Shape s = v->type.storageShape();  // NCHWc pads channels to whole blocks
   int64_t elems = s.product(s.hasSymbolicBatch() ? 1 : 0, s.rank());
   int64_t bytes = elems * static_cast<int64_t>(dtypeSize(v->type.dtype));
   return (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -56,7 +56,8 @@ class Arena {
 }  // namespace
 
 PassDef planMemoryPass() {
-  return {"plan-memory", "assign intermediates to offsets in one workspace arena", [](Graph& g, PassStats& stats) {
+  return {"plan-memory", "assign intermediates to offsets in one workspace arena",
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             std::vector<Node*> nodes = g.nodes();
             auto planned = [&g](const Value* v) {
               return v && v->producer && !g.isGraphOutput(v);
@@ -83,7 +84,7 @@ PassDef planMemoryPass() {
                 Value* reuse = nullptr;
                 if (isInPlaceCapable(n->opName()))
                   for (Value* in : dying)
-                    if (bytesPerSample(in) == size && in->type.shape == out->type.shape) reuse = in;
+                    if (bytesPerSample(in) == size && in->type == out->type) reuse = in;
                 if (reuse) {
                   out->arenaOffset = reuse->arenaOffset;
                   dying.erase(std::find(dying.begin(), dying.end(), reuse));

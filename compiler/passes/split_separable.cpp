@@ -10,7 +10,8 @@
 namespace kiln {
 
 PassDef splitSeparablePass() {
-  return {"split-separable", "split SeparableConv2D into depthwise + pointwise Conv", [](Graph& g, PassStats& stats) {
+  return {"split-separable", "split SeparableConv2D into depthwise + pointwise Conv",
+          [](Graph& g, PassStats& stats, const PassOptions&) {
             for (Node* sep : g.nodes()) {
               if (sep->opName() != "SeparableConv2D") continue;
               Value* x = sep->input(0);

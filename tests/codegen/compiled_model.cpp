@@ -31,9 +31,11 @@ std::string temporaryPath() {
 
 std::unique_ptr<CompiledModel> CompiledModel::compile(const Graph& g, const std::string& cpu, bool optimize) {
   Graph copy = g.clone();
-  runPipeline(copy, optimize ? pipelineForLevel(2) : std::vector<std::string>{"plan-memory"});
   codegen::CompileOptions options;
   options.cpu = cpu;
+  PipelineOptions pipeline;
+  pipeline.passes.channelBlock = codegen::channelBlock(options);
+  runPipeline(copy, optimize ? pipelineForLevel(2) : std::vector<std::string>{"plan-memory"}, pipeline);
   std::string path = temporaryPath();
   codegen::compileGraph(copy, options, codegen::EmitKind::SharedLibrary, path);
   std::unique_ptr<CompiledModel> model(new CompiledModel());

@@ -61,9 +61,10 @@ struct OneNode {
     g.addOutput(g.addNode(op, "node", inputs, std::move(attrs))->output());
   }
 
-  // Compiles for `cpu` and compares with the interpreter at batch 1 and 7.
-  void check(const std::string& cpu = "native") const {
-    auto model = CompiledModel::compile(g, cpu, /*optimize=*/false);
+  // Compiles for `cpu` (optimized: with -O2, the layout pass included) and
+  // compares with the interpreter at batch 1 and 7.
+  void check(const std::string& cpu = "native", bool optimize = false) const {
+    auto model = CompiledModel::compile(g, cpu, optimize);
     for (int64_t batch : {1, 7}) {
       std::vector<Tensor> in;
       for (size_t i = 0; i < inputShapes.size(); ++i)
@@ -126,6 +127,28 @@ TEST_CASE("Conv 2-D: channel blocks, wide rows, asymmetric kernels and pads", "[
           {{Shape({1, 3, 10, 12}), Kind::Input}, {Shape({5, 3, 3, 2}), Kind::Constant}, {Shape({5}), Kind::Constant}},
           convAttrs({2, 1}, {0, 1, 2, 0}, {1, 3}))
       .check();
+}
+
+// The NCHWc kernels the layout pass picks at -O2 (a lone Conv is a region
+// with Reorders at its edges): row tiles with a run-time middle, pads wider
+// than the kernel (columns reading nothing), strides, tiny maps with many
+// blocks per tile, depthwise, channel counts off the blocks of 16 and 8.
+TEST_CASE("Conv 2-D in NCHWc: tiles, wide pads, tiny maps, depthwise", "[codegen][conv][layout]") {
+  for (const std::string cpu : {"native", "x86-64-v3"}) {
+    for (const Conv2D& c : {Conv2D{16, 16, 5, 60, 3, 3, 1, 1, 1, 1}, Conv2D{13, 30, 9, 40, 5, 5, 2, 2, 1, 1},
+                            Conv2D{24, 40, 2, 2, 3, 3, 1, 1, 1, 1}, Conv2D{64, 70, 1, 3, 3, 3, 1, 1, 1, 1},
+                            Conv2D{32, 17, 7, 7, 3, 3, 2, 1, 2, 1}, Conv2D{40, 40, 11, 13, 3, 3, 1, 1, 1, 40},
+                            Conv2D{24, 24, 9, 9, 5, 5, 2, 2, 1, 24}, Conv2D{33, 11, 6, 50, 1, 1, 1, 0, 1, 1}}) {
+      INFO(c.channels << "->" << c.outChannels << " " << c.height << "x" << c.width << " k" << c.kernelH << " s"
+                      << c.stride << " p" << c.pad << " d" << c.dilation << " g" << c.group << " " << cpu);
+      conv2d(c, true).check(cpu, /*optimize=*/true);
+    }
+    // Width pads of 9 around a 3-wide kernel: the outer columns read only padding.
+    OneNode("Conv",
+            {{Shape({1, 16, 4, 64}), Kind::Input}, {Shape({16, 16, 3, 3}), Kind::Constant}, {Shape(), Kind::Constant}},
+            convAttrs({1, 1}, {1, 9, 1, 9}, {1, 1}))
+        .check(cpu, /*optimize=*/true);
+  }
 }
 
 // Output rows narrower than a vector: the kernel vectorizes along the output

@@ -3,8 +3,10 @@
 // stride / dilation mix the importer can produce, BatchNormalization, max and
 // average pools, channel Concats, residual Adds, activations, Gemm heads,
 // tf2onnx-style NHWC Transpose wrappers; channel counts that are mostly not
-// multiples of the vector width, odd spatial sizes) are optimized with -O2,
-// compiled, run at batch 1 and 7 and compared with the reference interpreter
+// multiples of the vector width, odd spatial sizes) are optimized with -O2
+// (laid out in NCHWc for the compile target's vector width; "wide" nets
+// with 11..40 channels put most of their nodes there), compiled, run at
+// batch 1 and 7 and compared with the reference interpreter
 // on both the -O2 graph (the backend's own error) and the unoptimized graph
 // (what a user sees). Few graphs, each rich: every compile costs ~0.5 s.
 #include <catch2/catch.hpp>
@@ -12,6 +14,7 @@
 #include <random>
 
 #include "compiled_model.h"
+#include "compiler/codegen/codegen.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/passes/pipeline.h"
 
@@ -27,7 +30,9 @@ constexpr double kBound = 1e-5;
 
 class RandomNet {
  public:
-  explicit RandomNet(uint32_t seed) : rng_(seed) {}
+  // `wide`: channel counts around the NCHWc blocks (11 to 40: some whole
+  // blocks of 8 or 16, most padded) so that -O2 lays out most of the net.
+  explicit RandomNet(uint32_t seed, bool wide = false) : rng_(seed), wide_(wide) {}
 
   Graph g;
 
@@ -40,7 +45,8 @@ class RandomNet {
   // A random network on one NCHW or NHWC input.
   void build() {
     nhwc_ = coin(35);
-    const int64_t c = oneOf({1, 3, 4, 5}), h = oneOf({7, 9, 11, 12, 13, 16}), w = oneOf({6, 9, 10, 13, 15});
+    const int64_t c = wide_ ? oneOf({11, 13, 16, 24}) : oneOf({1, 3, 4, 5});
+    const int64_t h = oneOf({7, 9, 11, 12, 13, 16}), w = oneOf({6, 9, 10, 13, 15});
     Value* x = g.addInput("x", {DType::F32, nhwc_ ? Shape{kBatch, h, w, c} : Shape{kBatch, c, h, w}});
     const int64_t blocks = uniform(3, 6);
     for (int64_t i = 0; i < blocks; ++i) {
@@ -57,6 +63,7 @@ class RandomNet {
 
  private:
   std::mt19937 rng_;
+  bool wide_ = false;
   bool nhwc_ = false;
   int counter_ = 0;
 
@@ -195,10 +202,11 @@ class RandomNet {
       const Axis h = keepShape ? sameAxis() : randomAxis(v->type.shape[2], false);
       const Axis w = keepShape ? sameAxis() : randomAxis(v->type.shape[3], false);
       const int64_t kind = uniform(0, 3);
-      int64_t group = 1, out = keepShape ? c : oneOf({3, 5, 7, 8, 12, 17, 20, 33});
+      int64_t group = 1,
+              out = keepShape ? c : wide_ ? oneOf({11, 13, 16, 24, 30, 33, 40}) : oneOf({3, 5, 7, 8, 12, 17, 20, 33});
       if (kind == 1) {
         group = c;  // depthwise
-        out = keepShape ? c : c * oneOf({1, 2, 3});
+        out = keepShape || wide_ ? c : c * oneOf({1, 2, 3});
       } else if (kind == 2) {
         group = c % 3 == 0 ? 3 : c % 2 == 0 ? 2 : 1;
         out = keepShape ? c : group * oneOf({1, 2, 3, 5});
@@ -251,7 +259,7 @@ class RandomNet {
       a.set("pads", std::vector<int64_t>(4, kernel / 2));
       a.set("dilations", std::vector<int64_t>{1, 1});
       return node("Relu", {wrapped(x, [&](Value* v) {
-                    const int64_t c = v->type.shape[1], out = oneOf({3, 4, 9});
+                    const int64_t c = v->type.shape[1], out = wide_ ? oneOf({11, 16}) : oneOf({3, 4, 9});
                     const float bound = 1.f / std::sqrt(static_cast<float>(c * kernel * kernel));
                     return node("Conv",
                                 {v, constant(Shape{out, c, kernel, kernel}, -bound, bound),
@@ -303,14 +311,20 @@ std::vector<Tensor> randomInputs(const Graph& g, int64_t batch, uint32_t seed) {
   return inputs;
 }
 
-// Builds graph `seed`, compiles its -O2 form for `cpu` and compares.
-void checkSeed(uint32_t seed, const std::string& cpu) {
-  RandomNet net(seed);
+// Builds graph `seed`, compiles its -O2 form for `cpu` and compares;
+// returns how many nodes -O2 laid out in NCHWc.
+int64_t checkSeed(uint32_t seed, const std::string& cpu, bool wide = false) {
+  RandomNet net(seed, wide);
   net.build();
   Graph optimized = net.g.clone();
   PipelineOptions options;
   options.verifyEachPass = true;
-  runPipeline(optimized, pipelineForLevel(2), options);
+  codegen::CompileOptions target;
+  target.cpu = cpu;
+  options.passes.channelBlock = codegen::channelBlock(target);
+  int64_t laidOut = 0;
+  for (const PassRun& run : runPipeline(optimized, pipelineForLevel(2), options))
+    laidOut += run.stats.get("nodes laid out");
   INFO("seed " << seed << " for " << cpu << "\n" << printGraph(optimized));
   std::unique_ptr<CompiledModel> model;
   REQUIRE_NOTHROW(model = CompiledModel::compile(optimized, cpu, /*optimize=*/false));
@@ -321,6 +335,7 @@ void checkSeed(uint32_t seed, const std::string& cpu) {
     CHECK(maxRelativeError(got, interpret(optimized, in)) <= kBound);
     CHECK(maxRelativeError(got, interpret(net.g, in)) <= kBound);
   }
+  return laidOut;
 }
 
 }  // namespace
@@ -331,4 +346,13 @@ TEST_CASE("random CNNs compiled for the host match the interpreter", "[codegen][
 
 TEST_CASE("random CNNs compiled for AVX2 match the interpreter", "[codegen][differential]") {
   for (uint32_t seed = 101; seed <= 108; ++seed) checkSeed(seed, "x86-64-v3");
+}
+
+// The NCHWc path: nets whose channel counts -O2 lays out in blocks of 16
+// (host AVX-512) or 8 (AVX2), mostly padded, odd map sizes, batch 1 and 7.
+TEST_CASE("random wide CNNs laid out in NCHWc match the interpreter", "[codegen][differential][layout]") {
+  int64_t laidOut = 0;
+  for (uint32_t seed = 201; seed <= 212; ++seed) laidOut += checkSeed(seed, "native", /*wide=*/true);
+  for (uint32_t seed = 301; seed <= 306; ++seed) laidOut += checkSeed(seed, "x86-64-v3", /*wide=*/true);
+  CHECK(laidOut > 50);
 }

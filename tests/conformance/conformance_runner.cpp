@@ -48,6 +48,7 @@
 #include <onnx/defs/schema.h>
 #include <onnx/onnx_pb.h>
 
+#include "compiler/codegen/codegen.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/graph.h"
 #include "compiler/ir/op.h"
@@ -723,6 +724,11 @@ CaseResult runCase(const fs::path& caseDir, const onnx::ModelProto& model, const
       kiln::Graph optimized = graph.clone();
       kiln::PipelineOptions pipelineOptions;
       pipelineOptions.verifyEachPass = true;
+      if (opt.compiled) {  // lay the graph out for the target it is compiled for
+        kiln::codegen::CompileOptions target;
+        target.cpu = opt.cpu;
+        pipelineOptions.passes.channelBlock = kiln::codegen::channelBlock(target);
+      }
       kiln::runPipeline(optimized, kiln::pipelineForLevel(opt.optimizeLevel), pipelineOptions);
       stage = "interpret " + level;
       std::vector<kiln::Tensor> gotOptimized = kiln::interpret(optimized, inputs);

@@ -119,6 +119,9 @@ TEST_CASE("random graphs under -O2 lose BN/separable/dropout/transpose pairs and
     Graph opt = rg.graph.clone();
     PipelineOptions options;
     options.verifyEachPass = true;
+    // Plain, and laid out in NCHWc blocks of 4, 8 and 16 (the interpreter
+    // runs laid-out graphs: layouts are storage, Reorder is the identity).
+    options.passes.channelBlock = static_cast<int>(seed % 4 == 0 ? 0 : 2 << (seed % 4));
     REQUIRE_NOTHROW(runPipeline(opt, pipelineForLevel(2), options));
     INFO(printGraph(opt));
     CHECK(countOps(opt, "BatchNormalization") == 0);

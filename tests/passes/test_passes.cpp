@@ -229,3 +229,48 @@ TEST_CASE("pipeline reports unknown passes and prints after a pass", "[passes]")
   CHECK_THAT(out.str(), Catch::Contains("IR after eliminate-identity"));
   CHECK_THAT(out.str(), !Catch::Contains("Dropout"));
 }
+
+TEST_CASE("layout lays out conv regions in NCHWc with Reorders at the edges only", "[passes][layout]") {
+  GraphBuilder b(7);
+  Value* x = b.input("x", {kBatch, 3, 12, 12});
+  Value* stem = b.conv(x, 24, 3, 1, 1);  // 3 input channels: reads them plain, writes NCHW16c
+  Value* y = b.op("Relu", {b.conv(b.op("Relu", {stem}), 24, 3, 1, 1)});
+  Value* z = b.op("Add", {b.conv(y, 24, 3, 1, 1, /*group=*/24), y});  // depthwise + residual
+  Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{2, 2});
+  pool.set("strides", std::vector<int64_t>{2, 2});
+  pool.set("pads", std::vector<int64_t>{0, 0, 0, 0});
+  pool.set("dilations", std::vector<int64_t>{1, 1});
+  Value* p = b.op("MaxPool", {b.op("Sigmoid", {z})}, pool);  // Sigmoid(0) != 0 on padded channels: an edge
+  Attributes flat;
+  flat.set("axis", int64_t{1});
+  b.output(b.op("Flatten", {p}, flat));
+  b.output(z);  // a laid-out value that is also a graph output
+
+  Graph opt = b.graph.clone();
+  PipelineOptions options;
+  options.passes.channelBlock = 16;
+  std::vector<PassRun> runs = runPipeline(opt, {"fuse-activation", "layout", "plan-memory"}, options);
+  INFO(printGraph(opt));
+  REQUIRE_NOTHROW(verify(opt));
+  CHECK(runs[1].stats.get("nodes laid out") == 3);  // the stem and the convs after it (Relu and residual Add fused)
+  CHECK(runs[1].stats.get("convs entering NCHWc") == 1);
+  CHECK(countOps(opt, "Reorder") == 1);  // out of z (to Sigmoid and as graph output)
+  for (Node* n : opt.nodes()) {
+    if (n->opName() == "Reorder") continue;
+    const bool blocked = n->output()->type.layout == Layout::NCHWc;
+    CHECK(blocked == (n->opName() == "Conv"));
+    if (n->opName() == "Conv") CHECK((n->attrs.getInt("out_block") == 16) == (n->input(0)->type.shape[1] == 3));
+    if (blocked) CHECK(n->output()->type.storageShape() == Shape({kBatch, 2, 12, 12, 16}));
+  }
+  for (Value* out : opt.outputs()) CHECK(out->type.layout == Layout::Plain);
+  CHECK(opt.outputs()[1]->name == b.graph.outputs()[1]->name);
+  for (int64_t batch : {1, 3}) {
+    std::vector<Tensor> in = randomInputs(b.graph, batch, 42);
+    CHECK(maxRelativeError(interpret(opt, in), interpret(b.graph, in)) <= kTolerance);
+  }
+  // No channel block (a pipeline without a target): nothing changes.
+  Graph plain = b.graph.clone();
+  runPipeline(plain, {"layout"});
+  CHECK(countOps(plain, "Reorder") == 0);
+}

@@ -1,8 +1,10 @@
 // Emits the unary activation ops (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh,
 // HardSigmoid, HardSwish, Softplus, Clip) and Log: one contiguous loop
 // applying the math library's function to each element. Element i only reads
-// element i, so the output may alias the input. PRelu, which broadcasts its
-// slope, is emitted with the broadcasting ops in elementwise.cpp.
+// element i, so the output may alias the input. Blocked (NCHWc) values are
+// walked as stored; the layout pass admits an activation on padded channels
+// only when it maps 0 to 0, so pad lanes stay zero. PRelu, which broadcasts
+// its slope, is emitted with the broadcasting ops in elementwise.cpp.
 #include "compiler/codegen/math.h"
 #include "compiler/codegen/ops/families.h"
 
@@ -14,7 +16,7 @@ void registerActivationEmitters(EmitterRegistry& r) {
     r.add(op, [](EmitContext& ctx) {
       const Operand& x = ctx.input(0);
       const Operand& y = ctx.output();
-      ctx.loop(x.type.shape.numElements(), [&](llvm::Value* i) {
+      ctx.loop(x.type.storageShape().numElements(), [&](llvm::Value* i) {
         ctx.store(y, i, emitActivation(ctx.b, ctx.node.opName(), ctx.attrs(), ctx.load(x, i)));
       });
     });

@@ -19,6 +19,7 @@
 // that row, so the intermediate never leaves the cache and needs no workspace.
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/vector_kernels.h"
+#include "compiler/ops/epilogue.h"
 
 namespace kiln::codegen {
 
@@ -319,8 +320,275 @@ void requirePlain(EmitContext& ctx, const Operand& t) {
   if (t.type.layout != Layout::Plain) ctx.fail("the LLVM backend expects plain (NCHW) layouts, got " + t.type.str());
 }
 
+// ---------------------------------------------------------------- NCHWc
+
+// Direct convolution in the blocked layout: x is [C/c][H][W][c] and y is
+// [M/c][OH][OW][c] per sample (channels padded to whole blocks of c, the
+// vector width; pad lanes zero). A register tile holds a few output pixels
+// x a few output channel blocks, one vector each. A dense conv runs over the
+// real input channels (a run-time loop) and the kernel taps (unrolled): per
+// tap, one weight vector per output block and one broadcast input per pixel
+// feed pixels x blocks FMAs, all loads contiguous. A depthwise conv
+// multiplies input vectors by the tap's weight vector lane by lane. Bias,
+// residual and activation are applied to the accumulators before the one
+// store (the fused epilogue costs no extra pass over memory). Constant
+// weights are packed at compile time: dense [M/c][C][taps][c], depthwise
+// [C/c][taps][c], bias [M/c * c], zero in the pad lanes, so pad output lanes
+// stay act(0) = 0 (masked when the activation maps 0 elsewhere). Rows and
+// columns are walked in spans whose in-input taps are known at compile time
+// (as in the plain kernel); maps narrower than a tile get tiles of several
+// whole rows, each column with its own taps. A dense conv may also read a
+// plain input (a stem entering an NCHWc region: Conv's out_block), the same
+// kernel with a pixel's channels a plane apart instead of adjacent.
+class BlockedConvKernel {
+ public:
+  BlockedConvKernel(EmitContext& ctx, const ConvShape& s, bool depthwise)
+      : ctx_(ctx), b_(ctx.b), s_(s), depthwise_(depthwise), c_(ctx.output().type.block) {
+    const Operand& x = ctx.input(0);
+    inChannels_ = x.type.shape[1];
+    outChannels_ = ctx.output().type.shape[1];
+    outBlocks_ = (outChannels_ + c_ - 1) / c_;
+    inputBlocked_ = x.type.layout == Layout::NCHWc;
+    if (inputBlocked_ ? x.type.block != c_ : depthwise_)
+      ctx.fail("NCHWc convs read NCHWc inputs of their block (dense ones also plain inputs), got " + x.type.str());
+    packWeights();
+    const int64_t budget = c_ >= 16 ? 24 : 12;  // accumulators, leaving registers for weights and inputs
+    blocksPerTile_ = depthwise_ ? 1 : std::min<int64_t>(outBlocks_, c_ >= 16 ? 4 : 2);
+    // Maps of fewer pixels than a tile (the last stages at small inputs)
+    // fill the tile with more output blocks instead.
+    const int64_t mapPixels = s.rows.out * s.cols.out;
+    if (!depthwise_ && mapPixels * blocksPerTile_ < budget)
+      blocksPerTile_ = std::clamp<int64_t>(budget / mapPixels, blocksPerTile_, outBlocks_);
+    pixelsPerTile_ = std::max<int64_t>(1, budget / blocksPerTile_);
+    Epilogue epilogue(ctx.attrs());
+    float zero = 0.f;
+    epilogue.apply(&zero, 1);
+    maskPadLanes_ = zero != 0.f && outChannels_ % c_ != 0;
+  }
+
+  void emit() const {
+    const int64_t groups = outBlocks_ / blocksPerTile_, rest = outBlocks_ % blocksPerTile_;
+    ctx_.loop(groups, [&](llvm::Value* g) { emitBlocks(b_.CreateMul(g, ctx_.i64(blocksPerTile_)), blocksPerTile_); });
+    if (rest) emitBlocks(ctx_.i64(groups * blocksPerTile_), rest);
+  }
+
+ private:
+  // Output blocks [ob, ob + blocks) over the whole map. Per output row
+  // span (rows reading the same kernel rows), a row is cut into tiles of up
+  // to `pixels` columns: the first and last ones at compile time, each
+  // column with its own in-input kernel columns (so borders cost no extra,
+  // narrow tiles), the middle ones -- whose columns read every kernel column
+  // -- in a run-time loop. Maps narrower than a tile get tiles of several
+  // whole rows.
+  void emitBlocks(llvm::Value* ob, int64_t blocks) const {
+    const AxisGeometry &rows = s_.rows, &cols = s_.cols;
+    const int64_t pixels = std::max<int64_t>(1, pixelsPerTile_ * blocksPerTile_ / blocks);
+    std::vector<std::vector<int64_t>> colTaps(static_cast<size_t>(cols.out));
+    for (const AxisSpan& span : kernels::axisSpans(cols))
+      for (int64_t o = span.begin; o < span.end; ++o) colTaps[static_cast<size_t>(o)] = span.taps;
+    const ColumnTaps tapsOf = [&](int64_t col) -> const std::vector<int64_t>& {
+      return colTaps[static_cast<size_t>(col)];
+    };
+    const int64_t tileRows = cols.out < pixels ? std::max<int64_t>(1, pixels / cols.out) : 1;
+    // Columns [begin, end) as near-equal compile-time tiles of <= pixels.
+    auto staticTiles = [&](llvm::Value* oh, int64_t nrows, const std::vector<int64_t>& rowTaps, int64_t begin,
+                           int64_t end) {
+      const int64_t count = (end - begin + pixels - 1) / pixels;
+      for (int64_t t = 0, at = begin; t < count; ++t) {
+        const int64_t width = (end - at) / (count - t);
+        emitTile(ob, blocks, oh, nrows, rowTaps, ctx_.i64(at), width,
+                 [&, at](int64_t j) -> const std::vector<int64_t>& { return tapsOf(at + j); });
+        at += width;
+      }
+    };
+    // The middle run-time tiles [left, left + middle * pixels) lie in the
+    // columns [firstFull, lastFull) that read every kernel column.
+    int64_t firstFull = 0;
+    while (firstFull < cols.out && static_cast<int64_t>(colTaps[static_cast<size_t>(firstFull)].size()) != s_.kernelW)
+      ++firstFull;
+    int64_t lastFull = firstFull;
+    while (lastFull < cols.out && static_cast<int64_t>(colTaps[static_cast<size_t>(lastFull)].size()) == s_.kernelW)
+      ++lastFull;
+    const int64_t left = std::max(pixels, firstFull);
+    const int64_t middle =
+        cols.out >= 3 * pixels ? std::max<int64_t>(0, (std::min(lastFull, cols.out - pixels) - left) / pixels) : 0;
+    const std::vector<int64_t>& fullTaps = colTaps[static_cast<size_t>(std::min(left, cols.out - 1))];
+    for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
+      kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, [&](llvm::Value* oh, int64_t nrows) {
+        if (middle == 0) return staticTiles(oh, nrows, rowSpan.taps, 0, cols.out);
+        staticTiles(oh, nrows, rowSpan.taps, 0, left);
+        ctx_.loop(
+            ctx_.i64(left), ctx_.i64(left + middle * pixels),
+            [&](llvm::Value* ow) {
+              emitTile(ob, blocks, oh, nrows, rowSpan.taps, ow, pixels,
+                       [&](int64_t) -> const std::vector<int64_t>& { return fullTaps; });
+            },
+            pixels);
+        staticTiles(oh, nrows, rowSpan.taps, left + middle * pixels, cols.out);
+      });
+  }
+
+  using ColumnTaps = std::function<const std::vector<int64_t>&(int64_t col)>;
+
+  // One register tile: output blocks [ob, ob + blocks) x rows [oh, oh +
+  // nrows) x columns [ow, ow + ncols); column j reads kernel columns taps(j).
+  // Addresses are a run-time base per tile (and per input channel) plus
+  // compile-time offsets per pixel and tap, which fold into the loads.
+  void emitTile(llvm::Value* ob, int64_t blocks, llvm::Value* oh, int64_t nrows, const std::vector<int64_t>& rowTaps,
+                llvm::Value* ow, int64_t ncols, const ColumnTaps& taps) const {
+    const int64_t pixels = nrows * ncols;
+    const AxisGeometry &rows = s_.rows, &cols = s_.cols;
+    kernels::AccumulatorTile acc(ctx_, pixels, std::vector<int64_t>(static_cast<size_t>(blocks), c_));
+    // Output (and residual) element of pixel p, block ob + k: tile base + constant.
+    const int64_t outPlane = rows.out * cols.out * c_;
+    llvm::Value* outPixel = b_.CreateAdd(b_.CreateMul(oh, ctx_.i64(cols.out)), ow);
+    llvm::Value* outTile = b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(outPlane)), b_.CreateMul(outPixel, ctx_.i64(c_)));
+    auto outAt = [&](llvm::Value* data, int64_t p, int64_t k) {
+      const int64_t offset = k * outPlane + ((p / ncols) * cols.out + p % ncols) * c_;
+      return kernels::floatPtr(ctx_, data, b_.CreateAdd(outTile, ctx_.i64(offset)));
+    };
+    const std::optional<Operand> residual = ctx_.hasInput(3) ? std::optional<Operand>(ctx_.input(3)) : std::nullopt;
+    llvm::Value* biasBlock = b_.CreateMul(ob, ctx_.i64(c_));
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t k = 0; k < blocks; ++k) {
+        llvm::Value* v = kernels::loadVector(
+            ctx_, kernels::floatPtr(ctx_, bias_, b_.CreateAdd(biasBlock, ctx_.i64(k * c_))), c_);
+        if (residual) v = b_.CreateFAdd(v, kernels::loadVector(ctx_, outAt(residual->data, p, k), c_));
+        acc.set(p, static_cast<size_t>(k), v);
+      }
+    // Input element of pixel p, kernel tap (kh, kw): channel base + tile base
+    // + constant. A blocked input holds a pixel's channels c floats apart
+    // ([C/c][H][W][c]); a plain one (an entry conv's) one float ([C][H][W]).
+    const int64_t pixelStride = inputBlocked_ ? c_ : 1, inPlane = rows.in * cols.in * pixelStride;
+    llvm::Value* inTile = b_.CreateMul(
+        b_.CreateAdd(b_.CreateMul(b_.CreateMul(oh, ctx_.i64(rows.stride)), ctx_.i64(cols.in)),
+                     b_.CreateMul(ow, ctx_.i64(cols.stride))),
+        ctx_.i64(pixelStride));
+    auto inOffset = [&](int64_t p, int64_t kh, int64_t kw) {
+      const int64_t row = (p / ncols) * rows.stride + kh * rows.dilation - rows.padBegin;
+      const int64_t col = (p % ncols) * cols.stride + kw * cols.dilation - cols.padBegin;
+      return (row * cols.in + col) * pixelStride;
+    };
+    auto reads = [&](int64_t p, int64_t kw) {
+      const std::vector<int64_t>& t = taps(p % ncols);
+      return std::find(t.begin(), t.end(), kw) != t.end();
+    };
+    llvm::Value* x = ctx_.input(0).data;
+    if (depthwise_) {
+      llvm::Value* channelBase = b_.CreateAdd(b_.CreateMul(ob, ctx_.i64(inPlane)), inTile);
+      llvm::Value* wBase = b_.CreateMul(ob, ctx_.i64(s_.taps() * c_));
+      for (int64_t kh : rowTaps)
+        for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
+          const int64_t tap = kh * s_.kernelW + kw;
+          llvm::Value* w = nullptr;
+          for (int64_t p = 0; p < pixels; ++p) {
+            if (!reads(p, kw)) continue;
+            if (!w)
+              w = kernels::loadVector(ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateAdd(wBase, ctx_.i64(tap * c_))),
+                                      c_);
+            llvm::Value* in = kernels::loadVector(
+                ctx_, kernels::floatPtr(ctx_, x, b_.CreateAdd(channelBase, ctx_.i64(inOffset(p, kh, kw)))), c_);
+            acc.set(p, 0, kernels::fmulAdd(ctx_, in, w, acc.get(p, 0)));
+          }
+        }
+    } else if (!rowTaps.empty()) {
+      const int64_t perBlock = inChannels_ * s_.taps() * c_;  // packed weights of one output block
+      llvm::Value* wBlocks = b_.CreateMul(ob, ctx_.i64(perBlock));
+      ctx_.loop(inChannels_, [&](llvm::Value* ic) {
+        // Input channel ic sits in block ic / c, lane ic % c (blocked) or plane ic (plain).
+        llvm::Value* channelBase =
+            inputBlocked_
+                ? b_.CreateAdd(b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(ic, ctx_.i64(c_)), ctx_.i64(inPlane)),
+                                            b_.CreateURem(ic, ctx_.i64(c_))),
+                               inTile)
+                : b_.CreateAdd(b_.CreateMul(ic, ctx_.i64(inPlane)), inTile);
+        llvm::Value* wBase = b_.CreateAdd(wBlocks, b_.CreateMul(ic, ctx_.i64(s_.taps() * c_)));
+        for (int64_t kh : rowTaps)
+          for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
+            bool used = false;
+            for (int64_t p = 0; p < pixels && !used; ++p) used = reads(p, kw);
+            if (!used) continue;
+            const int64_t tap = kh * s_.kernelW + kw;
+            std::vector<llvm::Value*> w;
+            for (int64_t k = 0; k < blocks; ++k)
+              w.push_back(kernels::loadVector(
+                  ctx_, kernels::floatPtr(ctx_, weights_, b_.CreateAdd(wBase, ctx_.i64(k * perBlock + tap * c_))), c_));
+            acc.rankOneUpdate(
+                [&](int64_t p) -> llvm::Value* {
+                  if (!reads(p, kw)) return nullptr;
+                  return kernels::floatPtr(ctx_, x, b_.CreateAdd(channelBase, ctx_.i64(inOffset(p, kh, kw))));
+                },
+                w);
+          }
+      });
+    }
+    llvm::Value* laneIndex = nullptr;
+    if (maskPadLanes_) {
+      std::vector<llvm::Constant*> lanes;
+      for (int64_t l = 0; l < c_; ++l) lanes.push_back(b_.getInt64(static_cast<uint64_t>(l)));
+      laneIndex = llvm::ConstantVector::get(lanes);
+    }
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t k = 0; k < blocks; ++k) {
+        llvm::Value* v = emitEpilogueActivation(b_, ctx_.attrs(), acc.get(p, static_cast<size_t>(k)));
+        if (laneIndex) {
+          llvm::Value* channel =
+              b_.CreateAdd(kernels::splat(ctx_, b_.CreateAdd(biasBlock, ctx_.i64(k * c_)), c_), laneIndex);
+          v = b_.CreateSelect(b_.CreateICmpSLT(channel, kernels::splat(ctx_, ctx_.i64(outChannels_), c_)), v,
+                              kernels::splat(ctx_, ctx_.f32(0.f), c_));
+        }
+        kernels::storeVector(ctx_, outAt(ctx_.output().data, p, k), v);
+      }
+  }
+
+  void packWeights() {
+    const Operand& w = ctx_.input(1);
+    if (!w.constant) ctx_.fail("NCHWc convolutions need constant weights");
+    const float* src = w.constant->data<float>();
+    const int64_t taps = s_.taps(), paddedOut = outBlocks_ * c_;
+    const int64_t perOut = depthwise_ ? taps : inChannels_ * taps;
+    Tensor packed(DType::F32, Shape({paddedOut * perOut}));
+    float* dst = packed.data<float>();
+    for (int64_t m = 0; m < outChannels_; ++m)
+      for (int64_t i = 0; i < perOut; ++i)  // i = ic * taps + tap (dense) or tap (depthwise)
+        dst[((m / c_) * perOut + i) * c_ + m % c_] = src[m * perOut + i];
+    weights_ = ctx_.packConstant(packed);
+    Tensor bias(DType::F32, Shape({paddedOut}));
+    if (ctx_.hasInput(2)) {
+      const Operand& bOp = ctx_.input(2);
+      if (!bOp.constant) ctx_.fail("NCHWc convolutions need a constant bias");
+      std::copy_n(bOp.constant->data<float>(), outChannels_, bias.data<float>());
+    }
+    bias_ = ctx_.packConstant(bias);
+  }
+
+  EmitContext& ctx_;
+  llvm::IRBuilder<>& b_;
+  ConvShape s_;
+  bool depthwise_;
+  int64_t c_;
+  bool inputBlocked_ = true;
+  int64_t inChannels_ = 0, outChannels_ = 0, outBlocks_ = 0;
+  int64_t blocksPerTile_ = 1, pixelsPerTile_ = 1;
+  bool maskPadLanes_ = false;
+  llvm::Value* weights_ = nullptr;
+  llvm::Value* bias_ = nullptr;
+};
+
+void emitBlockedConv(EmitContext& ctx) {
+  const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
+  const int64_t group = ctx.attrs().getInt("group");
+  const bool depthwise = group > 1;
+  if (depthwise && !(group == x.type.shape[1] && group == y.type.shape[1]))
+    ctx.fail("NCHWc convolutions are dense or depthwise, got group " + std::to_string(group));
+  if (x.type.shape.rank() != 4) ctx.fail("NCHWc convolutions are 2-D");
+  const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, group, true);
+  BlockedConvKernel(ctx, s, depthwise).emit();
+}
+
 void emitConv(EmitContext& ctx) {
   const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
+  if (x.type.layout == Layout::NCHWc || y.type.layout == Layout::NCHWc) return emitBlockedConv(ctx);
   requirePlain(ctx, x);
   requirePlain(ctx, y);
   const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, ctx.attrs().getInt("group"), true);

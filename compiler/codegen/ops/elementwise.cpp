@@ -4,7 +4,8 @@
 // computed at compile time (loops.h); after coalescing, the innermost loop
 // reads every operand either contiguously or as a loop-invariant scalar.
 // Output element i reads only element i of a same-shaped input, so the
-// output may alias such an input.
+// output may alias such an input. Blocked (NCHWc) operands of one shape are
+// walked as stored.
 #include <string>
 
 #include "compiler/codegen/ops/families.h"
@@ -59,9 +60,15 @@ void emitBroadcastFold(EmitContext& ctx) {
   std::vector<Shape> shapes;
   for (size_t i = 0; ctx.hasInput(i); ++i) {
     inputs.push_back(&ctx.input(i));
-    shapes.push_back(ctx.input(i).type.shape);
+    shapes.push_back(ctx.input(i).type.storageShape());
   }
-  emitStridedLoops(ctx, broadcastWalk(y.type.shape, shapes), [&](const std::vector<Value*>& offsets) {
+  // NCHWc operands (the layout pass admits same-shape ones only) are walked
+  // as stored, pad lanes included: op(0, 0) = 0 keeps them zero.
+  for (const Operand* in : inputs)
+    if (in->type.layout != y.type.layout || (y.type.layout != Layout::Plain && in->type.shape != y.type.shape))
+      ctx.fail("blocked operands must share the output's shape and layout, got " + in->type.str() + " for " +
+               y.type.str());
+  emitStridedLoops(ctx, broadcastWalk(y.type.storageShape(), shapes), [&](const std::vector<Value*>& offsets) {
     Value* acc = ctx.load(*inputs[0], offsets[1]);
     for (size_t k = 1; k < inputs.size(); ++k) acc = emitCombine(ctx.b, op, acc, ctx.load(*inputs[k], offsets[k + 1]));
     if (op == "Mean") acc = ctx.b.CreateFDiv(acc, ctx.f32(static_cast<float>(inputs.size())));

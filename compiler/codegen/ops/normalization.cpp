@@ -1,6 +1,7 @@
 // Emits the per-channel affine ops BatchNormalization (inference form) and
 // ScaleShift as y = x * scale[c] + shift[c] over each channel's contiguous
-// plane. BatchNormalization's scale/shift, scale / sqrt(var + epsilon) and
+// plane (ScaleShift also per channel block of the NCHWc layout).
+// BatchNormalization's scale/shift, scale / sqrt(var + epsilon) and
 // B - mean * that, are computed at compile time when its parameters are
 // constants and once per channel at run time otherwise.
 #include <cmath>
@@ -34,6 +35,35 @@ void emitPerChannelAffine(EmitContext& ctx, const ChannelAffineFn& affineOf) {
         Value* at = ctx.b.CreateAdd(base, i);
         ctx.store(y, at, ctx.b.CreateFAdd(ctx.b.CreateFMul(ctx.load(x, at), affine.scale), affine.shift));
       });
+    });
+  });
+}
+
+// ScaleShift on a blocked value [C/c][pixels][c]: per block, the scale and
+// shift vectors (packed at compile time, zero in the pad lanes, which thus
+// stay zero) times every pixel vector.
+void emitBlockedScaleShift(EmitContext& ctx) {
+  const Operand &x = ctx.input(0), &y = ctx.output();
+  const Operand &scale = ctx.input(1), &shift = ctx.input(2);
+  if (!scale.constant || !shift.constant) ctx.fail("NCHWc ScaleShift needs constant scale and shift");
+  const Shape& s = x.type.shape;
+  const int64_t c = x.type.block, blocks = (s[1] + c - 1) / c, plane = s.product(2, s.rank());
+  Tensor scales(DType::F32, Shape({blocks * c})), shifts(DType::F32, Shape({blocks * c}));
+  std::copy_n(scale.constant->data<float>(), s[1], scales.data<float>());
+  std::copy_n(shift.constant->data<float>(), s[1], shifts.data<float>());
+  Value* scaleData = ctx.packConstant(scales);
+  Value* shiftData = ctx.packConstant(shifts);
+  llvm::IRBuilder<>& b = ctx.b;
+  llvm::Type* vec = llvm::FixedVectorType::get(ctx.f32Type(), static_cast<unsigned>(c));
+  auto ptr = [&](Value* base, Value* index) { return b.CreateInBoundsGEP(ctx.f32Type(), base, index); };
+  ctx.loop(blocks, [&](Value* cb) {
+    Value* first = b.CreateMul(cb, ctx.i64(c));
+    Value* sc = b.CreateAlignedLoad(vec, ptr(scaleData, first), llvm::Align(4));
+    Value* sh = b.CreateAlignedLoad(vec, ptr(shiftData, first), llvm::Align(4));
+    ctx.loop(plane, [&](Value* p) {
+      Value* at = b.CreateMul(b.CreateAdd(b.CreateMul(cb, ctx.i64(plane)), p), ctx.i64(c));
+      Value* v = b.CreateAlignedLoad(vec, ptr(x.data, at), llvm::Align(4));
+      b.CreateAlignedStore(b.CreateFAdd(b.CreateFMul(v, sc), sh), ptr(y.data, at), llvm::Align(4));
     });
   });
 }
@@ -74,6 +104,7 @@ void emitBatchNormalization(EmitContext& ctx) {
 void registerNormalizationEmitters(EmitterRegistry& r) {
   r.add("BatchNormalization", emitBatchNormalization);
   r.add("ScaleShift", [](EmitContext& ctx) {
+    if (ctx.input(0).type.layout == Layout::NCHWc) return emitBlockedScaleShift(ctx);
     emitPerChannelAffine(ctx, [&](Value* c) {
       return ChannelAffine{ctx.load(ctx.input(1), c), ctx.load(ctx.input(2), c)};
     });

@@ -99,6 +99,92 @@ void requirePlain(EmitContext& ctx, const Operand& t) {
   if (t.type.layout != Layout::Plain) ctx.fail("the LLVM backend expects plain (NCHW) layouts, got " + t.type.str());
 }
 
+// ---------------------------------------------------------------- NCHWc
+
+// Pools in the blocked layout ([C/c][H][W][c] per sample): one vector is one
+// pixel's channel block, so every tap is one contiguous load folded into a
+// tile of pixel vectors, and a global pool folds a block's pixels into
+// vectors and stores one vector per block. Pad lanes are zero in and out
+// (max and mean of zeros). Max folds with the exact NaN-propagating combine.
+void emitBlockedWindowPool(EmitContext& ctx, const Reducer& reducer, bool countIncludePad) {
+  const Operand &x = ctx.input(0), &y = ctx.output();
+  const Shape& xs = x.type.shape;
+  const Shape& ys = y.type.shape;
+  const int64_t c = y.type.block, blocks = (xs[1] + c - 1) / c;
+  if (xs.rank() != 4) ctx.fail("NCHWc pools are 2-D");
+  const Attributes& a = ctx.attrs();
+  const std::vector<int64_t>& kernel = a.getInts("kernel_shape");
+  const std::vector<int64_t>& strides = a.getInts("strides");
+  const std::vector<int64_t>& pads = a.getInts("pads");
+  const std::vector<int64_t> dilations = a.has("dilations") ? a.getInts("dilations") : std::vector<int64_t>(2, 1);
+  auto axis = [&](size_t d) {
+    return AxisGeometry{xs[2 + d], ys[2 + d], kernel[d], strides[d], dilations[d], pads[d], pads[2 + d]};
+  };
+  const AxisGeometry rows = axis(0), cols = axis(1);
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t tile = c >= 16 ? 8 : 4;
+  auto pixel = [&](llvm::Value* data, int64_t height, int64_t width, llvm::Value* cb, llvm::Value* r,
+                   llvm::Value* col) {
+    llvm::Value* p = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(cb, ctx.i64(height)), r), ctx.i64(width)), col);
+    return kernels::floatPtr(ctx, data, b.CreateMul(p, ctx.i64(c)));
+  };
+  ctx.loop(blocks, [&](llvm::Value* cb) {
+    for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
+      ctx.loop(ctx.i64(rowSpan.begin), ctx.i64(rowSpan.end), [&](llvm::Value* oh) {
+        llvm::Value* rowStart = b.CreateSub(b.CreateMul(oh, ctx.i64(rows.stride)), ctx.i64(rows.padBegin));
+        for (const AxisSpan& colSpan : kernels::axisSpans(cols))
+          kernels::forEachTile(ctx, colSpan.begin, colSpan.end, tile, [&](llvm::Value* ow, int64_t width) {
+            const int64_t count = countIncludePad ? rowSpan.padded * colSpan.padded
+                                                  : static_cast<int64_t>(rowSpan.taps.size() * colSpan.taps.size());
+            std::vector<llvm::Value*> acc(static_cast<size_t>(width), reducer.identity(ctx, c));
+            for (int64_t kh : rowSpan.taps) {
+              llvm::Value* ih = b.CreateAdd(rowStart, ctx.i64(kh * rows.dilation));
+              for (int64_t kw : colSpan.taps)
+                for (int64_t j = 0; j < width; ++j) {
+                  llvm::Value* iw = b.CreateAdd(b.CreateMul(b.CreateAdd(ow, ctx.i64(j)), ctx.i64(cols.stride)),
+                                                ctx.i64(kw * cols.dilation - cols.padBegin));
+                  llvm::Value* v = kernels::loadVector(ctx, pixel(x.data, rows.in, cols.in, cb, ih, iw), c);
+                  acc[static_cast<size_t>(j)] = reducer.combine(ctx, acc[static_cast<size_t>(j)], v);
+                }
+            }
+            for (int64_t j = 0; j < width; ++j) {
+              llvm::Value* v = acc[static_cast<size_t>(j)];
+              if (!reducer.max) v = b.CreateFDiv(v, kernels::splat(ctx, ctx.f32(static_cast<float>(count)), c));
+              kernels::storeVector(ctx, pixel(y.data, rows.out, cols.out, cb, oh, b.CreateAdd(ow, ctx.i64(j))), v);
+            }
+          });
+      });
+  });
+}
+
+void emitBlockedGlobalPool(EmitContext& ctx, const Reducer& reducer) {
+  const Operand &x = ctx.input(0), &y = ctx.output();
+  const Shape& xs = x.type.shape;
+  const int64_t c = y.type.block, blocks = (xs[1] + c - 1) / c, plane = xs.product(2, xs.rank());
+  const int64_t unroll = std::min<int64_t>(4, plane), fullEnd = plane / unroll * unroll;
+  llvm::IRBuilder<>& b = ctx.b;
+  ctx.loop(blocks, [&](llvm::Value* cb) {
+    llvm::Value* base = b.CreateMul(cb, ctx.i64(plane * c));
+    kernels::AccumulatorTile acc(ctx, 1, std::vector<int64_t>(static_cast<size_t>(unroll), c));
+    for (size_t k = 0; k < acc.chunks().size(); ++k) acc.set(0, k, reducer.identity(ctx, c));
+    auto fold = [&](llvm::Value* p, size_t k) {
+      llvm::Value* at = kernels::floatPtr(ctx, x.data, b.CreateAdd(base, b.CreateMul(p, ctx.i64(c))));
+      acc.set(0, k, reducer.combine(ctx, acc.get(0, k), kernels::loadVector(ctx, at, c)));
+    };
+    ctx.loop(
+        ctx.i64(0), ctx.i64(fullEnd),
+        [&](llvm::Value* p) {
+          for (int64_t k = 0; k < unroll; ++k) fold(b.CreateAdd(p, ctx.i64(k)), static_cast<size_t>(k));
+        },
+        unroll);
+    for (int64_t p = fullEnd; p < plane; ++p) fold(ctx.i64(p), static_cast<size_t>(p - fullEnd));
+    llvm::Value* v = acc.get(0, 0);
+    for (size_t k = 1; k < acc.chunks().size(); ++k) v = reducer.combine(ctx, v, acc.get(0, k));
+    if (!reducer.max) v = b.CreateFDiv(v, kernels::splat(ctx, ctx.f32(static_cast<float>(plane)), c));
+    kernels::storeVector(ctx, kernels::floatPtr(ctx, y.data, b.CreateMul(cb, ctx.i64(c))), v);
+  });
+}
+
 PoolInput poolInput(EmitContext& ctx) {
   const Operand& x = ctx.input(0);
   requirePlain(ctx, x);
@@ -109,6 +195,7 @@ PoolInput poolInput(EmitContext& ctx) {
 
 // MaxPool / AveragePool over 1-D or 2-D windows.
 void emitWindowPool(EmitContext& ctx, const Reducer& reducer, bool countIncludePad) {
+  if (ctx.input(0).type.layout == Layout::NCHWc) return emitBlockedWindowPool(ctx, reducer, countIncludePad);
   const PoolInput in = poolInput(ctx);
   const Shape& xs = ctx.input(0).type.shape;
   const Shape& ys = ctx.output().type.shape;
@@ -192,6 +279,7 @@ void emitWindowPool(EmitContext& ctx, const Reducer& reducer, bool countIncludeP
 
 // GlobalMaxPool / GlobalAveragePool: one value per plane.
 void emitGlobalPool(EmitContext& ctx, const Reducer& reducer) {
+  if (ctx.input(0).type.layout == Layout::NCHWc) return emitBlockedGlobalPool(ctx, reducer);
   const PoolInput in = poolInput(ctx);
   const int64_t lanes = ctx.target.vectorFloats, tile = 4 * lanes;
   const int64_t fullEnd = in.plane / tile * tile;

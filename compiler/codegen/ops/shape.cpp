@@ -86,15 +86,25 @@ void emitSlice(EmitContext& ctx) {
 }
 
 // Each input fills, per outer index, one contiguous block of the output.
+// Blocked (NCHWc) inputs concatenate along the channels the same way, as
+// stored: every input but the last holds whole channel blocks (the layout
+// pass's condition), so the blocks simply follow each other.
 void emitConcat(EmitContext& ctx) {
   const Operand& y = ctx.output();
-  const Shape& out = y.type.shape;
-  const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), out.rank());
+  const Shape out = y.type.storageShape();
+  const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), y.type.shape.rank());
+  if (y.type.layout == Layout::NCHWc) {
+    if (axis != 1) ctx.fail("NCHWc values concatenate along the channels only");
+    for (size_t i = 0; ctx.hasInput(i + 1); ++i)
+      if (ctx.input(i).type.shape[1] % y.type.block != 0)
+        ctx.fail("NCHWc Concat needs whole channel blocks in every input but the last");
+  }
   const int64_t outer = out.product(0, axis), outBlock = out.product(axis, out.rank());
   int64_t offset = 0;
   for (size_t i = 0; ctx.hasInput(i); ++i) {
     const Operand& x = ctx.input(i);
-    const int64_t block = x.type.shape.product(axis, x.type.shape.rank());
+    const Shape in = x.type.storageShape();
+    const int64_t block = in.product(axis, in.rank());
     emitStridedCopy(ctx, x, y, StridedWalk{{outer, block}, {{outBlock, 1}, {block, 1}}}, {ctx.i64(offset), ctx.i64(0)});
     offset += block;
   }
