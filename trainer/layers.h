@@ -111,7 +111,11 @@ class Convolution {
   int64_t groups() const { return groups_; }
 
  private:
-  void im2col(const Tensor& x);
+  int64_t samplesPerGemm(int64_t batch) const;
+  void im2col(const float* x, int64_t count);
+  void col2im(float* dx, int64_t count) const;
+  template <class F>
+  void forEachColumnRow(F f) const;
   std::string name_;
   Geometry geo_;
   bool useBias_;
@@ -120,8 +124,10 @@ class Convolution {
   int64_t padTop_ = 0, padLeft_ = 0, padBottom_ = 0, padRight_ = 0;
   Param kernel_;
   std::optional<Param> bias_;
-  int64_t batch_ = 0;
-  std::vector<float> cols_, outCM_;  // [C*kh*kw, N*OH*OW] and [M, N*OH*OW]
+  Tensor x_;                          // the forward input, for backward
+  // A chunk of samples' [C*kh*kw, n*OH*OW] columns, their gradient, and the
+  // chunk's output (gradient) [M, n*OH*OW].
+  std::vector<float> cols_, dcols_, outCM_;
 };
 
 struct ConvConfig {

@@ -198,3 +198,38 @@ TEST_CASE("Categorical crossentropy values: one-hot, smoothing, logits == softma
   for (int k = 0; k < 4; ++k) logits[k] = static_cast<float>(std::log(probs[k]));
   CHECK(CategoricalCrossentropy({true, 0.2}).compute(logits, label, nullptr) == Approx(expected).epsilon(1e-5));
 }
+
+// Large enough that one batch is split into several GEMM chunks (chunks of
+// 2 samples here, the last of 1): the batch must match sample by sample,
+// whose gradients the small-layer checks above verify.
+TEST_CASE("Conv2D: a batch in several GEMM chunks matches single samples") {
+  auto conv = [] {
+    std::unique_ptr<Layer> layer = makeLayer(nlohmann::json::parse(R"({"type":"Conv2D","filters":4,"padding":"same"})"), 0);
+    Rng rng(7);
+    layer->build({16, 56, 56}, rng);
+    for (float& v : layer->params()[1]->value.data) v = static_cast<float>(rng.uniform(-1, 1));
+    return layer;
+  };
+  std::unique_ptr<Layer> batched = conv(), single = conv();
+  const Tensor x = randomInput({3, 16, 56, 56}, 1);
+  const Tensor y = batched->forward(x, true);
+  const Tensor r = randomInput(y.shape, 99);
+  const Tensor dx = batched->backward(r);
+  std::vector<double> kernelGrad(batched->params()[0]->grad.data.size(), 0.0);
+  auto sample = [](const Tensor& t, int64_t n) {
+    Dims shape = t.shape;
+    shape[0] = 1;
+    Tensor s(shape);
+    std::copy(t.ptr() + n * s.size(), t.ptr() + (n + 1) * s.size(), s.ptr());
+    return s;
+  };
+  for (int64_t n = 0; n < 3; ++n) {
+    const Tensor yn = single->forward(sample(x, n), true), dxn = single->backward(sample(r, n));
+    for (int64_t i = 0; i < yn.size(); ++i) REQUIRE(y[n * yn.size() + i] == Approx(yn[i]).margin(1e-5));
+    for (int64_t i = 0; i < dxn.size(); ++i) REQUIRE(dx[n * dxn.size() + i] == Approx(dxn[i]).margin(1e-5));
+    const Tensor& g = single->params()[0]->grad;
+    for (int64_t i = 0; i < g.size(); ++i) kernelGrad[static_cast<size_t>(i)] += g[i];
+  }
+  for (int64_t i = 0; i < batched->params()[0]->grad.size(); ++i)
+    REQUIRE(batched->params()[0]->grad[i] == Approx(kernelGrad[static_cast<size_t>(i)]).epsilon(1e-4).margin(1e-3));
+}

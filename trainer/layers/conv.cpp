@@ -46,87 +46,132 @@ std::vector<Param*> Convolution::params() {
   return p;
 }
 
-// cols[(c*kh + ky)*kw + kx][n*OH*OW + oy*OW + ox] = x[n, c, iy, ix] (0 in the padding).
-void Convolution::im2col(const Tensor& x) {
-  const int64_t P = OH_ * OW_, NP = batch_ * P;
-  cols_.resize(static_cast<size_t>(C_ * geo_.kernelH * geo_.kernelW * NP));
-  float* col = cols_.data();
-  for (int64_t c = 0; c < C_; ++c)
-    for (int64_t ky = 0; ky < geo_.kernelH; ++ky)
-      for (int64_t kx = 0; kx < geo_.kernelW; ++kx)
-        for (int64_t n = 0; n < batch_; ++n) {
-          const float* plane = x.ptr() + (n * C_ + c) * H_ * W_;
-          for (int64_t oy = 0; oy < OH_; ++oy) {
-            int64_t iy = oy * geo_.strideH - padTop_ + ky * geo_.dilationH;
-            for (int64_t ox = 0; ox < OW_; ++ox, ++col) {
-              int64_t ix = ox * geo_.strideW - padLeft_ + kx * geo_.dilationW;
-              *col = (iy >= 0 && iy < H_ && ix >= 0 && ix < W_) ? plane[iy * W_ + ix] : 0.0f;
-            }
-          }
-        }
+namespace {
+
+// The outputs o in [first, last) whose input o * stride + offset lies in [0, in).
+std::pair<int64_t, int64_t> validOutputs(int64_t offset, int64_t stride, int64_t in, int64_t out) {
+  int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  int64_t last = offset >= in ? 0 : (in - 1 - offset) / stride + 1;
+  return {std::min(first, out), std::clamp(last, std::min(first, out), out)};
 }
 
+}  // namespace
+
+// Visits the rows of one sample's column matrix whose input row is inside
+// the image: f(k, p, in, x0, x1) for column row k = (c*kh + ky)*kw + kx and
+// output row start p = oy*OW, with [x0, x1) the outputs whose input
+// in + ox * strideW lies inside the row (`in`, the offset of output 0's
+// input, may lie before the row).
+template <class F>
+void Convolution::forEachColumnRow(F f) const {
+  for (int64_t c = 0, k = 0; c < C_; ++c)
+    for (int64_t ky = 0; ky < geo_.kernelH; ++ky)
+      for (int64_t kx = 0; kx < geo_.kernelW; ++kx, ++k) {
+        const int64_t offX = kx * geo_.dilationW - padLeft_;
+        auto [x0, x1] = validOutputs(offX, geo_.strideW, W_, OW_);
+        for (int64_t oy = 0; oy < OH_; ++oy) {
+          const int64_t iy = oy * geo_.strideH - padTop_ + ky * geo_.dilationH;
+          if (iy >= 0 && iy < H_) f(k, oy * OW_, (c * H_ + iy) * W_ + offX, x0, x1);
+        }
+      }
+}
+
+int64_t Convolution::samplesPerGemm(int64_t batch) const {
+  // ~4 MB of columns: stays in cache, yet one GEMM call (and one wake-up of
+  // OpenBLAS' threads) serves several samples of the deeper layers.
+  constexpr int64_t kColumnFloats = int64_t{1} << 20;
+  return std::clamp<int64_t>(kColumnFloats / (C_ * geo_.kernelH * geo_.kernelW * OH_ * OW_), 1, batch);
+}
+
+// `count` samples from x [count,C,H,W]: cols[(c*kh + ky)*kw + kx][j*OH*OW +
+// oy*OW + ox] = x[j, c, iy, ix] (0 in the padding), copied over each row's
+// in-bounds span without a test per element.
+void Convolution::im2col(const float* x, int64_t count) {
+  const int64_t P = OH_ * OW_, stride = geo_.strideW;
+  cols_.assign(static_cast<size_t>(C_ * geo_.kernelH * geo_.kernelW * count * P), 0.0f);
+  for (int64_t j = 0; j < count; ++j) {
+    const float* xj = x + j * C_ * H_ * W_;
+    forEachColumnRow([&](int64_t k, int64_t p, int64_t in, int64_t x0, int64_t x1) {
+      float* dst = cols_.data() + (k * count + j) * P + p;
+      if (stride == 1)
+        std::copy(xj + in + x0, xj + in + x1, dst + x0);
+      else
+        for (int64_t ox = x0; ox < x1; ++ox) dst[ox] = xj[in + ox * stride];
+    });
+  }
+}
+
+// The transpose of im2col: adds the column gradients into dx [count,C,H,W].
+void Convolution::col2im(float* dx, int64_t count) const {
+  const int64_t P = OH_ * OW_, stride = geo_.strideW;
+  for (int64_t j = 0; j < count; ++j) {
+    float* dxj = dx + j * C_ * H_ * W_;
+    forEachColumnRow([&](int64_t k, int64_t p, int64_t in, int64_t x0, int64_t x1) {
+      const float* src = dcols_.data() + (k * count + j) * P + p;
+      for (int64_t ox = x0; ox < x1; ++ox) dxj[in + ox * stride] += src[ox];
+    });
+  }
+}
+
+// A few samples per GEMM (samplesPerGemm): the whole batch's columns would
+// be ~100 MB for a 32-channel 28x28 layer. outCM_ holds the chunk's output
+// (or output gradient) channel-major, [M, count*OH*OW].
 Tensor Convolution::forward(const Tensor& x) {
   if (x.shape.size() != 4 || x.dim(1) != C_ || x.dim(2) != H_ || x.dim(3) != W_)
     throw std::invalid_argument(name_ + ": input " + dimsStr(x.shape) + " does not match the built shape");
-  batch_ = x.dim(0);
-  const int64_t P = OH_ * OW_, NP = batch_ * P, Mg = M_ / groups_, Kg = C_ / groups_ * geo_.kernelH * geo_.kernelW;
-  im2col(x);
-  outCM_.resize(static_cast<size_t>(M_ * NP));
-  for (int64_t g = 0; g < groups_; ++g)
-    gemm(false, false, static_cast<int>(Mg), static_cast<int>(NP), static_cast<int>(Kg), 1.0f,
-         kernel_.value.ptr() + g * Mg * Kg, cols_.data() + g * Kg * NP, 0.0f, outCM_.data() + g * Mg * NP);
-  Tensor y({batch_, M_, OH_, OW_});
-  for (int64_t m = 0; m < M_; ++m) {
-    float b = bias_ ? bias_->value[m] : 0.0f;
-    for (int64_t n = 0; n < batch_; ++n) {
-      const float* src = outCM_.data() + m * NP + n * P;
-      float* dst = y.ptr() + (n * M_ + m) * P;
-      for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+  x_ = x;
+  const int64_t N = x.dim(0), P = OH_ * OW_, Mg = M_ / groups_, Kg = C_ / groups_ * geo_.kernelH * geo_.kernelW;
+  const int64_t chunk = samplesPerGemm(N);
+  Tensor y({N, M_, OH_, OW_});
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t count = std::min(chunk, N - n0), NP = count * P;
+    im2col(x.ptr() + n0 * C_ * H_ * W_, count);
+    outCM_.resize(static_cast<size_t>(M_ * NP));
+    for (int64_t g = 0; g < groups_; ++g)
+      gemm(false, false, static_cast<int>(Mg), static_cast<int>(NP), static_cast<int>(Kg), 1.0f,
+           kernel_.value.ptr() + g * Mg * Kg, cols_.data() + g * Kg * NP, 0.0f, outCM_.data() + g * Mg * NP);
+    for (int64_t m = 0; m < M_; ++m) {
+      const float b = bias_ ? bias_->value[m] : 0.0f;
+      for (int64_t j = 0; j < count; ++j) {
+        const float* src = outCM_.data() + (m * count + j) * P;
+        float* dst = y.ptr() + ((n0 + j) * M_ + m) * P;
+        for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+      }
     }
   }
   return y;
 }
 
 Tensor Convolution::backward(const Tensor& dy) {
-  const int64_t P = OH_ * OW_, NP = batch_ * P, Mg = M_ / groups_, Kg = C_ / groups_ * geo_.kernelH * geo_.kernelW;
-  // dy to channel-major [M, N*P], reusing the forward output buffer.
-  for (int64_t m = 0; m < M_; ++m) {
-    double sum = 0.0;
-    for (int64_t n = 0; n < batch_; ++n) {
-      const float* src = dy.ptr() + (n * M_ + m) * P;
-      float* dst = outCM_.data() + m * NP + n * P;
-      for (int64_t p = 0; p < P; ++p) {
-        dst[p] = src[p];
-        sum += src[p];
-      }
+  const int64_t N = x_.dim(0), P = OH_ * OW_, Mg = M_ / groups_, Kg = C_ / groups_ * geo_.kernelH * geo_.kernelW;
+  const int64_t chunk = samplesPerGemm(N);
+  if (bias_)
+    for (int64_t m = 0; m < M_; ++m) {
+      double sum = 0.0;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) sum += dy[(n * M_ + m) * P + p];
+      bias_->grad[m] = static_cast<float>(sum);
     }
-    if (bias_) bias_->grad[m] = static_cast<float>(sum);
+  Tensor dx({N, C_, H_, W_});
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t count = std::min(chunk, N - n0), NP = count * P;
+    im2col(x_.ptr() + n0 * C_ * H_ * W_, count);  // recomputed: cheaper than keeping the batch's
+    outCM_.resize(static_cast<size_t>(M_ * NP));
+    for (int64_t m = 0; m < M_; ++m)
+      for (int64_t j = 0; j < count; ++j) {
+        const float* src = dy.ptr() + ((n0 + j) * M_ + m) * P;
+        std::copy(src, src + P, outCM_.data() + (m * count + j) * P);
+      }
+    dcols_.resize(cols_.size());
+    for (int64_t g = 0; g < groups_; ++g) {
+      const float* dyg = outCM_.data() + g * Mg * NP;
+      gemm(false, true, static_cast<int>(Mg), static_cast<int>(Kg), static_cast<int>(NP), 1.0f, dyg,
+           cols_.data() + g * Kg * NP, n0 == 0 ? 0.0f : 1.0f, kernel_.grad.ptr() + g * Mg * Kg);
+      gemm(true, false, static_cast<int>(Kg), static_cast<int>(NP), static_cast<int>(Mg), 1.0f,
+           kernel_.value.ptr() + g * Mg * Kg, dyg, 0.0f, dcols_.data() + g * Kg * NP);
+    }
+    col2im(dx.ptr() + n0 * C_ * H_ * W_, count);
   }
-  std::vector<float> dcols(cols_.size());
-  for (int64_t g = 0; g < groups_; ++g) {
-    const float* dyg = outCM_.data() + g * Mg * NP;
-    gemm(false, true, static_cast<int>(Mg), static_cast<int>(Kg), static_cast<int>(NP), 1.0f, dyg,
-         cols_.data() + g * Kg * NP, 0.0f, kernel_.grad.ptr() + g * Mg * Kg);
-    gemm(true, false, static_cast<int>(Kg), static_cast<int>(NP), static_cast<int>(Mg), 1.0f,
-         kernel_.value.ptr() + g * Mg * Kg, dyg, 0.0f, dcols.data() + g * Kg * NP);
-  }
-  // col2im: the transpose of im2col, accumulating overlapping windows.
-  Tensor dx({batch_, C_, H_, W_});
-  const float* col = dcols.data();
-  for (int64_t c = 0; c < C_; ++c)
-    for (int64_t ky = 0; ky < geo_.kernelH; ++ky)
-      for (int64_t kx = 0; kx < geo_.kernelW; ++kx)
-        for (int64_t n = 0; n < batch_; ++n) {
-          float* plane = dx.ptr() + (n * C_ + c) * H_ * W_;
-          for (int64_t oy = 0; oy < OH_; ++oy) {
-            int64_t iy = oy * geo_.strideH - padTop_ + ky * geo_.dilationH;
-            for (int64_t ox = 0; ox < OW_; ++ox, ++col) {
-              int64_t ix = ox * geo_.strideW - padLeft_ + kx * geo_.dilationW;
-              if (iy >= 0 && iy < H_ && ix >= 0 && ix < W_) plane[iy * W_ + ix] += *col;
-            }
-          }
-        }
   return dx;
 }
 
