@@ -166,18 +166,6 @@ Graph gemmGraph(int64_t m, int64_t k, int64_t n) {
   return g;
 }
 
-Graph maxPoolGraph(int64_t c, int64_t hw) {
-  Graph g;
-  Value* x = g.addInput("x", f32({kBatch, c, hw, hw}));
-  Attributes a;
-  a.set("kernel_shape", std::vector<int64_t>{3, 3});
-  a.set("strides", std::vector<int64_t>{2, 2});
-  a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
-  a.set("dilations", std::vector<int64_t>{1, 1});
-  g.addOutput(g.addNode("MaxPool", "pool", {x}, a)->output());
-  return g;
-}
-
 // MaxPool kernel k x k, stride s, pad p (ResNet stem: 3/2/1; VGG: 2/2/0).
 Graph maxPoolGraph(int64_t c, int64_t hw, int64_t k, int64_t s, int64_t p) {
   Graph g;
@@ -284,7 +272,7 @@ void registerKernels() {
       {"separable3x3_128to128_28x28", [] { return separableGraph(128, 128, 28); }, false},
       {"gemm_1x512x1000", [] { return gemmGraph(1, 512, 1000); }, true},
       {"gemm_64x512x512", [] { return gemmGraph(64, 512, 512); }, false},
-      {"maxpool3x3s2_64_112x112", [] { return maxPoolGraph(64, 112); }, true},
+      {"maxpool3x3s2_64_112x112", [] { return maxPoolGraph(64, 112, 3, 2, 1); }, true},
       {"maxpool2x2s2_64_112x112", [] { return maxPoolGraph(64, 112, 2, 2, 0); }, true},
       {"maxpool3x3s1_64_56x56", [] { return maxPoolGraph(64, 56, 3, 1, 1); }, true},
       {"global_avgpool_512_7x7", [] { return globalAveragePoolGraph(512, 7); }, true},

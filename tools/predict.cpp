@@ -100,29 +100,45 @@ void defaultTopK(RunRequest& request, const Interface& model, const RuntimeSetti
     if (p.type.dtype == DType::F32 && p.type.shape.rank() == 2) request.topK = 3;
 }
 
-double millisecondsSince(std::chrono::steady_clock::time_point start) {
+// Labels, default --top-k, inputs read and checked, outputs allocated for
+// their batch: everything before a run, for artifacts and ensembles alike.
+struct PreparedRun {
+  std::vector<Tensor> inputs, outputs;
+  int64_t batch;
+};
+
+PreparedRun prepareRun(RunRequest& request, const Interface& model, std::vector<std::string> carriedLabels,
+                       const RuntimeSettings& settings) {
+  adoptLabels(request, std::move(carriedLabels));
+  defaultTopK(request, model, settings);
+  PreparedRun run;
+  run.inputs = prepareInputs(model, request);
+  run.batch = batchOf(model.inputs, run.inputs);
+  run.outputs = allocateOutputs(model.outputs, run.batch);
+  return run;
+}
+
+// Wall milliseconds of `body`.
+template <class Body>
+double timed(Body body) {
+  auto start = std::chrono::steady_clock::now();
+  body();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
 int runEnsemble(RunRequest request, const RuntimeSettings& settings, bool withMembers) {
   kiln::Ensemble ensemble = kiln::Ensemble::open(request.modelPath);
-  kiln::Model first = ensemble.member(0).model;
-  Interface model = artifactInterface(first.descriptor());
+  Interface model = artifactInterface(ensemble.member(0).model.descriptor());
   Port member0 = model.outputs.at(0);  // the loader checked: one f32 [N, C] output, the same for all members
   model.outputs = {{"ensemble", member0.type}};
   if (withMembers)
-    for (int32_t k = 0; k < ensemble.numMembers(); ++k) model.outputs.push_back({"member" + std::to_string(k), member0.type});
-  adoptLabels(request, ensemble.labels());
-  defaultTopK(request, model, settings);
-  std::vector<Tensor> inputs = prepareInputs(model, request);
-  int64_t batch = batchOf(model.inputs, inputs);
-  std::vector<Tensor> outputs = allocateOutputs(model.outputs, batch);
+    for (int32_t k = 0; k < ensemble.numMembers(); ++k)
+      model.outputs.push_back({"member" + std::to_string(k), member0.type});
+  PreparedRun run = prepareRun(request, model, ensemble.labels(), settings);
 
-  kiln::EnsembleContext context(ensemble, contextOptions(settings, batch));
-  TensorViews in(inputs), out(outputs);
-  auto start = std::chrono::steady_clock::now();
-  context.run(in.views, out.views[0], withMembers ? &out.views[1] : nullptr);
-  double ms = millisecondsSince(start);
+  kiln::EnsembleContext context(ensemble, contextOptions(settings, run.batch));
+  TensorViews in(run.inputs), out(run.outputs);
+  double ms = timed([&] { context.run(in.views, out.views[0], withMembers ? &out.views[1] : nullptr); });
 
   static constexpr const char* kRuleNames[] = {"mean", "logits", "vote"};  // by kiln_ensemble_rule
   std::cout << "ran ensemble " << request.modelPath << " (" << ensemble.numMembers() << " members, rule "
@@ -132,7 +148,7 @@ int runEnsemble(RunRequest request, const RuntimeSettings& settings, bool withMe
     kiln::Ensemble::Member m = ensemble.member(k);
     std::cout << "  member" << k << ": weight " << m.weight << ", " << m.model.descriptor().model_name << "\n";
   }
-  finishRun(model, outputs, request);
+  finishRun(model, run.outputs, request);
   return kExitOk;
 }
 
@@ -143,15 +159,13 @@ int runPredict(const ParsedArgs& args) {
     throw UsageError("predict takes one MODEL.so or ENSEMBLE.json, given " + std::to_string(args.positionals.size()) +
                      " arguments");
   RunRequest request = parseRunRequest(args);
-  RuntimeSettings settings;
+  // The shared pool's size is fixed once it starts, so set it before loading.
   if (auto threads = args.value("--threads"))
-    settings.threads = static_cast<int32_t>(parseInteger("--threads", *threads, 1, 1024));
+    kiln::setNumThreads(static_cast<int32_t>(parseInteger("--threads", *threads, 1, 1024)));
+  RuntimeSettings settings;
   settings.checkFinite = args.has("--check-finite");
   settings.topClassesByDefault = true;
-  if (isManifest(request.modelPath)) {
-    if (settings.threads) kiln::setNumThreads(settings.threads);
-    return runEnsemble(request, settings, args.has("--members"));
-  }
+  if (isManifest(request.modelPath)) return runEnsemble(request, settings, args.has("--members"));
   if (args.has("--members"))
     throw UsageError("--members applies to ensemble manifests; " + request.modelPath + " is one artifact");
   if (!isCompiledArtifact(request.modelPath))
@@ -164,25 +178,18 @@ int runPredict(const ParsedArgs& args) {
 }  // namespace
 
 int runCompiledArtifact(RunRequest request, const RuntimeSettings& settings) {
-  if (settings.threads) kiln::setNumThreads(settings.threads);
   kiln::Model artifact = kiln::Model::open(request.modelPath);
   const kiln_artifact& d = artifact.descriptor();
   Interface model = artifactInterface(d);
-  adoptLabels(request, artifact.labels());
-  defaultTopK(request, model, settings);
-  std::vector<Tensor> inputs = prepareInputs(model, request);
-  int64_t batch = batchOf(model.inputs, inputs);
-  std::vector<Tensor> outputs = allocateOutputs(model.outputs, batch);
+  PreparedRun run = prepareRun(request, model, artifact.labels(), settings);
 
-  kiln::Context context(artifact, contextOptions(settings, batch));
-  TensorViews in(inputs), out(outputs);
-  auto start = std::chrono::steady_clock::now();
-  context.run(in.views, out.views);
-  double ms = millisecondsSince(start);
+  kiln::Context context(artifact, contextOptions(settings, run.batch));
+  TensorViews in(run.inputs), out(run.outputs);
+  double ms = timed([&] { context.run(in.views, out.views); });
 
   std::cout << "ran " << request.modelPath << " (compiled for " << d.target_triple << ", " << d.cpu_name << ", "
             << kiln::numThreads() << " threads) in " << milliseconds(ms) << "\n";
-  finishRun(model, outputs, request);
+  finishRun(model, run.outputs, request);
   return kExitOk;
 }
 

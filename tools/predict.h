@@ -9,7 +9,6 @@
 namespace kiln::cli {
 
 struct RuntimeSettings {
-  int32_t threads = 0;  // 0: the runtime's default (KILN_NUM_THREADS or all CPUs)
   bool checkFinite = false;
   bool topClassesByDefault = false;  // `kiln predict`: top 3 classes of classifiers without --top-k
 };

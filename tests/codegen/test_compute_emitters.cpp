@@ -166,17 +166,6 @@ TEST_CASE("Conv 2-D: small maps vectorized along the channels", "[codegen][conv]
     conv2d(c, c.outChannels % 2 == 1).check();
     conv2d(c, true).check("x86-64-v3");
   }
-  for (bool residual : {false, true}) {
-    Attributes a = convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1});
-    a.set("activation", std::string("Relu"));
-    OneNode("Conv",
-            {{Shape({1, 20, 3, 3}), Kind::Input},
-             {Shape({35, 20, 3, 3}), Kind::Constant},
-             {Shape({35}), Kind::Constant},
-             {residual ? Shape({1, 35, 3, 3}) : Shape(), Kind::Input}},
-            a)
-        .check();
-  }
 }
 
 TEST_CASE("Conv 2-D: groups and depthwise multipliers", "[codegen][conv]") {
@@ -203,22 +192,28 @@ TEST_CASE("Conv with weights read at run time", "[codegen][conv]") {
   conv2d(Conv2D{6, 6, 8, 11, 3, 3, 1, 1, 1, 6}, false, true).check();
 }
 
+// A wide map (vectorized along the width) and a 3x3 map narrower than a
+// vector (vectorized along the output channels).
 TEST_CASE("Conv with a fused residual and epilogue activations", "[codegen][conv]") {
-  for (const char* activation : {"", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish"})
-    for (bool residual : {false, true}) {
-      Attributes a = convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1});
-      a.set("activation", std::string(activation));
-      a.set("activation_alpha", std::string(activation) == "Clip" ? -0.5f : 0.1f);
-      a.set("activation_beta", 0.75f);
-      INFO("activation '" << activation << "' residual " << residual);
-      OneNode("Conv",
-              {{Shape({1, 6, 9, 19}), Kind::Input},
-               {Shape({10, 6, 3, 3}), Kind::Constant},
-               {Shape({10}), Kind::Constant},
-               {residual ? Shape({1, 10, 9, 19}) : Shape(), Kind::Input}},
-              a)
-          .check();
-    }
+  struct Sizes {
+    int64_t channels, outChannels, height, width;
+  };
+  for (const Sizes& z : {Sizes{6, 10, 9, 19}, Sizes{20, 35, 3, 3}})
+    for (const char* activation : {"", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish"})
+      for (bool residual : {false, true}) {
+        Attributes a = convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1});
+        a.set("activation", std::string(activation));
+        a.set("activation_alpha", std::string(activation) == "Clip" ? -0.5f : 0.1f);
+        a.set("activation_beta", 0.75f);
+        INFO(z.channels << "->" << z.outChannels << " activation '" << activation << "' residual " << residual);
+        OneNode("Conv",
+                {{Shape({1, z.channels, z.height, z.width}), Kind::Input},
+                 {Shape({z.outChannels, z.channels, 3, 3}), Kind::Constant},
+                 {Shape({z.outChannels}), Kind::Constant},
+                 {residual ? Shape({1, z.outChannels, z.height, z.width}) : Shape(), Kind::Input}},
+                a)
+            .check();
+      }
 }
 
 TEST_CASE("SeparableConv2D", "[codegen][conv]") {

@@ -51,4 +51,21 @@ std::string describeFailure(kiln_status status) {
   return std::string(kiln_status_name(status)) + ": " + kiln_last_error();
 }
 
+std::vector<float> runOnce(const std::string& name, Buffer& input, std::vector<int64_t> outputDims, uint32_t flags) {
+  kiln_model* model = nullptr;
+  REQUIRE_KILN_OK(kiln_model_open(artifact(name).c_str(), &model));
+  kiln_context_options options;
+  kiln_context_options_init(&options);
+  options.flags = flags;
+  options.max_batch = input.dims[0];
+  kiln_context* context = nullptr;
+  REQUIRE_KILN_OK(kiln_context_create(model, &options, &context));
+  Buffer output(std::move(outputDims));
+  kiln_tensor in = input.tensor(), out = output.tensor();
+  REQUIRE_KILN_OK(kiln_run(context, &in, 1, &out, 1));
+  kiln_context_destroy(context);
+  kiln_model_release(model);
+  return output.values;
+}
+
 }  // namespace kiln_test

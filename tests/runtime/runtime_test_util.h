@@ -39,6 +39,10 @@ struct Buffer {
   std::vector<float> values;
 };
 
+// Runs artifact `name` on `input` in a fresh context with `flags`; returns
+// its only output, of `outputDims`.
+std::vector<float> runOnce(const std::string& name, Buffer& input, std::vector<int64_t> outputDims, uint32_t flags);
+
 // The status name and message of a failed call, for REQUIRE_KILN_ERROR.
 std::string describeFailure(kiln_status status);
 

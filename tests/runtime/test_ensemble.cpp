@@ -42,24 +42,6 @@ struct EnsembleRun {
   kiln_tensor combinedTensor;
 };
 
-// Member model `name` run on its own, serially.
-std::vector<float> runMember(const std::string& name, Buffer& image) {
-  kiln_model* model = nullptr;
-  REQUIRE_KILN_OK(kiln_model_open(artifact(name).c_str(), &model));
-  kiln_context_options options;
-  kiln_context_options_init(&options);
-  options.flags = KILN_CONTEXT_SERIAL;
-  options.max_batch = image.dims[0];
-  kiln_context* context = nullptr;
-  REQUIRE_KILN_OK(kiln_context_create(model, &options, &context));
-  Buffer out({image.dims[0], 5});
-  kiln_tensor in = image.tensor(), outTensor = out.tensor();
-  REQUIRE_KILN_OK(kiln_run(context, &in, 1, &outTensor, 1));
-  kiln_context_destroy(context);
-  kiln_model_release(model);
-  return out.values;
-}
-
 std::vector<double> softmax(std::vector<double> z) {
   double peak = *std::max_element(z.begin(), z.end()), sum = 0;
   for (double& v : z) sum += (v = std::exp(v - peak));
@@ -144,7 +126,7 @@ TEST_CASE("ensemble rules equal the weighted combination computed here", "[runti
     REQUIRE_KILN_OK(pooled.run());
     std::vector<std::vector<float>> alone;
     for (size_t m = 0; m < files.size(); ++m) {
-      alone.push_back(runMember(files[m], pooled.image));
+      alone.push_back(runOnce(files[m], pooled.image, {pooled.image.dims[0], 5}, KILN_CONTEXT_SERIAL));
       CHECK(pooled.members[m].values == alone[m]);
     }
     for (int64_t n = 0; n < batch; ++n) {

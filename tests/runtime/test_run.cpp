@@ -40,24 +40,6 @@ struct PairRun {
   std::vector<kiln_tensor> inputs, outputs;
 };
 
-// Runs artifact `name` on `input` in a fresh context; returns its only output.
-std::vector<float> runOnce(const std::string& name, Buffer& input, std::vector<int64_t> outputDims, uint32_t flags) {
-  kiln_model* model = nullptr;
-  REQUIRE_KILN_OK(kiln_model_open(artifact(name).c_str(), &model));
-  kiln_context_options options;
-  kiln_context_options_init(&options);
-  options.flags = flags;
-  options.max_batch = input.dims[0];
-  kiln_context* context = nullptr;
-  REQUIRE_KILN_OK(kiln_context_create(model, &options, &context));
-  Buffer output(std::move(outputDims));
-  kiln_tensor in = input.tensor(), out = output.tensor();
-  REQUIRE_KILN_OK(kiln_run(context, &in, 1, &out, 1));
-  kiln_context_destroy(context);
-  kiln_model_release(model);
-  return output.values;
-}
-
 // States ('R', 'S', ...) of this process's threads other than the caller.
 std::vector<char> otherThreadStates() {
   std::vector<char> states;
