@@ -4,6 +4,7 @@
 // im2col + GEMM mechanism (`Convolution`).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,17 +50,24 @@ class Layer {
   // Creates the parameters for a per-sample input shape; returns the
   // per-sample output shape. Throws SpecError for shapes it cannot take.
   virtual Dims build(const Dims& in, Rng& rng) = 0;
-  virtual Tensor forward(const Tensor& x, bool training) = 0;
+  // Both take their argument by value: layers that can work in place reuse
+  // its buffer (Sequential moves each layer's result into the next).
+  virtual Tensor forward(Tensor x, bool training) = 0;
   // dL/dy of the last forward(training=true) -> dL/dx; sets every grad.
-  virtual Tensor backward(const Tensor& dy) = 0;
+  virtual Tensor backward(Tensor dy) = 0;
   virtual std::vector<Param*> params() { return {}; }
   // Saved with the weights but not trained by gradients (BN moving stats).
   virtual std::vector<Tensor*> buffers() { return {}; }
   // Appends the inference graph of this layer; returns its output name.
   virtual std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const = 0;
+  // Cleared on a model's first layer, whose dL/dx nobody reads: layers that
+  // can skip computing it (convolutions) return an empty tensor instead.
+  void setInputGradientNeeded(bool needed) { inputGradientNeeded_ = needed; }
+  bool inputGradientNeeded() const { return inputGradientNeeded_; }
 
  private:
   std::string name_;
+  bool inputGradientNeeded_ = true;
 };
 
 enum class Padding { Valid, Same };
@@ -80,8 +88,9 @@ ActivationKind parseActivation(const std::string& name);
 class ActivationFn {
  public:
   explicit ActivationFn(ActivationKind kind = ActivationKind::Linear) : kind_(kind) {}
-  Tensor forward(const Tensor& x);
-  Tensor backward(const Tensor& dy) const;
+  // In place: the argument's buffer becomes the result.
+  Tensor forward(Tensor x);
+  Tensor backward(Tensor dy) const;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x, const std::string& name) const;
 
  private:
@@ -90,18 +99,21 @@ class ActivationFn {
 };
 
 // Grouped 2-D convolution over NCHW: kernel [M, C/groups, kh, kw] (the ONNX
-// layout), optional bias [M]. im2col for the whole batch, one GEMM per group.
+// layout), optional bias [M]. Runs on oneDNN's convolution primitives, which
+// pick a blocked layout; the layer reorders at its edges.
 class Convolution {
  public:
   struct Geometry {
     int64_t kernelH = 3, kernelW = 3, strideH = 1, strideW = 1, dilationH = 1, dilationW = 1;
     Padding padding = Padding::Valid;
   };
-  Convolution(std::string name, Geometry g, bool useBias, Initializer init)
-      : name_(std::move(name)), geo_(g), useBias_(useBias), init_(init) {}
+  Convolution(std::string name, Geometry g, bool useBias, Initializer init);
+  ~Convolution();
   Dims build(const Dims& in, int64_t outChannels, int64_t groups, Rng& rng);
   Tensor forward(const Tensor& x);
-  Tensor backward(const Tensor& dy);
+  // Sets the kernel (and bias) gradient; returns dL/dx, or an empty tensor
+  // when !inputGradient.
+  Tensor backward(const Tensor& dy, bool inputGradient);
   std::vector<Param*> params();
   // Inputs (X, W[, B]) are the caller's; attributes strides, pads, dilations.
   std::vector<OnnxGraphWriter::Attr> onnxWindowAttrs() const;
@@ -111,11 +123,8 @@ class Convolution {
   int64_t groups() const { return groups_; }
 
  private:
-  int64_t samplesPerGemm(int64_t batch) const;
-  void im2col(const float* x, int64_t count);
-  void col2im(float* dx, int64_t count) const;
-  template <class F>
-  void forEachColumnRow(F f) const;
+  struct Primitives;  // oneDNN primitives and buffers for one batch size
+  Primitives& primitivesFor(int64_t batch);
   std::string name_;
   Geometry geo_;
   bool useBias_;
@@ -124,10 +133,8 @@ class Convolution {
   int64_t padTop_ = 0, padLeft_ = 0, padBottom_ = 0, padRight_ = 0;
   Param kernel_;
   std::optional<Param> bias_;
-  Tensor x_;                          // the forward input, for backward
-  // A chunk of samples' [C*kh*kw, n*OH*OW] columns, their gradient, and the
-  // chunk's output (gradient) [M, n*OH*OW].
-  std::vector<float> cols_, dcols_, outCM_;
+  std::map<int64_t, std::unique_ptr<Primitives>> primitives_;  // by batch size
+  Primitives* last_ = nullptr;  // those of the last forward, for backward
 };
 
 struct ConvConfig {
@@ -143,8 +150,8 @@ class Conv2D : public Layer {
  public:
   Conv2D(std::string name, const ConvConfig& c);
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::vector<Param*> params() override { return conv_.params(); }
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
@@ -158,8 +165,8 @@ class DepthwiseConv2D : public Layer {
  public:
   DepthwiseConv2D(std::string name, const ConvConfig& c);
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::vector<Param*> params() override { return conv_.params(); }
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
@@ -175,8 +182,8 @@ class SeparableConv2D : public Layer {
  public:
   SeparableConv2D(std::string name, const ConvConfig& c);
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::vector<Param*> params() override;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
@@ -198,8 +205,8 @@ class BatchNormalization : public Layer {
  public:
   BatchNormalization(std::string name, const BatchNormConfig& c) : Layer(std::move(name)), cfg_(c) {}
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::vector<Param*> params() override { return {&gamma_, &beta_}; }
   std::vector<Tensor*> buffers() override { return {&movingMean_, &movingVar_}; }
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
@@ -218,8 +225,8 @@ class Dense : public Layer {
   Dense(std::string name, int64_t units, bool useBias, ActivationKind activation, Initializer init)
       : Layer(std::move(name)), units_(units), useBias_(useBias), init_(init), act_(activation) {}
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::vector<Param*> params() override;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
@@ -244,8 +251,8 @@ class Pooling2D : public Layer {
   };
   Pooling2D(std::string name, PoolKind kind, const Config& c) : Layer(std::move(name)), kind_(kind), cfg_(c) {}
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
  private:
@@ -253,7 +260,7 @@ class Pooling2D : public Layer {
   Config cfg_;
   Dims in_;
   int64_t OH_ = 0, OW_ = 0, padTop_ = 0, padLeft_ = 0, padBottom_ = 0, padRight_ = 0;
-  std::vector<int64_t> source_;  // max: flat input index of each output
+  std::vector<int32_t> source_;  // max: each output's input index within its plane
 };
 
 // [C,H,W] -> [C].
@@ -261,8 +268,8 @@ class GlobalAveragePooling2D : public Layer {
  public:
   using Layer::Layer;
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
  private:
@@ -273,8 +280,8 @@ class Flatten : public Layer {
  public:
   using Layer::Layer;
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
  private:
@@ -287,8 +294,8 @@ class Dropout : public Layer {
  public:
   Dropout(std::string name, double rate) : Layer(std::move(name)), rate_(rate) {}
   Dims build(const Dims& in, Rng& rng) override;
-  Tensor forward(const Tensor& x, bool training) override;
-  Tensor backward(const Tensor& dy) override;
+  Tensor forward(Tensor x, bool training) override;
+  Tensor backward(Tensor dy) override;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
 
  private:
@@ -301,8 +308,8 @@ class Activation : public Layer {
  public:
   Activation(std::string name, ActivationKind kind) : Layer(std::move(name)), fn_(kind) {}
   Dims build(const Dims& in, Rng& rng) override { return in; }
-  Tensor forward(const Tensor& x, bool training) override { return fn_.forward(x); }
-  Tensor backward(const Tensor& dy) override { return fn_.backward(dy); }
+  Tensor forward(Tensor x, bool training) override { return fn_.forward(std::move(x)); }
+  Tensor backward(Tensor dy) override { return fn_.backward(std::move(dy)); }
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override { return fn_.exportOnnx(w, x, name()); }
 
  private:

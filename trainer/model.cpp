@@ -99,18 +99,19 @@ Sequential::Sequential(const ModelSpec& spec, uint64_t seed) : name_(spec.name),
     for (Param* p : layers_.back()->params()) params_.push_back(p);
   }
   outputShape_ = shape;
+  if (!layers_.empty()) layers_.front()->setInputGradientNeeded(false);
   if (outputShape_.size() != 1) throw SpecError(spec.name + ": the last layer must output [classes], got " + dimsStr(shape));
 }
 
 Tensor Sequential::forward(const Tensor& x, bool training) {
   Tensor h = x;
-  for (auto& l : layers_) h = l->forward(h, training);
+  for (auto& l : layers_) h = l->forward(std::move(h), training);
   return h;
 }
 
 void Sequential::backward(const Tensor& dOutput) {
   Tensor g = dOutput;
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = (*it)->backward(g);
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = (*it)->backward(std::move(g));
 }
 
 std::vector<Tensor*> Sequential::stateTensors() const {

@@ -37,14 +37,6 @@ struct Tensor {
   const float* ptr() const { return data.data(); }
   float& operator[](int64_t i) { return data[static_cast<size_t>(i)]; }
   float operator[](int64_t i) const { return data[static_cast<size_t>(i)]; }
-  // Same values, new shape of equal element count.
-  Tensor reshaped(Dims s) const {
-    if (product(s) != size()) throw std::logic_error("reshape " + dimsStr(shape) + " -> " + dimsStr(s));
-    Tensor t;
-    t.shape = std::move(s);
-    t.data = data;
-    return t;
-  }
 };
 
 }  // namespace kiln::train

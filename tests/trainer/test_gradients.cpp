@@ -8,10 +8,12 @@
 
 #include <cmath>
 
+#include "tests/trainer/trainer_test_util.h"
 #include "trainer/loss.h"
 #include "trainer/model.h"
 
 using namespace kiln::train;
+using kiln::train::testing::specFromJson;
 
 namespace {
 
@@ -199,10 +201,10 @@ TEST_CASE("Categorical crossentropy values: one-hot, smoothing, logits == softma
   CHECK(CategoricalCrossentropy({true, 0.2}).compute(logits, label, nullptr) == Approx(expected).epsilon(1e-5));
 }
 
-// Large enough that one batch is split into several GEMM chunks (chunks of
-// 2 samples here, the last of 1): the batch must match sample by sample,
-// whose gradients the small-layer checks above verify.
-TEST_CASE("Conv2D: a batch in several GEMM chunks matches single samples") {
+// oneDNN picks blocked layouts and primitives per batch size: a batch of 3
+// must match its samples run one at a time (batch-1 primitives of another
+// layer), whose gradients the small-layer checks above verify.
+TEST_CASE("Conv2D: a batch matches its samples run one at a time") {
   auto conv = [] {
     std::unique_ptr<Layer> layer = makeLayer(nlohmann::json::parse(R"({"type":"Conv2D","filters":4,"padding":"same"})"), 0);
     Rng rng(7);
@@ -232,4 +234,29 @@ TEST_CASE("Conv2D: a batch in several GEMM chunks matches single samples") {
   }
   for (int64_t i = 0; i < batched->params()[0]->grad.size(); ++i)
     REQUIRE(batched->params()[0]->grad[i] == Approx(kernelGrad[static_cast<size_t>(i)]).epsilon(1e-4).margin(1e-3));
+}
+
+// A model's first layer skips dL/dx (nobody reads it) but still sets its
+// weight gradient, equal to that of the same layer computing dL/dx.
+TEST_CASE("The first layer of a model skips its input gradient and keeps its weight gradient") {
+  const ModelSpec spec = specFromJson(R"({"input_shape": [6, 6, 2],
+    "layers": [{"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "same"}, {"type": "Flatten"},
+               {"type": "Dense", "units": 4}]})");
+  Sequential model(spec, 3);
+  Layer& first = *model.layers().front();
+  REQUIRE_FALSE(first.inputGradientNeeded());
+  const Tensor x = randomInput({2, 2, 6, 6}, 5);
+  Tensor y = model.forward(x, true);
+  model.backward(randomInput(y.shape, 6));
+  const Tensor modelGrad = first.params()[0]->grad;
+  // The same forward/backward through the first layer alone, with dL/dx.
+  Tensor h = first.forward(x, true);
+  for (size_t i = 1; i < model.layers().size(); ++i) h = model.layers()[i]->forward(std::move(h), true);
+  Tensor g = randomInput(h.shape, 6);
+  for (size_t i = model.layers().size() - 1; i >= 1; --i) g = model.layers()[i]->backward(std::move(g));
+  first.setInputGradientNeeded(true);
+  const Tensor dx = first.backward(std::move(g));
+  CHECK(dx.shape == x.shape);
+  REQUIRE(first.params()[0]->grad.size() == modelGrad.size());
+  for (int64_t i = 0; i < modelGrad.size(); ++i) CHECK(first.params()[0]->grad[i] == modelGrad[i]);
 }

@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "tests/trainer/trainer_test_util.h"
-#include "trainer/blas.h"
+#include "trainer/kernels.h"
 #include "trainer/fit.h"
 
 using namespace kiln::train;
@@ -56,11 +56,11 @@ bool sameBits(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
 }  // namespace
 
 TEST_CASE("One thread and one seed give identical weights") {
-  setBlasThreads(1);
+  setMathThreads(1);
   std::vector<Tensor> first = trainedState(5);
   CHECK(sameBits(first, trainedState(5)));
   CHECK_FALSE(sameBits(first, trainedState(6)));
-  setBlasThreads(2);
+  setMathThreads(2);
 }
 
 TEST_CASE("Early stopping restores the best epoch's weights") {

@@ -34,53 +34,67 @@ void softmaxAxis1(Tensor& y) {
 
 }  // namespace
 
-Tensor ActivationFn::forward(const Tensor& x) {
-  y_ = x;
+// Elementwise kinds run as one parallel vector loop each, in place; y_
+// keeps a copy of the output (its buffer reused across calls).
+Tensor ActivationFn::forward(Tensor x) {
+  if (kind_ == ActivationKind::Linear) return x;
+  const float* in = x.ptr();
+  float* out = x.ptr();
+  const int64_t n = x.size();
   switch (kind_) {
     case ActivationKind::Linear: break;
     case ActivationKind::Relu:
-      for (float& v : y_.data) v = v > 0.0f ? v : 0.0f;
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
       break;
     case ActivationKind::Sigmoid:
-      for (float& v : y_.data) v = 1.0f / (1.0f + std::exp(-v));
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + std::exp(-in[i]));
       break;
     case ActivationKind::Tanh:
-      for (float& v : y_.data) v = std::tanh(v);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(in[i]);
       break;
-    case ActivationKind::Softmax: softmaxAxis1(y_); break;
+    case ActivationKind::Softmax: softmaxAxis1(x); break;
   }
-  return y_;
+  y_ = x;
+  return x;
 }
 
-Tensor ActivationFn::backward(const Tensor& dy) const {
-  Tensor dx(dy.shape);
+Tensor ActivationFn::backward(Tensor dy) const {
+  if (kind_ == ActivationKind::Linear) return dy;
   const int64_t n = dy.size();
+  const float *g = dy.ptr(), *y = y_.ptr();
+  float* out = dy.ptr();
   switch (kind_) {
-    case ActivationKind::Linear: return dy;
+    case ActivationKind::Linear: break;
     case ActivationKind::Relu:
-      for (int64_t i = 0; i < n; ++i) dx[i] = y_[i] > 0.0f ? dy[i] : 0.0f;
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
       break;
     case ActivationKind::Sigmoid:
-      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y_[i] * (1.0f - y_[i]);
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = g[i] * y[i] * (1.0f - y[i]);
       break;
     case ActivationKind::Tanh:
-      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y_[i] * y_[i]);
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = g[i] * (1.0f - y[i] * y[i]);
       break;
     case ActivationKind::Softmax: {
-      // dx_c = y_c * (dy_c - sum_k dy_k y_k)
+      // dx_c = y_c * (dy_c - sum_k dy_k y_k); the dot is taken before any
+      // element of its column is overwritten.
       const int64_t N = dy.dim(0), C = dy.dim(1), inner = product(dy.shape, 2);
       for (int64_t b = 0; b < N; ++b)
         for (int64_t i = 0; i < inner; ++i) {
           int64_t base = b * C * inner + i;
           double dot = 0.0;
-          for (int64_t c = 0; c < C; ++c) dot += static_cast<double>(dy[base + c * inner]) * y_[base + c * inner];
-          for (int64_t c = 0; c < C; ++c)
-            dx[base + c * inner] = static_cast<float>(y_[base + c * inner] * (dy[base + c * inner] - dot));
+          for (int64_t c = 0; c < C; ++c) dot += static_cast<double>(g[base + c * inner]) * y[base + c * inner];
+          for (int64_t c = 0; c < C; ++c) out[base + c * inner] = static_cast<float>(y[base + c * inner] * (g[base + c * inner] - dot));
         }
       break;
     }
   }
-  return dx;
+  return dy;
 }
 
 std::string ActivationFn::exportOnnx(OnnxGraphWriter& w, const std::string& x, const std::string& name) const {

@@ -1,9 +1,12 @@
-// The grouped im2col + GEMM convolution and the three Keras conv layers on
-// top of it: Conv2D (groups = 1), DepthwiseConv2D (groups = C) and
-// SeparableConv2D (depthwise then 1x1).
+// The grouped convolution (oneDNN primitives) and the three Keras conv
+// layers on top of it: Conv2D (groups = 1), DepthwiseConv2D (groups = C)
+// and SeparableConv2D (depthwise then 1x1).
 #include <algorithm>
+#include <dnnl.hpp>
+#include <stdexcept>
+#include <unordered_map>
 
-#include "trainer/blas.h"
+#include "trainer/kernels.h"
 #include "trainer/layers.h"
 #include "trainer/spec.h"
 
@@ -25,6 +28,61 @@ WindowDim slidingWindow(int64_t in, int64_t kernel, int64_t stride, int64_t dila
 
 // --- Convolution ---
 
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+
+// oneDNN reports failures as dnnl::error; name the layer in them.
+template <class F>
+auto withLayerName(const std::string& layer, F f) {
+  try {
+    return f();
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(layer + ": oneDNN: " + e.what());
+  }
+}
+
+memory userMemory(const memory::dims& dims, Tag tag, const float* data) {
+  return memory({dims, memory::data_type::f32, tag}, cpuEngine(), const_cast<float*>(data));
+}
+
+// `from` in the layout `want` describes: `from` itself when they agree, else
+// reordered into `scratch` (allocated on first use).
+memory inLayout(const memory& from, const memory::desc& want, memory& scratch) {
+  if (from.get_desc() == want) return from;
+  if (!scratch || scratch.get_desc() != want) scratch = memory(want, cpuEngine());
+  dnnl::reorder(from, scratch).execute(cpuStream(), const_cast<memory&>(from), scratch);
+  return scratch;
+}
+
+void copyInto(const memory& from, const memory& to) {
+  if (from.get_data_handle() == to.get_data_handle()) return;
+  dnnl::reorder(from, to).execute(cpuStream(), const_cast<memory&>(from), const_cast<memory&>(to));
+}
+
+}  // namespace
+
+// Primitive descriptors for one batch size, and the blocked buffers that
+// live from a training forward to its backward (the input in the forward's
+// layout, for the weight gradient).
+struct Convolution::Primitives {
+  dnnl::convolution_forward::primitive_desc forwardDesc;
+  dnnl::convolution_backward_data::primitive_desc backwardDataDesc;
+  dnnl::convolution_backward_weights::primitive_desc backwardWeightsDesc;
+  dnnl::convolution_forward forward;
+  dnnl::convolution_backward_data backwardData;
+  dnnl::convolution_backward_weights backwardWeights;
+  memory::dims srcDims, dstDims, weightDims;
+  memory src;  // the last forward's input as the forward read it
+  memory srcScratch, weightScratch, dstScratch, diffDstScratch, diffDstScratchW, srcScratchW, diffSrcScratch,
+      diffWeightScratch, backwardWeightScratch;
+};
+
+Convolution::Convolution(std::string name, Geometry g, bool useBias, Initializer init)
+    : name_(std::move(name)), geo_(g), useBias_(useBias), init_(init) {}
+Convolution::~Convolution() = default;
+
 Dims Convolution::build(const Dims& in, int64_t outChannels, int64_t groups, Rng& rng) {
   if (in.size() != 3) throw SpecError(name_ + ": needs an image input [H,W,C], got per-sample shape " + dimsStr(in));
   C_ = in[0], H_ = in[1], W_ = in[2], M_ = outChannels, groups_ = groups;
@@ -37,6 +95,8 @@ Dims Convolution::build(const Dims& in, int64_t outChannels, int64_t groups, Rng
   int64_t receptive = geo_.kernelH * geo_.kernelW;
   initialize(kernel_.value, init_, C_ / groups_ * receptive, M_ / groups_ * receptive, rng);
   if (useBias_) bias_ = Param{name_ + "/bias", Tensor({M_}), Tensor({M_}), false};
+  primitives_.clear();
+  last_ = nullptr;
   return {M_, OH_, OW_};
 }
 
@@ -46,132 +106,103 @@ std::vector<Param*> Convolution::params() {
   return p;
 }
 
-namespace {
-
-// The outputs o in [first, last) whose input o * stride + offset lies in [0, in).
-std::pair<int64_t, int64_t> validOutputs(int64_t offset, int64_t stride, int64_t in, int64_t out) {
-  int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  int64_t last = offset >= in ? 0 : (in - 1 - offset) / stride + 1;
-  return {std::min(first, out), std::clamp(last, std::min(first, out), out)};
+// The kernel as oneDNN sees it: [M, C/g, kh, kw] is oihw, and goihw (with
+// the group split off the front) when grouped, the same bytes.
+Convolution::Primitives& Convolution::primitivesFor(int64_t batch) {
+  std::unique_ptr<Primitives>& slot = primitives_[batch];
+  if (slot) return *slot;
+  return *(slot = withLayerName(name_, [&] {
+    auto p = std::make_unique<Primitives>();
+    p->srcDims = {batch, C_, H_, W_};
+    p->dstDims = {batch, M_, OH_, OW_};
+    p->weightDims = groups_ == 1 ? memory::dims{M_, C_, geo_.kernelH, geo_.kernelW}
+                                 : memory::dims{groups_, M_ / groups_, C_ / groups_, geo_.kernelH, geo_.kernelW};
+    auto any = [](const memory::dims& d) { return memory::desc(d, memory::data_type::f32, Tag::any); };
+    memory::desc src = any(p->srcDims), dst = any(p->dstDims), weights = any(p->weightDims);
+    memory::desc bias = bias_ ? memory::desc({M_}, memory::data_type::f32, Tag::x) : memory::desc();
+    const memory::dims strides{geo_.strideH, geo_.strideW}, dilations{geo_.dilationH - 1, geo_.dilationW - 1},
+        padBegin{padTop_, padLeft_}, padEnd{padBottom_, padRight_};
+    const auto algo = dnnl::algorithm::convolution_direct;
+    p->forwardDesc = {{dnnl::prop_kind::forward_training, algo, src, weights, bias, dst, strides, dilations, padBegin, padEnd},
+                      cpuEngine()};
+    p->backwardDataDesc = {{algo, src, weights, dst, strides, dilations, padBegin, padEnd}, cpuEngine(), p->forwardDesc};
+    p->backwardWeightsDesc = {{algo, src, weights, bias, dst, strides, dilations, padBegin, padEnd}, cpuEngine(),
+                              p->forwardDesc};
+    p->forward = dnnl::convolution_forward(p->forwardDesc);
+    p->backwardData = dnnl::convolution_backward_data(p->backwardDataDesc);
+    p->backwardWeights = dnnl::convolution_backward_weights(p->backwardWeightsDesc);
+    return p;
+  }));
 }
 
-}  // namespace
-
-// Visits the rows of one sample's column matrix whose input row is inside
-// the image: f(k, p, in, x0, x1) for column row k = (c*kh + ky)*kw + kx and
-// output row start p = oy*OW, with [x0, x1) the outputs whose input
-// in + ox * strideW lies inside the row (`in`, the offset of output 0's
-// input, may lie before the row).
-template <class F>
-void Convolution::forEachColumnRow(F f) const {
-  for (int64_t c = 0, k = 0; c < C_; ++c)
-    for (int64_t ky = 0; ky < geo_.kernelH; ++ky)
-      for (int64_t kx = 0; kx < geo_.kernelW; ++kx, ++k) {
-        const int64_t offX = kx * geo_.dilationW - padLeft_;
-        auto [x0, x1] = validOutputs(offX, geo_.strideW, W_, OW_);
-        for (int64_t oy = 0; oy < OH_; ++oy) {
-          const int64_t iy = oy * geo_.strideH - padTop_ + ky * geo_.dilationH;
-          if (iy >= 0 && iy < H_) f(k, oy * OW_, (c * H_ + iy) * W_ + offX, x0, x1);
-        }
-      }
-}
-
-int64_t Convolution::samplesPerGemm(int64_t batch) const {
-  // ~4 MB of columns: stays in cache, yet one GEMM call (and one wake-up of
-  // OpenBLAS' threads) serves several samples of the deeper layers.
-  constexpr int64_t kColumnFloats = int64_t{1} << 20;
-  return std::clamp<int64_t>(kColumnFloats / (C_ * geo_.kernelH * geo_.kernelW * OH_ * OW_), 1, batch);
-}
-
-// `count` samples from x [count,C,H,W]: cols[(c*kh + ky)*kw + kx][j*OH*OW +
-// oy*OW + ox] = x[j, c, iy, ix] (0 in the padding), copied over each row's
-// in-bounds span without a test per element.
-void Convolution::im2col(const float* x, int64_t count) {
-  const int64_t P = OH_ * OW_, stride = geo_.strideW;
-  cols_.assign(static_cast<size_t>(C_ * geo_.kernelH * geo_.kernelW * count * P), 0.0f);
-  for (int64_t j = 0; j < count; ++j) {
-    const float* xj = x + j * C_ * H_ * W_;
-    forEachColumnRow([&](int64_t k, int64_t p, int64_t in, int64_t x0, int64_t x1) {
-      float* dst = cols_.data() + (k * count + j) * P + p;
-      if (stride == 1)
-        std::copy(xj + in + x0, xj + in + x1, dst + x0);
-      else
-        for (int64_t ox = x0; ox < x1; ++ox) dst[ox] = xj[in + ox * stride];
-    });
-  }
-}
-
-// The transpose of im2col: adds the column gradients into dx [count,C,H,W].
-void Convolution::col2im(float* dx, int64_t count) const {
-  const int64_t P = OH_ * OW_, stride = geo_.strideW;
-  for (int64_t j = 0; j < count; ++j) {
-    float* dxj = dx + j * C_ * H_ * W_;
-    forEachColumnRow([&](int64_t k, int64_t p, int64_t in, int64_t x0, int64_t x1) {
-      const float* src = dcols_.data() + (k * count + j) * P + p;
-      for (int64_t ox = x0; ox < x1; ++ox) dxj[in + ox * stride] += src[ox];
-    });
-  }
-}
-
-// A few samples per GEMM (samplesPerGemm): the whole batch's columns would
-// be ~100 MB for a 32-channel 28x28 layer. outCM_ holds the chunk's output
-// (or output gradient) channel-major, [M, count*OH*OW].
 Tensor Convolution::forward(const Tensor& x) {
   if (x.shape.size() != 4 || x.dim(1) != C_ || x.dim(2) != H_ || x.dim(3) != W_)
     throw std::invalid_argument(name_ + ": input " + dimsStr(x.shape) + " does not match the built shape");
-  x_ = x;
-  const int64_t N = x.dim(0), P = OH_ * OW_, Mg = M_ / groups_, Kg = C_ / groups_ * geo_.kernelH * geo_.kernelW;
-  const int64_t chunk = samplesPerGemm(N);
-  Tensor y({N, M_, OH_, OW_});
-  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-    const int64_t count = std::min(chunk, N - n0), NP = count * P;
-    im2col(x.ptr() + n0 * C_ * H_ * W_, count);
-    outCM_.resize(static_cast<size_t>(M_ * NP));
-    for (int64_t g = 0; g < groups_; ++g)
-      gemm(false, false, static_cast<int>(Mg), static_cast<int>(NP), static_cast<int>(Kg), 1.0f,
-           kernel_.value.ptr() + g * Mg * Kg, cols_.data() + g * Kg * NP, 0.0f, outCM_.data() + g * Mg * NP);
-    for (int64_t m = 0; m < M_; ++m) {
-      const float b = bias_ ? bias_->value[m] : 0.0f;
-      for (int64_t j = 0; j < count; ++j) {
-        const float* src = outCM_.data() + (m * count + j) * P;
-        float* dst = y.ptr() + ((n0 + j) * M_ + m) * P;
-        for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
-      }
+  Primitives& p = primitivesFor(x.dim(0));
+  last_ = &p;
+  Tensor y({x.dim(0), M_, OH_, OW_});
+  withLayerName(name_, [&] {
+    const Tag weightTag = groups_ == 1 ? Tag::oihw : Tag::goihw;
+    memory src = inLayout(userMemory(p.srcDims, Tag::nchw, x.ptr()), p.forwardDesc.src_desc(), p.srcScratch);
+    // The input is kept (in the forward's layout) for the weight gradient.
+    if (src.get_data_handle() == x.ptr()) {
+      if (!p.src || p.src.get_desc() != src.get_desc()) p.src = memory(src.get_desc(), cpuEngine());
+      copyInto(src, p.src);
+    } else {
+      p.src = src;
     }
-  }
+    memory weights = inLayout(userMemory(p.weightDims, weightTag, kernel_.value.ptr()), p.forwardDesc.weights_desc(),
+                              p.weightScratch);
+    memory userDst = userMemory(p.dstDims, Tag::nchw, y.ptr());
+    memory dst = p.forwardDesc.dst_desc() == userDst.get_desc() ? userDst
+                 : p.dstScratch                                  ? p.dstScratch
+                                                                 : (p.dstScratch = memory(p.forwardDesc.dst_desc(), cpuEngine()));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+    if (bias_) args.emplace(DNNL_ARG_BIAS, userMemory({M_}, Tag::x, bias_->value.ptr()));
+    p.forward.execute(cpuStream(), args);
+    copyInto(dst, userDst);
+    cpuStream().wait();
+  });
   return y;
 }
 
-Tensor Convolution::backward(const Tensor& dy) {
-  const int64_t N = x_.dim(0), P = OH_ * OW_, Mg = M_ / groups_, Kg = C_ / groups_ * geo_.kernelH * geo_.kernelW;
-  const int64_t chunk = samplesPerGemm(N);
-  if (bias_)
-    for (int64_t m = 0; m < M_; ++m) {
-      double sum = 0.0;
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t p = 0; p < P; ++p) sum += dy[(n * M_ + m) * P + p];
-      bias_->grad[m] = static_cast<float>(sum);
+Tensor Convolution::backward(const Tensor& dy, bool inputGradient) {
+  if (!last_) throw std::logic_error(name_ + ": backward before forward");
+  Primitives& p = *last_;
+  Tensor dx;
+  withLayerName(name_, [&] {
+    const Tag weightTag = groups_ == 1 ? Tag::oihw : Tag::goihw;
+    memory userDiffDst = userMemory(p.dstDims, Tag::nchw, dy.ptr());
+    // Weight (and bias) gradient.
+    memory diffDstW = inLayout(userDiffDst, p.backwardWeightsDesc.diff_dst_desc(), p.diffDstScratchW);
+    memory srcW = inLayout(p.src, p.backwardWeightsDesc.src_desc(), p.srcScratchW);
+    memory userDiffWeights = userMemory(p.weightDims, weightTag, kernel_.grad.ptr());
+    memory diffWeights = p.backwardWeightsDesc.diff_weights_desc() == userDiffWeights.get_desc()
+                             ? userDiffWeights
+                             : (p.diffWeightScratch ? p.diffWeightScratch
+                                                    : (p.diffWeightScratch = memory(p.backwardWeightsDesc.diff_weights_desc(),
+                                                                                    cpuEngine())));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, srcW}, {DNNL_ARG_DIFF_DST, diffDstW}, {DNNL_ARG_DIFF_WEIGHTS, diffWeights}};
+    if (bias_) args.emplace(DNNL_ARG_DIFF_BIAS, userMemory({M_}, Tag::x, bias_->grad.ptr()));
+    p.backwardWeights.execute(cpuStream(), args);
+    copyInto(diffWeights, userDiffWeights);
+    if (!inputGradient) {
+      cpuStream().wait();
+      return;
     }
-  Tensor dx({N, C_, H_, W_});
-  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-    const int64_t count = std::min(chunk, N - n0), NP = count * P;
-    im2col(x_.ptr() + n0 * C_ * H_ * W_, count);  // recomputed: cheaper than keeping the batch's
-    outCM_.resize(static_cast<size_t>(M_ * NP));
-    for (int64_t m = 0; m < M_; ++m)
-      for (int64_t j = 0; j < count; ++j) {
-        const float* src = dy.ptr() + ((n0 + j) * M_ + m) * P;
-        std::copy(src, src + P, outCM_.data() + (m * count + j) * P);
-      }
-    dcols_.resize(cols_.size());
-    for (int64_t g = 0; g < groups_; ++g) {
-      const float* dyg = outCM_.data() + g * Mg * NP;
-      gemm(false, true, static_cast<int>(Mg), static_cast<int>(Kg), static_cast<int>(NP), 1.0f, dyg,
-           cols_.data() + g * Kg * NP, n0 == 0 ? 0.0f : 1.0f, kernel_.grad.ptr() + g * Mg * Kg);
-      gemm(true, false, static_cast<int>(Kg), static_cast<int>(NP), static_cast<int>(Mg), 1.0f,
-           kernel_.value.ptr() + g * Mg * Kg, dyg, 0.0f, dcols_.data() + g * Kg * NP);
-    }
-    col2im(dx.ptr() + n0 * C_ * H_ * W_, count);
-  }
+    dx = Tensor({p.srcDims[0], C_, H_, W_});
+    memory diffDst = inLayout(userDiffDst, p.backwardDataDesc.diff_dst_desc(), p.diffDstScratch);
+    memory weights = inLayout(userMemory(p.weightDims, weightTag, kernel_.value.ptr()), p.backwardDataDesc.weights_desc(),
+                              p.backwardWeightScratch);
+    memory userDiffSrc = userMemory(p.srcDims, Tag::nchw, dx.ptr());
+    memory diffSrc = p.backwardDataDesc.diff_src_desc() == userDiffSrc.get_desc()
+                         ? userDiffSrc
+                         : (p.diffSrcScratch ? p.diffSrcScratch
+                                             : (p.diffSrcScratch = memory(p.backwardDataDesc.diff_src_desc(), cpuEngine())));
+    p.backwardData.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, diffDst}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, diffSrc}});
+    copyInto(diffSrc, userDiffSrc);
+    cpuStream().wait();
+  });
   return dx;
 }
 
@@ -206,8 +237,8 @@ Dims Conv2D::build(const Dims& in, Rng& rng) {
   if (filters_ < 1) throw SpecError(name() + ": 'filters' must be positive");
   return conv_.build(in, filters_, 1, rng);
 }
-Tensor Conv2D::forward(const Tensor& x, bool) { return act_.forward(conv_.forward(x)); }
-Tensor Conv2D::backward(const Tensor& dy) { return conv_.backward(act_.backward(dy)); }
+Tensor Conv2D::forward(Tensor x, bool) { return act_.forward(conv_.forward(x)); }
+Tensor Conv2D::backward(Tensor dy) { return conv_.backward(act_.backward(std::move(dy)), inputGradientNeeded()); }
 std::string Conv2D::exportOnnx(OnnxGraphWriter& w, const std::string& x) const {
   return act_.exportOnnx(w, exportConv(w, x, conv_, name()), name() + "/activation");
 }
@@ -221,8 +252,8 @@ Dims DepthwiseConv2D::build(const Dims& in, Rng& rng) {
   if (depthMultiplier_ < 1 || in.empty()) throw SpecError(name() + ": 'depth_multiplier' must be positive");
   return conv_.build(in, in[0] * depthMultiplier_, in[0], rng);
 }
-Tensor DepthwiseConv2D::forward(const Tensor& x, bool) { return act_.forward(conv_.forward(x)); }
-Tensor DepthwiseConv2D::backward(const Tensor& dy) { return conv_.backward(act_.backward(dy)); }
+Tensor DepthwiseConv2D::forward(Tensor x, bool) { return act_.forward(conv_.forward(x)); }
+Tensor DepthwiseConv2D::backward(Tensor dy) { return conv_.backward(act_.backward(std::move(dy)), inputGradientNeeded()); }
 std::string DepthwiseConv2D::exportOnnx(OnnxGraphWriter& w, const std::string& x) const {
   return act_.exportOnnx(w, exportConv(w, x, conv_, name()), name() + "/activation");
 }
@@ -242,8 +273,8 @@ Dims SeparableConv2D::build(const Dims& in, Rng& rng) {
     throw SpecError(name() + ": 'filters' and 'depth_multiplier' must be positive");
   return pointwise_.build(depthwise_.build(in, in[0] * depthMultiplier_, in[0], rng), filters_, 1, rng);
 }
-Tensor SeparableConv2D::forward(const Tensor& x, bool) { return act_.forward(pointwise_.forward(depthwise_.forward(x))); }
-Tensor SeparableConv2D::backward(const Tensor& dy) { return depthwise_.backward(pointwise_.backward(act_.backward(dy))); }
+Tensor SeparableConv2D::forward(Tensor x, bool) { return act_.forward(pointwise_.forward(depthwise_.forward(x))); }
+Tensor SeparableConv2D::backward(Tensor dy) { return depthwise_.backward(pointwise_.backward(act_.backward(std::move(dy)), true), inputGradientNeeded()); }
 std::vector<Param*> SeparableConv2D::params() {
   std::vector<Param*> p = depthwise_.params();
   for (Param* q : pointwise_.params()) p.push_back(q);

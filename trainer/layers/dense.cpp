@@ -1,6 +1,6 @@
 // Dense: y = act(x W + b) on [N, F] with the Keras kernel layout W[F, units];
 // exported as Gemm.
-#include "trainer/blas.h"
+#include "trainer/kernels.h"
 #include "trainer/layers.h"
 #include "trainer/spec.h"
 
@@ -21,20 +21,20 @@ std::vector<Param*> Dense::params() {
   return p;
 }
 
-Tensor Dense::forward(const Tensor& x, bool) {
-  const int64_t N = x.dim(0), F = kernel_.value.dim(0);
-  x_ = x;
+Tensor Dense::forward(Tensor x, bool) {
+  x_ = std::move(x);
+  const int64_t N = x_.dim(0), F = kernel_.value.dim(0);
   Tensor y({N, units_});
   if (bias_)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t u = 0; u < units_; ++u) y[n * units_ + u] = bias_->value[u];
-  gemm(false, false, static_cast<int>(N), static_cast<int>(units_), static_cast<int>(F), 1.0f, x.ptr(),
+  gemm(false, false, static_cast<int>(N), static_cast<int>(units_), static_cast<int>(F), 1.0f, x_.ptr(),
        kernel_.value.ptr(), bias_ ? 1.0f : 0.0f, y.ptr());
-  return act_.forward(y);
+  return act_.forward(std::move(y));
 }
 
-Tensor Dense::backward(const Tensor& dyAct) {
-  Tensor dy = act_.backward(dyAct);
+Tensor Dense::backward(Tensor dyAct) {
+  Tensor dy = act_.backward(std::move(dyAct));
   const int64_t N = dy.dim(0), F = kernel_.value.dim(0);
   gemm(true, false, static_cast<int>(F), static_cast<int>(units_), static_cast<int>(N), 1.0f, x_.ptr(), dy.ptr(), 0.0f,
        kernel_.grad.ptr());

@@ -10,22 +10,20 @@ Dims Dropout::build(const Dims& in, Rng& rng) {
   return in;
 }
 
-Tensor Dropout::forward(const Tensor& x, bool training) {
+Tensor Dropout::forward(Tensor x, bool training) {
   if (!training) return x;
   mask_.resize(x.data.size());
   const float keep = static_cast<float>(1.0 / (1.0 - rate_));
-  Tensor y = x;
   for (size_t i = 0; i < mask_.size(); ++i) {
     mask_[i] = rng_->uniform() < rate_ ? 0.0f : keep;
-    y.data[i] *= mask_[i];
+    x.data[i] *= mask_[i];
   }
-  return y;
+  return x;
 }
 
-Tensor Dropout::backward(const Tensor& dy) {
-  Tensor dx = dy;
-  for (size_t i = 0; i < mask_.size(); ++i) dx.data[i] *= mask_[i];
-  return dx;
+Tensor Dropout::backward(Tensor dy) {
+  for (size_t i = 0; i < mask_.size(); ++i) dy.data[i] *= mask_[i];
+  return dy;
 }
 
 std::string Dropout::exportOnnx(OnnxGraphWriter&, const std::string& x) const { return x; }

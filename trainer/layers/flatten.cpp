@@ -8,12 +8,16 @@ Dims Flatten::build(const Dims& in, Rng&) {
   return {product(in)};
 }
 
-Tensor Flatten::forward(const Tensor& x, bool) { return x.reshaped({x.dim(0), product(in_)}); }
+Tensor Flatten::forward(Tensor x, bool) {
+  x.shape = {x.dim(0), product(in_)};
+  return x;
+}
 
-Tensor Flatten::backward(const Tensor& dy) {
+Tensor Flatten::backward(Tensor dy) {
   Dims shape{dy.dim(0)};
   shape.insert(shape.end(), in_.begin(), in_.end());
-  return dy.reshaped(shape);
+  dy.shape = std::move(shape);
+  return dy;
 }
 
 std::string Flatten::exportOnnx(OnnxGraphWriter& w, const std::string& x) const {

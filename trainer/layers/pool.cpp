@@ -1,5 +1,6 @@
 // MaxPooling2D, AveragePooling2D (padding excluded from the average) and
 // GlobalAveragePooling2D, by direct loops.
+#include <algorithm>
 #include <limits>
 
 #include "trainer/layers.h"
@@ -10,56 +11,66 @@ namespace kiln::train {
 Dims Pooling2D::build(const Dims& in, Rng&) {
   if (in.size() != 3) throw SpecError(name() + ": needs an image input, got per-sample shape " + dimsStr(in));
   in_ = in;
+  if (in[1] * in[2] > std::numeric_limits<int32_t>::max())
+    throw SpecError(name() + ": an input plane of " + std::to_string(in[1] * in[2]) + " pixels is too large");
   WindowDim y = slidingWindow(in[1], cfg_.poolH, cfg_.strideH, 1, cfg_.padding, name());
   WindowDim x = slidingWindow(in[2], cfg_.poolW, cfg_.strideW, 1, cfg_.padding, name());
   OH_ = y.out, OW_ = x.out, padTop_ = y.padBegin, padBottom_ = y.padEnd, padLeft_ = x.padBegin, padRight_ = x.padEnd;
   return {in[0], OH_, OW_};
 }
 
-Tensor Pooling2D::forward(const Tensor& x, bool) {
+Tensor Pooling2D::forward(Tensor x, bool) {
   const int64_t N = x.dim(0), C = in_[0], H = in_[1], W = in_[2];
   Tensor y({N, C, OH_, OW_});
-  source_.assign(kind_ == PoolKind::Max ? static_cast<size_t>(y.size()) : 0, 0);
-  int64_t o = 0;
-  for (int64_t plane = 0; plane < N * C; ++plane)
-    for (int64_t oy = 0; oy < OH_; ++oy)
-      for (int64_t ox = 0; ox < OW_; ++ox, ++o) {
-        float best = -std::numeric_limits<float>::infinity();
-        double sum = 0.0;
-        int64_t count = 0, arg = 0;
-        for (int64_t ky = 0; ky < cfg_.poolH; ++ky) {
-          int64_t iy = oy * cfg_.strideH - padTop_ + ky;
-          if (iy < 0 || iy >= H) continue;
-          for (int64_t kx = 0; kx < cfg_.poolW; ++kx) {
-            int64_t ix = ox * cfg_.strideW - padLeft_ + kx;
-            if (ix < 0 || ix >= W) continue;
-            int64_t i = (plane * H + iy) * W + ix;
-            if (x[i] > best) best = x[i], arg = i;
-            sum += x[i];
-            ++count;
-          }
-        }
-        if (kind_ == PoolKind::Max) {
-          y[o] = best;
-          source_[static_cast<size_t>(o)] = arg;
+  const bool max = kind_ == PoolKind::Max;
+  source_.resize(max ? static_cast<size_t>(y.size()) : 0);
+  // Planes in parallel: each writes its own outputs only.
+#pragma omp parallel for schedule(static)
+  for (int64_t plane = 0; plane < N * C; ++plane) {
+    const float* in = x.ptr() + plane * H * W;
+    for (int64_t oy = 0; oy < OH_; ++oy) {
+      const int64_t y0 = std::max<int64_t>(0, oy * cfg_.strideH - padTop_),
+                    y1 = std::min(H, oy * cfg_.strideH - padTop_ + cfg_.poolH);
+      for (int64_t ox = 0; ox < OW_; ++ox) {
+        const int64_t x0 = std::max<int64_t>(0, ox * cfg_.strideW - padLeft_),
+                      x1 = std::min(W, ox * cfg_.strideW - padLeft_ + cfg_.poolW);
+        const int64_t o = (plane * OH_ + oy) * OW_ + ox;
+        if (max) {
+          int64_t arg = y0 * W + x0;
+          for (int64_t iy = y0; iy < y1; ++iy)
+            for (int64_t ix = x0; ix < x1; ++ix)
+              if (in[iy * W + ix] > in[arg]) arg = iy * W + ix;
+          y[o] = in[arg];
+          source_[static_cast<size_t>(o)] = static_cast<int32_t>(arg);
         } else {
-          y[o] = static_cast<float>(sum / static_cast<double>(count));
+          double sum = 0.0;
+          for (int64_t iy = y0; iy < y1; ++iy)
+            for (int64_t ix = x0; ix < x1; ++ix) sum += in[iy * W + ix];
+          y[o] = static_cast<float>(sum / static_cast<double>((y1 - y0) * (x1 - x0)));
         }
       }
+    }
+  }
   return y;
 }
 
-Tensor Pooling2D::backward(const Tensor& dy) {
+Tensor Pooling2D::backward(Tensor dy) {
   const int64_t N = dy.dim(0), C = in_[0], H = in_[1], W = in_[2];
   Tensor dx({N, C, H, W});
+  // Planes in parallel: a plane's outputs read and write its own inputs only.
+  const int64_t planeOut = OH_ * OW_;
   if (kind_ == PoolKind::Max) {
-    for (int64_t o = 0; o < dy.size(); ++o) dx[source_[static_cast<size_t>(o)]] += dy[o];
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < N * C; ++plane)
+      for (int64_t o = plane * planeOut; o < (plane + 1) * planeOut; ++o)
+        dx[plane * H * W + source_[static_cast<size_t>(o)]] += dy[o];
     return dx;
   }
-  int64_t o = 0;
+#pragma omp parallel for schedule(static)
   for (int64_t plane = 0; plane < N * C; ++plane)
     for (int64_t oy = 0; oy < OH_; ++oy)
-      for (int64_t ox = 0; ox < OW_; ++ox, ++o) {
+      for (int64_t ox = 0; ox < OW_; ++ox) {
+        const int64_t o = (plane * OH_ + oy) * OW_ + ox;
         int64_t y0 = std::max<int64_t>(0, oy * cfg_.strideH - padTop_), y1 = std::min(H, oy * cfg_.strideH - padTop_ + cfg_.poolH);
         int64_t x0 = std::max<int64_t>(0, ox * cfg_.strideW - padLeft_), x1 = std::min(W, ox * cfg_.strideW - padLeft_ + cfg_.poolW);
         float share = dy[o] / static_cast<float>((y1 - y0) * (x1 - x0));
@@ -84,7 +95,7 @@ Dims GlobalAveragePooling2D::build(const Dims& in, Rng&) {
   return {in[0]};
 }
 
-Tensor GlobalAveragePooling2D::forward(const Tensor& x, bool) {
+Tensor GlobalAveragePooling2D::forward(Tensor x, bool) {
   const int64_t N = x.dim(0), C = in_[0], S = in_[1] * in_[2];
   Tensor y({N, C});
   for (int64_t p = 0; p < N * C; ++p) {
@@ -95,7 +106,7 @@ Tensor GlobalAveragePooling2D::forward(const Tensor& x, bool) {
   return y;
 }
 
-Tensor GlobalAveragePooling2D::backward(const Tensor& dy) {
+Tensor GlobalAveragePooling2D::backward(Tensor dy) {
   const int64_t N = dy.dim(0), C = in_[0], S = in_[1] * in_[2];
   Tensor dx({N, C, in_[1], in_[2]});
   for (int64_t p = 0; p < N * C; ++p)
