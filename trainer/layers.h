@@ -92,6 +92,7 @@ class ActivationFn {
   Tensor forward(Tensor x);
   Tensor backward(Tensor dy) const;
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x, const std::string& name) const;
+  ActivationKind kind() const { return kind_; }
 
  private:
   ActivationKind kind_;
@@ -210,9 +211,15 @@ class BatchNormalization : public Layer {
   std::vector<Param*> params() override { return {&gamma_, &beta_}; }
   std::vector<Tensor*> buffers() override { return {&movingMean_, &movingVar_}; }
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override;
+  // Applies a ReLU to the output (Sequential fuses a following
+  // Activation("relu") into this layer): relu(gamma * xhat + beta), whose
+  // mask backward recomputes from xhat. Saves the activation's passes over
+  // memory and its cached copy of the output.
+  void fuseRelu() { fusedRelu_ = true; }
 
  private:
   BatchNormConfig cfg_;
+  bool fusedRelu_ = false;
   Param gamma_, beta_;
   Tensor movingMean_, movingVar_;
   Tensor xhat_;
@@ -308,12 +315,17 @@ class Activation : public Layer {
  public:
   Activation(std::string name, ActivationKind kind) : Layer(std::move(name)), fn_(kind) {}
   Dims build(const Dims& in, Rng& rng) override { return in; }
-  Tensor forward(Tensor x, bool training) override { return fn_.forward(std::move(x)); }
-  Tensor backward(Tensor dy) override { return fn_.backward(std::move(dy)); }
+  Tensor forward(Tensor x, bool training) override { return appliedByPrevious_ ? x : fn_.forward(std::move(x)); }
+  Tensor backward(Tensor dy) override { return appliedByPrevious_ ? dy : fn_.backward(std::move(dy)); }
   std::string exportOnnx(OnnxGraphWriter& w, const std::string& x) const override { return fn_.exportOnnx(w, x, name()); }
+  ActivationKind kind() const { return fn_.kind(); }
+  // The previous layer applies this activation (BatchNormalization::fuseRelu):
+  // forward and backward pass through; the export still writes the node.
+  void setAppliedByPreviousLayer() { appliedByPrevious_ = true; }
 
  private:
   ActivationFn fn_;
+  bool appliedByPrevious_ = false;
 };
 
 }  // namespace kiln::train

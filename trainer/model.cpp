@@ -100,6 +100,15 @@ Sequential::Sequential(const ModelSpec& spec, uint64_t seed) : name_(spec.name),
   }
   outputShape_ = shape;
   if (!layers_.empty()) layers_.front()->setInputGradientNeeded(false);
+  // BatchNormalization then a ReLU run as one layer pass (fuseRelu).
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    auto* bn = dynamic_cast<BatchNormalization*>(layers_[i].get());
+    auto* relu = dynamic_cast<Activation*>(layers_[i + 1].get());
+    if (bn && relu && relu->kind() == ActivationKind::Relu) {
+      bn->fuseRelu();
+      relu->setAppliedByPreviousLayer();
+    }
+  }
   if (outputShape_.size() != 1) throw SpecError(spec.name + ": the last layer must output [classes], got " + dimsStr(shape));
 }
 

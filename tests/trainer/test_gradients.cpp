@@ -41,8 +41,7 @@ Tensor randomInput(Dims shape, uint64_t seed) {
   return x;
 }
 
-void checkLayer(const std::string& json, const Dims& perSample, Tensor x, Probe probe = {}) {
-  std::unique_ptr<Layer> layer = makeLayer(nlohmann::json::parse(json), 0);
+void checkLayer(std::unique_ptr<Layer> layer, const Dims& perSample, Tensor x, Probe probe = {}) {
   Rng rng(7);
   layer->build(perSample, rng);
   // Non-trivial parameters (biases and BN gamma/beta start at 0/1).
@@ -69,6 +68,10 @@ void checkLayer(const std::string& json, const Dims& perSample, Tensor x, Probe 
   for (size_t k = 0; k < params.size(); ++k)
     for (int64_t i = 0; i < params[k]->value.size(); ++i)
       expectClose(grads[k][i], numeric(params[k]->value[i]), params[k]->name + "[" + std::to_string(i) + "]");
+}
+
+void checkLayer(const std::string& json, const Dims& perSample, Tensor x, Probe probe = {}) {
+  checkLayer(makeLayer(nlohmann::json::parse(json), 0), perSample, std::move(x), probe);
 }
 
 // Values i * step in shuffled order: no two closer than `step` (for max/relu kinks).
@@ -106,6 +109,45 @@ TEST_CASE("SeparableConv2D gradients: depth_multiplier 2, strides 2, bias") {
 TEST_CASE("BatchNormalization gradients: training statistics, images and features") {
   checkLayer(R"({"type":"BatchNormalization","momentum":0.9,"epsilon":0.001})", {3, 4, 4}, randomInput({3, 3, 4, 4}, 5));
   checkLayer(R"({"type":"BatchNormalization"})", {5}, randomInput({4, 5}, 6));
+}
+
+// Sequential fuses BatchNormalization + Activation("relu") into the BN
+// layer. h = 1e-3 keeps the probes off the ReLU's kink for these inputs.
+TEST_CASE("BatchNormalization gradients: fused ReLU, training and inference") {
+  for (bool training : {true, false}) {
+    auto bn = std::make_unique<BatchNormalization>("bn", BatchNormConfig{});
+    bn->fuseRelu();
+    checkLayer(std::move(bn), {3, 4, 4}, randomInput({3, 3, 4, 4}, 11), Probe{1e-3, training});
+  }
+}
+
+TEST_CASE("A model fuses BatchNormalization + ReLU and computes what the two layers compute") {
+  const ModelSpec spec = specFromJson(R"({"input_shape": [5, 5, 3],
+    "layers": [{"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"}, {"type": "Flatten"},
+               {"type": "Dense", "units": 4}]})");
+  Sequential model(spec, 3);
+  // The model's Activation passes through: its BN applies the ReLU.
+  CHECK(model.layers()[1]->forward(Tensor({1, 3}, -1.0f), false)[0] == -1.0f);
+  const Tensor x = randomInput({4, 3, 5, 5}, 12);
+  const Tensor y = model.forward(x, true);
+  const Tensor r = randomInput(y.shape, 13);
+  model.backward(r);
+  // The same layers unfused: a fresh BN with the model's parameters, then
+  // the model's own (pass-through) Activation replaced by a real ReLU.
+  BatchNormalization bn("bn", BatchNormConfig{});
+  Rng rng(0);
+  bn.build({3, 5, 5}, rng);
+  Activation relu("relu", ActivationKind::Relu);
+  Tensor h = relu.forward(bn.forward(x, true), true);
+  for (size_t i = 2; i < model.layers().size(); ++i) h = model.layers()[i]->forward(std::move(h), true);
+  REQUIRE(h.shape == y.shape);
+  for (int64_t i = 0; i < y.size(); ++i) CHECK(h[i] == y[i]);
+  Tensor g = r;
+  for (size_t i = model.layers().size() - 1; i >= 2; --i) g = model.layers()[i]->backward(std::move(g));
+  bn.backward(relu.backward(std::move(g)));
+  const std::vector<Param*> fused = model.layers()[0]->params(), plain = bn.params();
+  for (size_t k = 0; k < plain.size(); ++k)
+    for (int64_t i = 0; i < plain[k]->grad.size(); ++i) CHECK(plain[k]->grad[i] == Approx(fused[k]->grad[i]).margin(1e-6));
 }
 
 TEST_CASE("BatchNormalization gradients: inference statistics") {

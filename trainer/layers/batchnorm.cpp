@@ -1,7 +1,9 @@
 // BatchNormalization over the channel axis (axis 1 of NCHW / [N, F]):
 // batch statistics (biased variance) when training, moving averages
 // (moving = momentum * moving + (1 - momentum) * batch) in inference.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "trainer/layers.h"
 #include "trainer/spec.h"
@@ -66,6 +68,7 @@ Tensor BatchNormalization::forward(Tensor x, bool training) {
     const double inv = 1.0 / std::sqrt(var + cfg_.epsilon);
     invStd_[static_cast<size_t>(c)] = inv;
     const float meanF = static_cast<float>(mean), invF = static_cast<float>(inv), g = gamma_.value[c], b = beta_.value[c];
+    const float floor = fusedRelu_ ? 0.0f : -std::numeric_limits<float>::infinity();
     for (int64_t n = 0; n < N; ++n) {
       const int64_t base = (n * C + c) * S;
       const float* xp = x.ptr() + base;
@@ -74,7 +77,7 @@ Tensor BatchNormalization::forward(Tensor x, bool training) {
 #pragma omp simd
       for (int64_t i = 0; i < S; ++i) {
         hp[i] = (xp[i] - meanF) * invF;
-        yp[i] = g * hp[i] + b;
+        yp[i] = std::max(g * hp[i] + b, floor);
       }
     }
   }
@@ -83,12 +86,15 @@ Tensor BatchNormalization::forward(Tensor x, bool training) {
 
 // Training: dx = gamma * invstd / m * (m * dy - sum(dy) - xhat * sum(dy * xhat)),
 // m = N*S (the batch statistics depend on x); inference: dx = gamma * invstd * dy.
+// With the fused ReLU, dy is first masked where gamma * xhat + beta <= 0.
 Tensor BatchNormalization::backward(Tensor dy) {
   const int64_t N = dy.dim(0), C = dy.dim(1), S = product(dy.shape, 2);
   const double m = static_cast<double>(N * S);
   float* dx = dy.ptr();  // in place, after the sums have read dy
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
+    const float g = gamma_.value[c], b = beta_.value[c];
+    auto masked = [&](float d, float h) { return !fusedRelu_ || g * h + b > 0.0f ? d : 0.0f; };
     double sumDy = 0.0, sumDyXhat = 0.0;
     for (int64_t n = 0; n < N; ++n) {
       const int64_t base = (n * C + c) * S;
@@ -96,8 +102,9 @@ Tensor BatchNormalization::backward(Tensor dy) {
       float s = 0.0f, sh = 0.0f;
 #pragma omp simd reduction(+ : s, sh)
       for (int64_t i = 0; i < S; ++i) {
-        s += dp[i];
-        sh += dp[i] * hp[i];
+        const float d = masked(dp[i], hp[i]);
+        s += d;
+        sh += d * hp[i];
       }
       sumDy += s;
       sumDyXhat += sh;
@@ -112,7 +119,7 @@ Tensor BatchNormalization::backward(Tensor dy) {
       const float *dp = dy.ptr() + base, *hp = xhat_.ptr() + base;
       float* xp = dx + base;
 #pragma omp simd
-      for (int64_t i = 0; i < S; ++i) xp[i] = scale * dp[i] - meanTerm - hp[i] * varTerm;
+      for (int64_t i = 0; i < S; ++i) xp[i] = scale * masked(dp[i], hp[i]) - meanTerm - hp[i] * varTerm;
     }
   }
   return dy;
