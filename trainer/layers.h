@@ -1,7 +1,7 @@
 // Keras-style layers with forward and backward passes. Per-sample shapes
 // are NCHW without the batch dim: [C,H,W] for images, [F] for features.
 // Conv2D, DepthwiseConv2D and SeparableConv2D all run on one grouped
-// im2col + GEMM mechanism (`Convolution`).
+// convolution (`Convolution`, on oneDNN primitives).
 #pragma once
 
 #include <map>
