@@ -47,13 +47,32 @@ memory userMemory(const memory::dims& dims, Tag tag, const float* data) {
   return memory({dims, memory::data_type::f32, tag}, cpuEngine(), const_cast<float*>(data));
 }
 
+// `scratch`, (re)allocated for `desc` when it does not describe it yet.
+memory scratchFor(const memory::desc& desc, memory& scratch) {
+  if (!scratch || scratch.get_desc() != desc) scratch = memory(desc, cpuEngine());
+  return scratch;
+}
+
 // `from` in the layout `want` describes: `from` itself when they agree, else
-// reordered into `scratch` (allocated on first use).
+// reordered into `scratch`.
 memory inLayout(const memory& from, const memory::desc& want, memory& scratch) {
   if (from.get_desc() == want) return from;
-  if (!scratch || scratch.get_desc() != want) scratch = memory(want, cpuEngine());
-  dnnl::reorder(from, scratch).execute(cpuStream(), const_cast<memory&>(from), scratch);
-  return scratch;
+  memory to = scratchFor(want, scratch);
+  dnnl::reorder(from, to).execute(cpuStream(), const_cast<memory&>(from), to);
+  return to;
+}
+
+// Where a primitive writes an output that belongs in `user`: `user` itself
+// when the primitive's layout `produced` agrees, else `scratch` (then
+// copyInto(scratch, user)).
+memory outputBuffer(const memory::desc& produced, const memory& user, memory& scratch) {
+  return produced == user.get_desc() ? user : scratchFor(produced, scratch);
+}
+
+// The kernel (or its gradient) as oneDNN sees it: [M, C/g, kh, kw] is oihw,
+// and goihw when grouped ([g, M/g, C/g, kh, kw], the same bytes).
+memory weightMemory(const memory::dims& dims, const Tensor& t) {
+  return userMemory(dims, dims.size() == 4 ? Tag::oihw : Tag::goihw, t.ptr());
 }
 
 void copyInto(const memory& from, const memory& to) {
@@ -106,8 +125,6 @@ std::vector<Param*> Convolution::params() {
   return p;
 }
 
-// The kernel as oneDNN sees it: [M, C/g, kh, kw] is oihw, and goihw (with
-// the group split off the front) when grouped, the same bytes.
 Convolution::Primitives& Convolution::primitivesFor(int64_t batch) {
   std::unique_ptr<Primitives>& slot = primitives_[batch];
   if (slot) return *slot;
@@ -142,21 +159,18 @@ Tensor Convolution::forward(const Tensor& x) {
   last_ = &p;
   Tensor y({x.dim(0), M_, OH_, OW_});
   withLayerName(name_, [&] {
-    const Tag weightTag = groups_ == 1 ? Tag::oihw : Tag::goihw;
     memory src = inLayout(userMemory(p.srcDims, Tag::nchw, x.ptr()), p.forwardDesc.src_desc(), p.srcScratch);
-    // The input is kept (in the forward's layout) for the weight gradient.
+    // The input is kept (in the forward's layout) for the weight gradient;
+    // x itself is the caller's and gone by then.
     if (src.get_data_handle() == x.ptr()) {
-      if (!p.src || p.src.get_desc() != src.get_desc()) p.src = memory(src.get_desc(), cpuEngine());
-      copyInto(src, p.src);
+      memory copy = scratchFor(src.get_desc(), p.src);
+      copyInto(src, copy);
     } else {
       p.src = src;
     }
-    memory weights = inLayout(userMemory(p.weightDims, weightTag, kernel_.value.ptr()), p.forwardDesc.weights_desc(),
-                              p.weightScratch);
+    memory weights = inLayout(weightMemory(p.weightDims, kernel_.value), p.forwardDesc.weights_desc(), p.weightScratch);
     memory userDst = userMemory(p.dstDims, Tag::nchw, y.ptr());
-    memory dst = p.forwardDesc.dst_desc() == userDst.get_desc() ? userDst
-                 : p.dstScratch                                  ? p.dstScratch
-                                                                 : (p.dstScratch = memory(p.forwardDesc.dst_desc(), cpuEngine()));
+    memory dst = outputBuffer(p.forwardDesc.dst_desc(), userDst, p.dstScratch);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
     if (bias_) args.emplace(DNNL_ARG_BIAS, userMemory({M_}, Tag::x, bias_->value.ptr()));
     p.forward.execute(cpuStream(), args);
@@ -171,17 +185,12 @@ Tensor Convolution::backward(const Tensor& dy, bool inputGradient) {
   Primitives& p = *last_;
   Tensor dx;
   withLayerName(name_, [&] {
-    const Tag weightTag = groups_ == 1 ? Tag::oihw : Tag::goihw;
     memory userDiffDst = userMemory(p.dstDims, Tag::nchw, dy.ptr());
     // Weight (and bias) gradient.
     memory diffDstW = inLayout(userDiffDst, p.backwardWeightsDesc.diff_dst_desc(), p.diffDstScratchW);
     memory srcW = inLayout(p.src, p.backwardWeightsDesc.src_desc(), p.srcScratchW);
-    memory userDiffWeights = userMemory(p.weightDims, weightTag, kernel_.grad.ptr());
-    memory diffWeights = p.backwardWeightsDesc.diff_weights_desc() == userDiffWeights.get_desc()
-                             ? userDiffWeights
-                             : (p.diffWeightScratch ? p.diffWeightScratch
-                                                    : (p.diffWeightScratch = memory(p.backwardWeightsDesc.diff_weights_desc(),
-                                                                                    cpuEngine())));
+    memory userDiffWeights = weightMemory(p.weightDims, kernel_.grad);
+    memory diffWeights = outputBuffer(p.backwardWeightsDesc.diff_weights_desc(), userDiffWeights, p.diffWeightScratch);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, srcW}, {DNNL_ARG_DIFF_DST, diffDstW}, {DNNL_ARG_DIFF_WEIGHTS, diffWeights}};
     if (bias_) args.emplace(DNNL_ARG_DIFF_BIAS, userMemory({M_}, Tag::x, bias_->grad.ptr()));
     p.backwardWeights.execute(cpuStream(), args);
@@ -192,13 +201,9 @@ Tensor Convolution::backward(const Tensor& dy, bool inputGradient) {
     }
     dx = Tensor({p.srcDims[0], C_, H_, W_});
     memory diffDst = inLayout(userDiffDst, p.backwardDataDesc.diff_dst_desc(), p.diffDstScratch);
-    memory weights = inLayout(userMemory(p.weightDims, weightTag, kernel_.value.ptr()), p.backwardDataDesc.weights_desc(),
-                              p.backwardWeightScratch);
+    memory weights = inLayout(weightMemory(p.weightDims, kernel_.value), p.backwardDataDesc.weights_desc(), p.backwardWeightScratch);
     memory userDiffSrc = userMemory(p.srcDims, Tag::nchw, dx.ptr());
-    memory diffSrc = p.backwardDataDesc.diff_src_desc() == userDiffSrc.get_desc()
-                         ? userDiffSrc
-                         : (p.diffSrcScratch ? p.diffSrcScratch
-                                             : (p.diffSrcScratch = memory(p.backwardDataDesc.diff_src_desc(), cpuEngine())));
+    memory diffSrc = outputBuffer(p.backwardDataDesc.diff_src_desc(), userDiffSrc, p.diffSrcScratch);
     p.backwardData.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, diffDst}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, diffSrc}});
     copyInto(diffSrc, userDiffSrc);
     cpuStream().wait();
