@@ -23,7 +23,7 @@ cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang-19 -DCMAKE_CXX_COMPILER=clang++-19 \
   -DCMAKE_C_FLAGS="$sanitize" -DCMAKE_CXX_FLAGS="$sanitize" \
-  -DKILN_FUZZ=ON
+  -DKILN_FUZZ=ON -DKILN_BUILD_TRAINER=OFF
 ninja -C "$build" kiln_importer_fuzzer
 
 # Seeds are rebuilt each run; the corpus the fuzzer grows is kept across runs.
