@@ -200,7 +200,9 @@ Tensor Convolution::backward(const Tensor& dy, bool inputGradient) {
       return;
     }
     dx = Tensor({p.srcDims[0], C_, H_, W_});
-    memory diffDst = inLayout(userDiffDst, p.backwardDataDesc.diff_dst_desc(), p.diffDstScratch);
+    // Both backward primitives usually want dy in the same blocked layout.
+    memory diffDst = inLayout(diffDstW.get_desc() == p.backwardDataDesc.diff_dst_desc() ? diffDstW : userDiffDst,
+                              p.backwardDataDesc.diff_dst_desc(), p.diffDstScratch);
     memory weights = inLayout(weightMemory(p.weightDims, kernel_.value), p.backwardDataDesc.weights_desc(), p.backwardWeightScratch);
     memory userDiffSrc = userMemory(p.srcDims, Tag::nchw, dx.ptr());
     memory diffSrc = outputBuffer(p.backwardDataDesc.diff_src_desc(), userDiffSrc, p.diffSrcScratch);
