@@ -38,22 +38,21 @@ void softmaxAxis1(Tensor& y) {
 // keeps a copy of the output (its buffer reused across calls).
 Tensor ActivationFn::forward(Tensor x) {
   if (kind_ == ActivationKind::Linear) return x;
-  const float* in = x.ptr();
-  float* out = x.ptr();
+  float* v = x.ptr();
   const int64_t n = x.size();
   switch (kind_) {
     case ActivationKind::Linear: break;
     case ActivationKind::Relu:
 #pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+      for (int64_t i = 0; i < n; ++i) v[i] = v[i] > 0.0f ? v[i] : 0.0f;
       break;
     case ActivationKind::Sigmoid:
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + std::exp(-in[i]));
+      for (int64_t i = 0; i < n; ++i) v[i] = 1.0f / (1.0f + std::exp(-v[i]));
       break;
     case ActivationKind::Tanh:
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(in[i]);
+      for (int64_t i = 0; i < n; ++i) v[i] = std::tanh(v[i]);
       break;
     case ActivationKind::Softmax: softmaxAxis1(x); break;
   }

@@ -27,9 +27,9 @@ Dims BatchNormalization::build(const Dims& in, Rng&) {
 
 namespace {
 
-// Sum of one channel over the batch of [N, C, S] data (or of f(x) when
-// given): float lanes within a sample's plane, double across samples, so
-// the result does not depend on the thread count.
+// Sum of f(x) over one channel of [N, C, S] data: float lanes within a
+// sample's plane, double across samples, so the result does not depend on
+// the thread count.
 template <class F>
 double channelSum(const float* x, int64_t N, int64_t C, int64_t S, int64_t c, F f) {
   double total = 0.0;
