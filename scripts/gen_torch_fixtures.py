@@ -445,6 +445,15 @@ FIXTURES = {
     "functional_ops_dynamic": (FunctionalOps, (3, 3, 8, 8), 13, True),
     "shufflenet_v2": (shufflenet_v2, (1, 3, 64, 64), 13, False),
     "mobilenet_v3_small": (mobilenet_v3_small, (1, 3, 64, 64), 17, False),
+    # Exported with a fixed batch (no dynamic axes): the batch is a static dim
+    # 0 of every tensor, and `x.view(x.size(0), -1)` bakes it into Reshape.
+    "resnet18_batch3": (resnet18, (3, 3, 64, 64), 13, False),
+    "depthwise_separable_batch2": (DepthwiseSeparable, (2, 3, 16, 16), 13, False),
+    "keras_classifier_batch4": (KerasClassifier, (4, 1, 28, 28), 13, False),
+    "dynamic_view_mlp_batch3": (DynamicViewMlp, (3, 3, 12, 12), 13, False),
+    "squeezenet_fire_batch2": (SqueezeNetish, (2, 3, 33, 33), 13, False),
+    "tf_nhwc_residual_batch2": (TfNhwcResidual, (2, 16, 16, 3), 13, False),
+    "tf_nhwc_residual_batch3": (TfNhwcResidual, (3, 16, 16, 3), 13, False),
 }
 
 # name -> builder(torch.Generator) returning (ModelProto, input, expected output)

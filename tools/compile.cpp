@@ -75,7 +75,10 @@ constexpr std::string_view kHelpHead =
     "  --shape NAME=DIMS      bind the symbolic dims of input NAME, DIMS as in\n"
     "                         1x3x64x64 (repeatable). The leading dim is the batch:\n"
     "                         a symbolic batch stays a run-time argument, so any\n"
-    "                         number, N or -1 fits it\n"
+    "                         number, N or -1 fits it; a model exported with a\n"
+    "                         fixed batch takes exactly that many samples, its\n"
+    "                         convolutions and pools spread over the threads\n"
+    "                         sample by sample as with a symbolic batch\n"
     "  --name PREFIX          the entry symbol's prefix, a C identifier (default\n"
     "                         model)\n"
     "  --quiet                do not report the phases on stderr\n";

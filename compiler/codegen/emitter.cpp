@@ -62,14 +62,14 @@ void EmitContext::store(const Operand& t, llvm::Value* index, llvm::Value* value
 
 void EmitContext::fail(const std::string& message) const { throw Error(message, node.site()); }
 
-void EmitterRegistry::add(const std::string& op, EmitFn fn) {
+void EmitterRegistry::add(const std::string& op, EmitFn fn, EmitScope scope) {
   if (find(op)) throw Error("emitter for '" + op + "' registered twice");
-  emitters_.emplace_back(op, std::move(fn));
+  emitters_.emplace_back(op, Emitter{std::move(fn), scope});
 }
 
-const EmitFn* EmitterRegistry::find(const std::string& op) const {
-  for (const auto& [name, fn] : emitters_)
-    if (name == op) return &fn;
+const Emitter* EmitterRegistry::find(const std::string& op) const {
+  for (const auto& [name, emitter] : emitters_)
+    if (name == op) return &emitter;
   return nullptr;
 }
 

@@ -75,15 +75,27 @@ class EmitContext {
 
 using EmitFn = std::function<void(EmitContext&)>;
 
+// How much of a static dim 0 an emitter's code covers. Sample-wise ops whose
+// kernels are written for one sample (convolutions, pools, per-channel
+// affines, layout reorders) are PerSample: the module builder runs them once
+// per row of a static dim 0 > 1, with per-row operands, as it does for a
+// symbolic batch. The rest compute their whole (per-sample) operands.
+enum class EmitScope { WholeTensor, PerSample };
+
+struct Emitter {
+  EmitFn fn;
+  EmitScope scope = EmitScope::WholeTensor;
+};
+
 class EmitterRegistry {
  public:
   // The registry with every emitter of compiler/codegen/ops registered.
   static const EmitterRegistry& instance();
-  void add(const std::string& op, EmitFn fn);
-  const EmitFn* find(const std::string& op) const;
+  void add(const std::string& op, EmitFn fn, EmitScope scope = EmitScope::WholeTensor);
+  const Emitter* find(const std::string& op) const;
 
  private:
-  std::vector<std::pair<std::string, EmitFn>> emitters_;
+  std::vector<std::pair<std::string, Emitter>> emitters_;
 };
 
 llvm::Type* llvmType(llvm::LLVMContext& ctx, DType t);

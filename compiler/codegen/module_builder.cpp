@@ -11,16 +11,47 @@ namespace {
 
 bool isBatched(const Value* v) { return v->type.shape.hasSymbolicBatch(); }
 
-// Bytes of one sample of a batched value (or the whole value otherwise).
-int64_t sampleBytes(const Value* v) {
-  const Shape s = v->type.storageShape();
-  return s.product(isBatched(v) ? 1 : 0, s.rank()) * static_cast<int64_t>(dtypeSize(v->type.dtype));
+// Whether a task addresses v one sample at a time: v has the symbolic batch,
+// or the task runs a PerSample emitter once per row of a static dim 0 of
+// `rows` > 1 and v is one of its rows' operands (weights are not).
+bool isSampled(const Value* v, int64_t rows) {
+  return isBatched(v) || (rows > 1 && !v->isConstant() && v->type.shape.rank() > 0 && v->type.shape[0] == rows);
 }
 
-TensorType perSampleType(const Value* v) {
+// Bytes of one sample of a sampled value (or the whole value otherwise).
+int64_t sampleBytes(const Value* v, int64_t rows) {
+  const Shape s = v->type.storageShape();
+  return s.product(isSampled(v, rows) ? 1 : 0, s.rank()) * static_cast<int64_t>(dtypeSize(v->type.dtype));
+}
+
+TensorType perSampleType(const Value* v, int64_t rows) {
   TensorType t = v->type;
-  if (isBatched(v)) t.shape.dims[0] = 1;
+  if (isSampled(v, rows)) t.shape.dims[0] = 1;
   return t;
+}
+
+// How many times a node's task runs per batch item: once per row of a static
+// dim 0 for emitters written for one sample (and every blocked NCHWc kernel
+// is) when the node has no symbolic batch, else once. A model exported with a
+// fixed batch (torch.onnx without dynamic axes) has such dims; every sample
+// operand of the node must then share that dim 0.
+int64_t staticRows(const Node& n, EmitScope scope) {
+  std::vector<const Value*> operands(n.outputs.begin(), n.outputs.end());
+  for (const Value* in : n.inputs)
+    if (in && !in->isConstant()) operands.push_back(in);
+  bool perSample = scope == EmitScope::PerSample;
+  for (const Value* v : operands) {
+    if (isBatched(v)) return 1;
+    perSample = perSample || v->type.layout == Layout::NCHWc;
+  }
+  const Shape& first = n.input(0) ? n.input(0)->type.shape : n.output()->type.shape;
+  if (!perSample || first.rank() == 0 || first[0] <= 1) return 1;
+  for (const Value* v : operands)
+    if (v->type.shape.rank() == 0 || v->type.shape[0] != first[0])
+      throw Error("the LLVM backend runs this op one sample at a time, but its operands do not share dim 0 (" +
+                      first.str() + " vs " + v->type.shape.str() + ")",
+                  n.site());
+  return first[0];
 }
 
 int32_t abiDType(DType t) {
@@ -56,16 +87,12 @@ class ModuleBuilder {
   std::unique_ptr<llvm::Module> build(bool exportUnprefixedEntry) {
     std::vector<Task> tasks;
     std::vector<Node*> nodes = g_.nodes();
-    for (size_t k = 0; k < nodes.size(); ++k) {
-      bool batched = false;
-      for (const Value* out : nodes[k]->outputs) batched = batched || isBatched(out);
-      tasks.push_back({emitNodeTask(*nodes[k], k), batched});
-    }
+    for (size_t k = 0; k < nodes.size(); ++k) tasks.push_back(emitNodeTask(*nodes[k], k));
     // Outputs no node computes (a folded constant, an input returned as is)
     // are copied into the caller's buffer.
     for (size_t k = 0; k < g_.outputs().size(); ++k) {
       const Value* v = g_.outputs()[k];
-      if (!v->producer) tasks.push_back({emitOutputCopy(v, k), isBatched(v)});
+      if (!v->producer) tasks.push_back({emitOutputCopy(v, k), isBatched(v), 1});
     }
     llvm::Function* run = emitRun(tasks);
     weights_.finalize();
@@ -80,32 +107,37 @@ class ModuleBuilder {
   }
 
  private:
+  // One parallel-for body of the run function: a sample (of the symbolic
+  // batch, or one of `rows` of a static dim 0), or the single invocation of
+  // an unbatched step.
+  struct Task {
+    llvm::Function* fn;
+    bool batched;
+    int64_t rows;
+  };
+
   // One node for one sample: void kiln_node_K(ptr args, i64 sample).
-  llvm::Function* emitNodeTask(const Node& n, size_t k) {
+  Task emitNodeTask(const Node& n, size_t k) {
+    const Emitter* emitter = EmitterRegistry::instance().find(n.opName());
+    if (!emitter) throw Error("the LLVM backend has no emitter for this op yet", n.site());
+    const int64_t rows = staticRows(n, emitter->scope);
     llvm::IRBuilder<> b(ctx_);
     auto [fn, frame] = beginTask("kiln_node_" + std::to_string(k), b);
     std::vector<std::optional<Operand>> inputs;
-    for (Value* in : n.inputs) inputs.push_back(in ? std::optional<Operand>(operand(b, frame, in)) : std::nullopt);
+    for (Value* in : n.inputs)
+      inputs.push_back(in ? std::optional<Operand>(operand(b, frame, in, rows)) : std::nullopt);
     std::vector<Operand> outputs;
-    for (Value* out : n.outputs) outputs.push_back(operand(b, frame, out));
-
-    const EmitFn* emit = EmitterRegistry::instance().find(n.opName());
-    if (!emit) throw Error("the LLVM backend has no emitter for this op yet", n.site());
+    for (Value* out : n.outputs) outputs.push_back(operand(b, frame, out, rows));
     EmitContext ctx(b, n, std::move(inputs), std::move(outputs), target_.info, weights_);
-    (*emit)(ctx);
+    emitter->fn(ctx);
     b.CreateRetVoid();
-    return fn;
+    bool batched = false;
+    for (const Value* out : n.outputs) batched = batched || isBatched(out);
+    return {fn, batched, rows};
   }
 
   struct Frame {
     llvm::Value *batch, *inputs, *outputs, *workspace, *sample;
-  };
-
-  // One parallel-for body of the run function: a sample (or the single
-  // invocation of an unbatched step).
-  struct Task {
-    llvm::Function* fn;
-    bool batched;
   };
 
   // A task function void NAME(ptr args, i64 sample) with its frame loaded.
@@ -121,21 +153,22 @@ class ModuleBuilder {
   llvm::Function* emitOutputCopy(const Value* v, size_t index) {
     llvm::IRBuilder<> b(ctx_);
     auto [fn, frame] = beginTask("kiln_output_" + std::to_string(index), b);
-    Operand source = operand(b, frame, v);
+    Operand source = operand(b, frame, v, 1);
     llvm::Value* dest = b.CreateLoad(ptr_, b.CreateConstInBoundsGEP1_64(ptr_, frame.outputs, index));
     if (isBatched(v))
       dest = b.CreateInBoundsGEP(b.getInt8Ty(), dest,
-                                 b.CreateMul(frame.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v)))));
+                                 b.CreateMul(frame.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v, 1)))));
     b.CreateMemCpy(dest, llvm::MaybeAlign(1), source.data, llvm::MaybeAlign(1),
-                   static_cast<uint64_t>(sampleBytes(v)));
+                   static_cast<uint64_t>(sampleBytes(v, 1)));
     b.CreateRetVoid();
     return fn;
   }
 
-  // Where value v's data for the current sample lives.
-  Operand operand(llvm::IRBuilder<>& b, const Frame& f, const Value* v) {
+  // Where value v's data for the current sample lives, in a task run `rows`
+  // times (see staticRows).
+  Operand operand(llvm::IRBuilder<>& b, const Frame& f, const Value* v, int64_t rows) {
     Operand op;
-    op.type = perSampleType(v);
+    op.type = perSampleType(v, rows);
     if (v->isConstant()) {
       op.constant = &v->constant;
       auto it = constants_.find(v);
@@ -154,9 +187,10 @@ class ModuleBuilder {
       // Planned offsets are per sample: the value's region starts at offset*batch.
       base = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, b.CreateMul(b.getInt64(static_cast<uint64_t>(v->arenaOffset)), f.batch));
     }
-    op.data = isBatched(v) ? b.CreateInBoundsGEP(b.getInt8Ty(), base,
-                                                 b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v)))))
-                           : base;
+    op.data = isSampled(v, rows) ? b.CreateInBoundsGEP(b.getInt8Ty(), base,
+                                                       b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(
+                                                                                 sampleBytes(v, rows)))))
+                                 : base;
     return op;
   }
 
@@ -173,8 +207,8 @@ class ModuleBuilder {
     auto* taskType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
     auto* parallelForType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_, ptr_}, false);
     llvm::Value* serial = b.CreateICmpEQ(parallelFor, llvm::ConstantPointerNull::get(ptr_));
-    for (const auto& [task, batched] : tasks) {
-      llvm::Value* count = batched ? batch : b.getInt64(1);
+    for (const auto& [task, batched, rows] : tasks) {
+      llvm::Value* count = batched ? batch : b.getInt64(static_cast<uint64_t>(rows));
       llvm::BasicBlock* serialBlock = llvm::BasicBlock::Create(ctx_, "serial", fn);
       llvm::BasicBlock* poolBlock = llvm::BasicBlock::Create(ctx_, "pool", fn);
       llvm::BasicBlock* next = llvm::BasicBlock::Create(ctx_, "next", fn);

@@ -102,4 +102,26 @@ double maxRelativeError(const std::vector<Tensor>& a, const std::vector<Tensor>&
   return worst;
 }
 
+double maxRelativeErrorPerSample(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double worst = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    const Shape& shape = b[k].shape();
+    if (a[k].shape() != shape || shape.rank() == 0) {
+      worst = std::max(worst, maxRelativeError({a[k]}, {b[k]}));
+      continue;
+    }
+    const size_t bytes = b[k].byteSize() / static_cast<size_t>(shape[0]);
+    for (int64_t n = 0; n < shape[0]; ++n) {
+      Shape sampleShape = shape;
+      sampleShape[0] = 1;
+      Tensor sa(a[k].dtype(), sampleShape), sb(b[k].dtype(), sampleShape);
+      std::memcpy(sa.rawData(), a[k].rawData() + n * bytes, bytes);
+      std::memcpy(sb.rawData(), b[k].rawData() + n * bytes, bytes);
+      worst = std::max(worst, maxRelativeError({sa}, {sb}));
+    }
+  }
+  return worst;
+}
+
 }  // namespace kiln::testing

@@ -30,5 +30,8 @@ class CompiledModel {
 // Norm-wise relative error max|a-b| / max|b| over all outputs (inf on shape
 // mismatch or NaN mismatch).
 double maxRelativeError(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
+// The same, taken sample by sample along dim 0 (each relative to its own
+// sample's peak), so one wrong sample of a batch cannot hide behind others.
+double maxRelativeErrorPerSample(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
 
 }  // namespace kiln::testing

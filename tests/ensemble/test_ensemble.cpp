@@ -48,6 +48,33 @@ Graph classifier(uint32_t seed, MemberOutput output, const ClassifierShape& s = 
   return g;
 }
 
+// x [batch, 2, 9, 9] -> Conv 3x3 (+Relu) -> MaxPool -> Flatten -> Gemm: a
+// member exported with a fixed batch when `batch` is a number.
+Graph convClassifier(uint32_t seed, MemberOutput output, int64_t batch) {
+  Graph g;
+  g.name = "conv_classifier" + std::to_string(seed);
+  Value* x = g.addInput("x", {DType::F32, Shape{batch, 2, 9, 9}});
+  Attributes conv;
+  conv.set("strides", std::vector<int64_t>{1, 1});
+  conv.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  conv.set("dilations", std::vector<int64_t>{1, 1});
+  Value* w = g.addConstant("w", Tensor::uniform(Shape{5, 2, 3, 3}, seed));
+  Value* y = g.addNode("Conv", "conv", {x, w}, conv)->output();
+  y = g.addNode("Relu", "relu", {y})->output();
+  Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{3, 3});
+  pool.set("strides", std::vector<int64_t>{3, 3});
+  pool.set("pads", std::vector<int64_t>{0, 0, 0, 0});
+  pool.set("dilations", std::vector<int64_t>{1, 1});
+  y = g.addNode("MaxPool", "pool", {y}, pool)->output();
+  y = g.addNode("Flatten", "flatten", {y})->output();
+  Value* fc = g.addConstant("fc", Tensor::uniform(Shape{45, 4}, seed + 1));
+  y = g.addNode("Gemm", "fc", {y, fc})->output();
+  if (output == MemberOutput::Probabilities) y = g.addNode("Softmax", "softmax", {y})->output();
+  g.addOutput(y);
+  return g;
+}
+
 // Merges `members` per rule, compiles the result with -O2 and interprets it
 // unoptimized; both must equal the combination of the members run alone
 // (compiled, and interpreted) to 1e-6.
@@ -91,6 +118,16 @@ TEST_CASE("merged generated members equal the weighted combination for every rul
     checkEnsemble(generatedMembers(output, {0.5, 0.3, 0.2}), output, input);
   // One member: the rules reduce to its own (transformed) output.
   checkEnsemble(generatedMembers(MemberOutput::Probabilities, {1.0}), MemberOutput::Probabilities, input);
+}
+
+TEST_CASE("members exported with a fixed batch merge and compile per sample", "[ensemble]") {
+  for (MemberOutput output : {MemberOutput::Probabilities, MemberOutput::Logits}) {
+    std::vector<Member> members;
+    for (uint32_t i = 0; i < 3; ++i)
+      members.push_back({"member" + std::to_string(i), "m" + std::to_string(i) + ".onnx",
+                         convClassifier(20 * i + 3, output, 3), 0.2 + 0.2 * i});
+    checkEnsemble(members, output, Tensor::uniform(Shape{3, 2, 9, 9}, 11));
+  }
 }
 
 TEST_CASE("the demo ensemble compiles into one graph equal to its members combined", "[ensemble][demo]") {

@@ -652,8 +652,8 @@ void emitSeparableConv2D(EmitContext& ctx) {
 }  // namespace
 
 void registerConvEmitters(EmitterRegistry& r) {
-  r.add("Conv", emitConv);
-  r.add("SeparableConv2D", emitSeparableConv2D);
+  r.add("Conv", emitConv, EmitScope::PerSample);
+  r.add("SeparableConv2D", emitSeparableConv2D, EmitScope::PerSample);
 }
 
 }  // namespace kiln::codegen

@@ -117,6 +117,6 @@ void emitReorder(EmitContext& ctx) {
 
 }  // namespace
 
-void registerLayoutEmitters(EmitterRegistry& r) { r.add("Reorder", emitReorder); }
+void registerLayoutEmitters(EmitterRegistry& r) { r.add("Reorder", emitReorder, EmitScope::PerSample); }
 
 }  // namespace kiln::codegen

@@ -315,11 +315,13 @@ void emitGlobalPool(EmitContext& ctx, const Reducer& reducer) {
 }  // namespace
 
 void registerPoolEmitters(EmitterRegistry& r) {
-  r.add("MaxPool", [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{true}, false); });
+  const EmitScope sample = EmitScope::PerSample;
+  r.add("MaxPool", [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{true}, false); }, sample);
   r.add("AveragePool",
-        [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{false}, ctx.attrs().getInt("count_include_pad") != 0); });
-  r.add("GlobalMaxPool", [](EmitContext& ctx) { emitGlobalPool(ctx, Reducer{true}); });
-  r.add("GlobalAveragePool", [](EmitContext& ctx) { emitGlobalPool(ctx, Reducer{false}); });
+        [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{false}, ctx.attrs().getInt("count_include_pad") != 0); },
+        sample);
+  r.add("GlobalMaxPool", [](EmitContext& ctx) { emitGlobalPool(ctx, Reducer{true}); }, sample);
+  r.add("GlobalAveragePool", [](EmitContext& ctx) { emitGlobalPool(ctx, Reducer{false}); }, sample);
 }
 
 }  // namespace kiln::codegen
