@@ -62,9 +62,9 @@ void EmitContext::store(const Operand& t, llvm::Value* index, llvm::Value* value
 
 void EmitContext::fail(const std::string& message) const { throw Error(message, node.site()); }
 
-void EmitterRegistry::add(const std::string& op, EmitFn fn, EmitScope scope) {
+void EmitterRegistry::add(const std::string& op, EmitFn fn, std::vector<size_t> sampleInputs) {
   if (find(op)) throw Error("emitter for '" + op + "' registered twice");
-  emitters_.emplace_back(op, Emitter{std::move(fn), scope});
+  emitters_.emplace_back(op, Emitter{std::move(fn), std::move(sampleInputs)});
 }
 
 const Emitter* EmitterRegistry::find(const std::string& op) const {

@@ -75,23 +75,22 @@ class EmitContext {
 
 using EmitFn = std::function<void(EmitContext&)>;
 
-// How much of a static dim 0 an emitter's code covers. Sample-wise ops whose
-// kernels are written for one sample (convolutions, pools, per-channel
-// affines, layout reorders) are PerSample: the module builder runs them once
-// per row of a static dim 0 > 1, with per-row operands, as it does for a
-// symbolic batch. The rest compute their whole (per-sample) operands.
-enum class EmitScope { WholeTensor, PerSample };
-
+// An emitter and, for sample-wise ops whose kernels are written for one
+// sample (convolutions, pools, per-channel affines, layout reorders), the
+// inputs that hold samples (Conv: X and the residual, not W or B). The module
+// builder runs such an emitter once per row of a static dim 0 > 1, with those
+// inputs and the outputs addressed row by row, as it does for a symbolic
+// batch. Emitters without sample inputs compute their whole operands.
 struct Emitter {
   EmitFn fn;
-  EmitScope scope = EmitScope::WholeTensor;
+  std::vector<size_t> sampleInputs;
 };
 
 class EmitterRegistry {
  public:
   // The registry with every emitter of compiler/codegen/ops registered.
   static const EmitterRegistry& instance();
-  void add(const std::string& op, EmitFn fn, EmitScope scope = EmitScope::WholeTensor);
+  void add(const std::string& op, EmitFn fn, std::vector<size_t> sampleInputs = {});
   const Emitter* find(const std::string& op) const;
 
  private:

@@ -1,6 +1,8 @@
 #include "compiler/codegen/module_builder.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "compiler/codegen/weights.h"
 #include "kiln/artifact.h"
@@ -11,47 +13,55 @@ namespace {
 
 bool isBatched(const Value* v) { return v->type.shape.hasSymbolicBatch(); }
 
-// Whether a task addresses v one sample at a time: v has the symbolic batch,
-// or the task runs a PerSample emitter once per row of a static dim 0 of
-// `rows` > 1 and v is one of its rows' operands (weights are not).
-bool isSampled(const Value* v, int64_t rows) {
-  return isBatched(v) || (rows > 1 && !v->isConstant() && v->type.shape.rank() > 0 && v->type.shape[0] == rows);
+// The rows a node's task runs for one batch item: once per row of a static
+// dim 0 (the model was exported with a fixed batch, e.g. torch.onnx without
+// dynamic axes) for emitters written for one sample, of which every NCHWc
+// kernel is one, else once. `operands` are then the values addressed one row
+// at a time: the outputs, the emitter's sample inputs and blocked inputs
+// (activations; weights and other parameters are shared by all rows).
+struct StaticRows {
+  int64_t count = 1;
+  std::set<const Value*> operands;
+
+  bool sampled(const Value* v) const { return isBatched(v) || operands.count(v); }
+};
+
+StaticRows staticRows(const Node& n, const Emitter& emitter) {
+  StaticRows rows;
+  std::vector<const Value*> samples(n.outputs.begin(), n.outputs.end());
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    const Value* in = n.inputs[i];
+    if (!in || in->isConstant()) continue;
+    if (isBatched(in)) return rows;
+    const bool sampleInput = std::find(emitter.sampleInputs.begin(), emitter.sampleInputs.end(), i) !=
+                             emitter.sampleInputs.end();
+    if (sampleInput || in->type.layout == Layout::NCHWc) samples.push_back(in);
+  }
+  if (samples.size() == n.outputs.size() && emitter.sampleInputs.empty() &&
+      std::none_of(samples.begin(), samples.end(), [](const Value* v) { return v->type.layout == Layout::NCHWc; }))
+    return rows;  // a whole-tensor emitter on plain operands
+  const Shape& first = samples.front()->type.shape;
+  if (isBatched(samples.front()) || first.rank() == 0 || first[0] <= 1) return rows;
+  for (const Value* v : samples)
+    if (v->type.shape.rank() == 0 || v->type.shape[0] != first[0])
+      throw Error("the LLVM backend runs this op one sample at a time, but its sample operands do not share dim 0 (" +
+                      first.str() + " vs " + v->type.shape.str() + ")",
+                  n.site());
+  rows.count = first[0];
+  rows.operands.insert(samples.begin(), samples.end());
+  return rows;
 }
 
 // Bytes of one sample of a sampled value (or the whole value otherwise).
-int64_t sampleBytes(const Value* v, int64_t rows) {
+int64_t sampleBytes(const Value* v, const StaticRows& rows) {
   const Shape s = v->type.storageShape();
-  return s.product(isSampled(v, rows) ? 1 : 0, s.rank()) * static_cast<int64_t>(dtypeSize(v->type.dtype));
+  return s.product(rows.sampled(v) ? 1 : 0, s.rank()) * static_cast<int64_t>(dtypeSize(v->type.dtype));
 }
 
-TensorType perSampleType(const Value* v, int64_t rows) {
+TensorType perSampleType(const Value* v, const StaticRows& rows) {
   TensorType t = v->type;
-  if (isSampled(v, rows)) t.shape.dims[0] = 1;
+  if (rows.sampled(v)) t.shape.dims[0] = 1;
   return t;
-}
-
-// How many times a node's task runs per batch item: once per row of a static
-// dim 0 for emitters written for one sample (and every blocked NCHWc kernel
-// is) when the node has no symbolic batch, else once. A model exported with a
-// fixed batch (torch.onnx without dynamic axes) has such dims; every sample
-// operand of the node must then share that dim 0.
-int64_t staticRows(const Node& n, EmitScope scope) {
-  std::vector<const Value*> operands(n.outputs.begin(), n.outputs.end());
-  for (const Value* in : n.inputs)
-    if (in && !in->isConstant()) operands.push_back(in);
-  bool perSample = scope == EmitScope::PerSample;
-  for (const Value* v : operands) {
-    if (isBatched(v)) return 1;
-    perSample = perSample || v->type.layout == Layout::NCHWc;
-  }
-  const Shape& first = n.input(0) ? n.input(0)->type.shape : n.output()->type.shape;
-  if (!perSample || first.rank() == 0 || first[0] <= 1) return 1;
-  for (const Value* v : operands)
-    if (v->type.shape.rank() == 0 || v->type.shape[0] != first[0])
-      throw Error("the LLVM backend runs this op one sample at a time, but its operands do not share dim 0 (" +
-                      first.str() + " vs " + v->type.shape.str() + ")",
-                  n.site());
-  return first[0];
 }
 
 int32_t abiDType(DType t) {
@@ -120,7 +130,7 @@ class ModuleBuilder {
   Task emitNodeTask(const Node& n, size_t k) {
     const Emitter* emitter = EmitterRegistry::instance().find(n.opName());
     if (!emitter) throw Error("the LLVM backend has no emitter for this op yet", n.site());
-    const int64_t rows = staticRows(n, emitter->scope);
+    const StaticRows rows = staticRows(n, *emitter);
     llvm::IRBuilder<> b(ctx_);
     auto [fn, frame] = beginTask("kiln_node_" + std::to_string(k), b);
     std::vector<std::optional<Operand>> inputs;
@@ -133,7 +143,7 @@ class ModuleBuilder {
     b.CreateRetVoid();
     bool batched = false;
     for (const Value* out : n.outputs) batched = batched || isBatched(out);
-    return {fn, batched, rows};
+    return {fn, batched, rows.count};
   }
 
   struct Frame {
@@ -153,20 +163,21 @@ class ModuleBuilder {
   llvm::Function* emitOutputCopy(const Value* v, size_t index) {
     llvm::IRBuilder<> b(ctx_);
     auto [fn, frame] = beginTask("kiln_output_" + std::to_string(index), b);
-    Operand source = operand(b, frame, v, 1);
+    const StaticRows whole;
+    Operand source = operand(b, frame, v, whole);
     llvm::Value* dest = b.CreateLoad(ptr_, b.CreateConstInBoundsGEP1_64(ptr_, frame.outputs, index));
     if (isBatched(v))
       dest = b.CreateInBoundsGEP(b.getInt8Ty(), dest,
-                                 b.CreateMul(frame.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v, 1)))));
+                                 b.CreateMul(frame.sample, b.getInt64(static_cast<uint64_t>(sampleBytes(v, whole)))));
     b.CreateMemCpy(dest, llvm::MaybeAlign(1), source.data, llvm::MaybeAlign(1),
-                   static_cast<uint64_t>(sampleBytes(v, 1)));
+                   static_cast<uint64_t>(sampleBytes(v, whole)));
     b.CreateRetVoid();
     return fn;
   }
 
-  // Where value v's data for the current sample lives, in a task run `rows`
-  // times (see staticRows).
-  Operand operand(llvm::IRBuilder<>& b, const Frame& f, const Value* v, int64_t rows) {
+  // Where value v's data for the current sample lives, in a task run for
+  // `rows` (see staticRows).
+  Operand operand(llvm::IRBuilder<>& b, const Frame& f, const Value* v, const StaticRows& rows) {
     Operand op;
     op.type = perSampleType(v, rows);
     if (v->isConstant()) {
@@ -187,7 +198,7 @@ class ModuleBuilder {
       // Planned offsets are per sample: the value's region starts at offset*batch.
       base = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, b.CreateMul(b.getInt64(static_cast<uint64_t>(v->arenaOffset)), f.batch));
     }
-    op.data = isSampled(v, rows) ? b.CreateInBoundsGEP(b.getInt8Ty(), base,
+    op.data = rows.sampled(v) ? b.CreateInBoundsGEP(b.getInt8Ty(), base,
                                                        b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(
                                                                                  sampleBytes(v, rows)))))
                                  : base;

@@ -652,8 +652,8 @@ void emitSeparableConv2D(EmitContext& ctx) {
 }  // namespace
 
 void registerConvEmitters(EmitterRegistry& r) {
-  r.add("Conv", emitConv, EmitScope::PerSample);
-  r.add("SeparableConv2D", emitSeparableConv2D, EmitScope::PerSample);
+  r.add("Conv", emitConv, {0, 3});  // X and the residual hold samples
+  r.add("SeparableConv2D", emitSeparableConv2D, {0});
 }
 
 }  // namespace kiln::codegen

@@ -117,6 +117,6 @@ void emitReorder(EmitContext& ctx) {
 
 }  // namespace
 
-void registerLayoutEmitters(EmitterRegistry& r) { r.add("Reorder", emitReorder, EmitScope::PerSample); }
+void registerLayoutEmitters(EmitterRegistry& r) { r.add("Reorder", emitReorder, {0}); }
 
 }  // namespace kiln::codegen

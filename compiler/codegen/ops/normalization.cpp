@@ -102,13 +102,13 @@ void emitBatchNormalization(EmitContext& ctx) {
 }  // namespace
 
 void registerNormalizationEmitters(EmitterRegistry& r) {
-  r.add("BatchNormalization", emitBatchNormalization, EmitScope::PerSample);
+  r.add("BatchNormalization", emitBatchNormalization, {0});
   r.add("ScaleShift", [](EmitContext& ctx) {
     if (ctx.input(0).type.layout == Layout::NCHWc) return emitBlockedScaleShift(ctx);
     emitPerChannelAffine(ctx, [&](Value* c) {
       return ChannelAffine{ctx.load(ctx.input(1), c), ctx.load(ctx.input(2), c)};
     });
-  }, EmitScope::PerSample);
+  }, {0});
 }
 
 }  // namespace kiln::codegen

@@ -315,7 +315,7 @@ void emitGlobalPool(EmitContext& ctx, const Reducer& reducer) {
 }  // namespace
 
 void registerPoolEmitters(EmitterRegistry& r) {
-  const EmitScope sample = EmitScope::PerSample;
+  const std::vector<size_t> sample = {0};  // X
   r.add("MaxPool", [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{true}, false); }, sample);
   r.add("AveragePool",
         [](EmitContext& ctx) { emitWindowPool(ctx, Reducer{false}, ctx.attrs().getInt("count_include_pad") != 0); },
