@@ -135,9 +135,14 @@ with open(os.path.join(OUT, "ext_short.bin"), "wb") as f:
     f.write(b"\0" * 16)
 write("ext_short.onnx", matmul_with(weight("W", [4, 4], location="ext_short.bin")), "too short")
 
-# Versions kiln does not read.
-write("opset9.onnx", model_bytes(relu, opset=9), "opset 9 of the default domain is not supported")
+# Versions kiln does not read, and an opset-8 form ONNX's version converter
+# cannot upgrade (BatchNormalization over every activation).
+write("opset18.onnx", model_bytes(relu, opset=18), "opset 18 of the default domain is not supported")
 write("ir_version10.onnx", model_bytes(relu, ir_version=10), "IR version 10 is not supported")
+write("opset8_bn_spatial0.onnx",
+      model_bytes([helper.make_node("BatchNormalization", ["X", "s", "s", "s", "s"], ["Y"], name="bn", spatial=0)],
+                  [numpy_helper.from_array(np.ones([4], np.float32), "s")], opset=8),
+      "node 'bn' (BatchNormalization): ONNX's version converter cannot upgrade it")
 
 with open(os.path.join(OUT, "EXPECTED.tsv"), "w") as f:
     f.write("# file<TAB>substring the import error must contain (written by scripts/gen_malformed_corpus.py)\n")

@@ -14,11 +14,16 @@
 
 namespace kiln::onnx_import {
 
-// Default-domain opsets kiln imports, and the IR versions.
+// Default-domain opsets kiln imports, and the IR versions. Models of opsets
+// kMinConvertedOpset to kMinOpset - 1 are first upgraded to kMinOpset by
+// ONNX's version converter; they then declare at least kConvertedIrVersion,
+// the IR version opset 11 came with.
 inline constexpr int64_t kMinOpset = 11;
 inline constexpr int64_t kMaxOpset = 17;
+inline constexpr int64_t kMinConvertedOpset = 1;
 inline constexpr int64_t kMinIrVersion = 3;
 inline constexpr int64_t kMaxIrVersion = 8;
+inline constexpr int64_t kConvertedIrVersion = 6;
 // The domain of the Keras composites kiln maps to single IR ops.
 inline constexpr const char* kKerasDomain = "ai.kiln.keras";
 
@@ -34,6 +39,7 @@ struct FlatNode {
 class Issues {
  public:
   void add(const std::string& where, const std::string& what) { lines_.push_back(where + ": " + what); }
+  bool empty() const { return lines_.empty(); }
   // Throws one kiln::Error listing every issue, if there are any.
   void throwIfAny() const;
 
@@ -56,8 +62,12 @@ std::string nodeLabel(const ::onnx::NodeProto& n, size_t index);
 // Protobuf cannot parse messages of 2 GiB or more; throws for larger inputs.
 void checkModelSize(uintmax_t bytes);
 ::onnx::ModelProto parseModel(const std::string& bytes);
-// IR version (hard error) and opset imports (issues); returns the default-domain opset.
-int64_t checkVersions(const ::onnx::ModelProto& model, Issues& issues);
+// IR version (hard error) and opset imports (issues). A model of an opset
+// below kMinOpset is upgraded in place to kMinOpset with ONNX's version
+// converter, unless kiln's support scan rejects it as it is (the scan then
+// reports it as the file has it) or it cannot be converted (issues naming the
+// node). Returns the default-domain opset the model has then.
+int64_t checkVersions(::onnx::ModelProto& model, Issues& issues);
 // Reads external initializer data into raw_data; paths must stay in baseDir.
 void loadExternalData(::onnx::GraphProto& graph, const std::string& baseDir);
 // Sorts the nodes topologically (Kahn); throws on cycles, dangling inputs and

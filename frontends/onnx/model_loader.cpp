@@ -1,12 +1,14 @@
 // Model loading and model-level validation: protobuf parsing with a clear
-// diagnosis of non-model files, IR/opset versions, external initializer data
-// (confined to the model's folder), topological ordering of the main graph,
-// and ONNX's own checker and shape inference, preceded by checks of the values
-// that inference divides by or indexes with unchecked.
+// diagnosis of non-model files, IR/opset versions (models of opsets below 11
+// upgraded by ONNX's version converter), external initializer data (confined
+// to the model's folder), topological ordering of the main graph, and ONNX's
+// own checker and shape inference, preceded by checks of the values that
+// inference divides by or indexes with unchecked.
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/checker.h>
 #include <onnx/shape_inference/implementation.h>
+#include <onnx/version_converter/convert.h>
 
 #include <algorithm>
 #include <cctype>
@@ -15,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <regex>
 #include <unordered_map>
 
 #include "frontends/onnx/importer_internal.h"
@@ -77,22 +80,6 @@ void checkModelSize(uintmax_t bytes) {
                              " bytes)");
   }
   return model;
-}
-
-int64_t checkVersions(const ::onnx::ModelProto& model, Issues& issues) {
-  if (!model.has_ir_version()) throw Error("the model has no ir_version");
-  if (model.ir_version() < kMinIrVersion || model.ir_version() > kMaxIrVersion)
-    throw Error("IR version " + std::to_string(model.ir_version()) + " is not supported (kiln reads IR versions " +
-                std::to_string(kMinIrVersion) + " to " + std::to_string(kMaxIrVersion) + ")");
-  int64_t opset = 0;
-  for (const auto& imp : model.opset_import())
-    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
-  if (opset == 0)
-    issues.add("model", "no opset import for the default ONNX domain");
-  else if (opset < kMinOpset || opset > kMaxOpset)
-    issues.add("model", "opset " + std::to_string(opset) + " of the default domain is not supported (kiln imports opsets " +
-                            std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")");
-  return opset;
 }
 
 namespace {
@@ -331,11 +318,17 @@ class PrefixInference {
     g.mutable_initializer()->Swap(&kept);
   }
 
-  // The inferred shapes of every value the first `count` nodes make or read.
-  std::map<std::string, ::onnx::TensorShapeProto> shapesBefore(const std::vector<FlatNode>& nodes, size_t count) const {
+  // The graph of the first `count` nodes, its value_info inferred.
+  ::onnx::ModelProto inferred(const std::vector<FlatNode>& nodes, size_t count) const {
     ::onnx::ModelProto prefix = base_;
     for (size_t k = 0; k < count; ++k) *prefix.mutable_graph()->add_node() = nodes[k].proto;
     inferShapes(prefix);
+    return prefix;
+  }
+
+  // The inferred shapes of every value the first `count` nodes make or read.
+  std::map<std::string, ::onnx::TensorShapeProto> shapesBefore(const std::vector<FlatNode>& nodes, size_t count) const {
+    const ::onnx::ModelProto prefix = inferred(nodes, count);
     std::map<std::string, ::onnx::TensorShapeProto> shapes;
     auto note = [&](const ::onnx::ValueInfoProto& v) {
       if (v.type().has_tensor_type() && v.type().tensor_type().has_shape())
@@ -381,14 +374,9 @@ void checkWindowInputs(const FlatNode& n, int kernelInput, InputShapeNeeds needs
   }
 }
 
-}  // namespace
-
-void runOnnxChecks(const ::onnx::ModelProto& model, const std::vector<FlatNode>& inlined) {
-  try {
-    ::onnx::checker::check_model(model);
-  } catch (const std::exception& e) {
-    throw Error(std::string("the ONNX checker rejects the model: ") + e.what());
-  }
+// Rejects, naming the node, the window attributes and input shapes ONNX's
+// shape inference would divide by or index with unchecked.
+void guardShapeInference(const ::onnx::ModelProto& model, const std::vector<FlatNode>& inlined) {
   for (const FlatNode& n : inlined)
     if (windowKernelInput(n.proto)) checkWindowAttributes(n);
   // Shapes come from inference itself, so each window node that needs its
@@ -402,9 +390,239 @@ void runOnnxChecks(const ::onnx::ModelProto& model, const std::vector<FlatNode>&
     if (!prefix) prefix.emplace(model);
     checkWindowInputs(inlined[i], *kernelInput, needs, prefix->shapesBefore(inlined, i));
   }
+}
+
+}  // namespace
+
+void runOnnxChecks(const ::onnx::ModelProto& model, const std::vector<FlatNode>& inlined) {
+  try {
+    ::onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    throw Error(std::string("the ONNX checker rejects the model: ") + e.what());
+  }
+  guardShapeInference(model, inlined);
   // Inference annotates value_info, so it runs on a copy.
   ::onnx::ModelProto annotated = model;
   inferShapes(annotated);
+}
+
+namespace {
+
+bool isDefaultDomain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
+
+std::string acceptedOpsets() {
+  return "kiln imports opsets " + std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ", and opsets " +
+         std::to_string(kMinConvertedOpset) + " to " + std::to_string(kMinOpset - 1) +
+         " upgraded by ONNX's version converter";
+}
+
+// Whether kiln's support scan finds nothing to report in the model as it is.
+// A model it rejects is not converted, so that the report names the ops the
+// file holds (Upsample, say, not the Resize the converter makes of it).
+bool passesSupportScan(const ::onnx::ModelProto& model, int64_t opset) {
+  std::vector<FlatNode> nodes = flattenGraph(model, opset, KerasOps::Keep);
+  std::set<std::string> used;
+  for (const FlatNode& n : nodes) used.insert(n.proto.input().begin(), n.proto.input().end());
+  for (const auto& out : model.graph().output()) used.insert(out.name());
+  Issues found;
+  for (const FlatNode& n : nodes) checkSupport(n, used, found);
+  return found.empty();
+}
+
+// ONNX's assertions read "FILE:LINE: FUNCTION: Assertion `COND` failed: WHAT",
+// at times nested; this keeps WHAT. Opsets appear there as "$9".
+std::string converterMessage(std::string what) {
+  static const std::regex location(R"(^\S+:\d+: \S+: (Assertion `.*?` failed: ?)?)");
+  static const std::regex version(R"(\$(\d+))");
+  std::smatch m;
+  while (std::regex_search(what, m, location)) what = m.suffix();
+  return std::regex_replace(what, version, "$1");
+}
+
+// Why ONNX's converter cannot upgrade `model` to `opset`; nullopt when it can.
+std::optional<std::string> conversionFailure(const ::onnx::ModelProto& model, int64_t opset) {
+  try {
+    ::onnx::version_conversion::ConvertVersion(model, static_cast<int>(opset));
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return converterMessage(e.what());
+  }
+}
+
+// The model with only its first `count` nodes, and no outputs.
+::onnx::ModelProto prefixOf(const ::onnx::ModelProto& model, int count) {
+  ::onnx::ModelProto prefix = model;
+  ::onnx::GraphProto& g = *prefix.mutable_graph();
+  g.mutable_node()->DeleteSubrange(count, g.node_size() - count);
+  g.clear_output();
+  return prefix;
+}
+
+// Reports the node the converter fails on. It adapts the nodes in order, so
+// once a prefix of the graph fails every longer one does: the shortest
+// failing prefix, found by bisection, ends with that node.
+void reportConversionFailure(const ::onnx::ModelProto& model, int64_t opset, const std::string& message,
+                             Issues& issues) {
+  const std::string what = "ONNX's version converter cannot upgrade it from opset " + std::to_string(opset) + " to " +
+                           std::to_string(kMinOpset);
+  int converts = 0, fails = model.graph().node_size();
+  std::optional<std::string> failure = conversionFailure(prefixOf(model, fails), kMinOpset);
+  if (!failure) {  // not a node's fault (the outputs?)
+    issues.add("model", "ONNX's version converter cannot upgrade the model from opset " + std::to_string(opset) +
+                            " to " + std::to_string(kMinOpset) + ": " + message + " (" + acceptedOpsets() + ")");
+    return;
+  }
+  while (fails - converts > 1) {
+    const int count = converts + (fails - converts) / 2;
+    if (std::optional<std::string> shorter = conversionFailure(prefixOf(model, count), kMinOpset)) {
+      fails = count;
+      failure = std::move(shorter);
+    } else {
+      converts = count;
+    }
+  }
+  const ::onnx::NodeProto& n = model.graph().node(fails - 1);
+  issues.add(nodeWhere(n.name(), n.op_type()), what + ": " + *failure + " (" + acceptedOpsets() + ")");
+}
+
+// "so ONNX's version converter cannot upgrade the model ...": the end of the
+// issues that stop a conversion before it starts.
+std::string cannotUpgrade(int64_t opset) {
+  return "so ONNX's version converter cannot upgrade the model from opset " + std::to_string(opset) + " (" +
+         acceptedOpsets() + ")";
+}
+
+// Sorts the graph and names its unnamed nodes by their labels (the nodes the
+// converter makes are unnamed, so the file's keep the labels they would have
+// had); false, with issues, for nodes the converter cannot take.
+bool prepareForConversion(::onnx::GraphProto& g, int64_t opset, Issues& issues) {
+  sortNodes(g);  // the converter walks the nodes in order
+  bool convertible = true;
+  for (int i = 0; i < g.node_size(); ++i) {
+    ::onnx::NodeProto& n = *g.mutable_node(i);
+    if (n.name().empty()) n.set_name(nodeLabel(n, static_cast<size_t>(i)));
+    const std::string where = nodeWhere(n.name(), n.op_type());
+    // The converter knows ONNX's ops only: it throws on any other op name
+    // (function calls, Keras composites).
+    if (!isDefaultDomain(n.domain())) {
+      issues.add(where, "the op is of domain '" + n.domain() + "', not ONNX's, " + cannotUpgrade(opset));
+      convertible = false;
+      continue;
+    }
+    const ::onnx::OpSchema* schema = ::onnx::OpSchemaRegistry::Schema(n.op_type(), static_cast<int>(opset), "");
+    if (!schema) {
+      issues.add(where, "ONNX has no op '" + n.op_type() + "' at opset " + std::to_string(opset) + ", " +
+                            cannotUpgrade(opset));
+      convertible = false;
+      continue;
+    }
+    // The converter's adapters trust the node's form: malformed nodes are
+    // the checker's to report, not the converter's to crash on.
+    try {
+      schema->Verify(n);
+    } catch (const std::exception& e) {
+      issues.add(where, "the ONNX checker rejects it at opset " + std::to_string(opset) + ": " + e.what());
+      convertible = false;
+      continue;
+    }
+    // The converter's opset-11 Pad adapter reads a constant Pad's `value` as
+    // if it were required (onnx 1.12; torch.onnx leaves it out). Written out,
+    // the default means the same.
+    const ::onnx::AttributeProto* mode = findAttribute(n, "mode");
+    if (n.op_type() == "Pad" && schema->attributes().count("value") && !findAttribute(n, "value") &&
+        (!mode || mode->s() == "constant"))
+      *n.add_attribute() = schema->attributes().at("value").default_value;
+  }
+  return convertible;
+}
+
+// Writes the value_info ONNX's shape inference gives `model`: the converter's
+// adapters read the shapes of inputs (opset-6 broadcasting, Gemm's C) but
+// infer none. Initializers count by their dims only (external data is not
+// loaded yet).
+void annotateShapes(::onnx::ModelProto& model, int64_t opset) {
+  std::vector<FlatNode> nodes = flattenGraph(model, opset, KerasOps::Inline);
+  guardShapeInference(model, nodes);
+  *model.mutable_graph()->mutable_value_info() = PrefixInference(model).inferred(nodes, nodes.size()).graph().value_info();
+}
+
+// ONNX's adapter of opset-6 broadcasting (broadcast=1, B lined up with A at
+// `axis`) lines B up with A's first dims whatever the axis (onnx 1.12): only
+// axis 0 and B lined up with A's last dims come out right. False, with
+// issues, for the other axes.
+bool checkLegacyBroadcasts(const ::onnx::GraphProto& g, int64_t opset, Issues& issues) {
+  std::map<std::string, int> ranks;
+  for (const auto* values : {&g.input(), &g.value_info()})
+    for (const ::onnx::ValueInfoProto& v : *values)
+      if (v.type().tensor_type().has_shape()) ranks[v.name()] = v.type().tensor_type().shape().dim_size();
+  for (const ::onnx::TensorProto& t : g.initializer()) ranks[t.name()] = t.dims_size();
+  bool convertible = true;
+  for (const ::onnx::NodeProto& n : g.node()) {
+    const ::onnx::AttributeProto* broadcast = findAttribute(n, "broadcast");
+    const ::onnx::AttributeProto* axis = findAttribute(n, "axis");
+    if (!broadcast || broadcast->i() == 0 || !axis || axis->i() == 0 || n.input_size() != 2) continue;
+    auto a = ranks.find(n.input(0)), b = ranks.find(n.input(1));
+    if (a == ranks.end() || b == ranks.end() || axis->i() == a->second - b->second) continue;
+    issues.add(nodeWhere(n.name(), n.op_type()),
+               "ONNX's version converter would line input '" + n.input(1) + "' (broadcast along axis " +
+                   std::to_string(axis->i()) + ") up with axis 0, so kiln does not upgrade the model from opset " +
+                   std::to_string(opset) + " (" + acceptedOpsets() + ")");
+    convertible = false;
+  }
+  return convertible;
+}
+
+// Upgrades a model of an opset below kMinOpset in place to kMinOpset with
+// ONNX's version converter; returns false, the model unchanged, when kiln
+// rejects it anyway or it cannot be converted (`issues` then say why).
+bool upgradeOpset(::onnx::ModelProto& model, int64_t opset, Issues& issues) {
+  // Sparse initializers are reported later; the converter drops them.
+  if (model.graph().sparse_initializer_size() > 0 || !passesSupportScan(model, opset)) return false;
+  ::onnx::ModelProto input = model;
+  if (!prepareForConversion(*input.mutable_graph(), opset, issues)) return false;
+  annotateShapes(input, opset);
+  if (!checkLegacyBroadcasts(input.graph(), opset, issues)) return false;
+  ::onnx::ModelProto converted;
+  try {
+    converted = ::onnx::version_conversion::ConvertVersion(input, static_cast<int>(kMinOpset));
+  } catch (const std::exception& e) {
+    reportConversionFailure(input, opset, converterMessage(e.what()), issues);
+    return false;
+  }
+  // The converter keeps tensors in memory only and drops external-data
+  // references; those initializers are put back as the file has them.
+  std::map<std::string, const ::onnx::TensorProto*> external;
+  for (const ::onnx::TensorProto& t : model.graph().initializer())
+    if (t.data_location() == ::onnx::TensorProto::EXTERNAL) external[t.name()] = &t;
+  for (::onnx::TensorProto& t : *converted.mutable_graph()->mutable_initializer())
+    if (auto it = external.find(t.name()); it != external.end()) t = *it->second;
+  // The inferred shapes were for the converter; the importer infers its own.
+  *converted.mutable_graph()->mutable_value_info() = model.graph().value_info();
+  // Older IR versions require every initializer to be a graph input, and the
+  // converter adds initializers that are not.
+  converted.set_ir_version(std::max(converted.ir_version(), kConvertedIrVersion));
+  model = std::move(converted);
+  return true;
+}
+
+}  // namespace
+
+int64_t checkVersions(::onnx::ModelProto& model, Issues& issues) {
+  if (!model.has_ir_version()) throw Error("the model has no ir_version");
+  if (model.ir_version() < kMinIrVersion || model.ir_version() > kMaxIrVersion)
+    throw Error("IR version " + std::to_string(model.ir_version()) + " is not supported (kiln reads IR versions " +
+                std::to_string(kMinIrVersion) + " to " + std::to_string(kMaxIrVersion) + ")");
+  int64_t opset = 0;
+  for (const auto& imp : model.opset_import())
+    if (isDefaultDomain(imp.domain())) opset = imp.version();
+  if (opset == 0)
+    issues.add("model", "no opset import for the default ONNX domain");
+  else if (opset >= kMinConvertedOpset && opset < kMinOpset && upgradeOpset(model, opset, issues))
+    opset = kMinOpset;
+  else if (opset < kMinConvertedOpset || opset > kMaxOpset)
+    issues.add("model", "opset " + std::to_string(opset) + " of the default domain is not supported (" +
+                            acceptedOpsets() + ")");
+  return opset;
 }
 
 }  // namespace kiln::onnx_import

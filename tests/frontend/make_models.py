@@ -30,11 +30,11 @@ def vinfo(name, shape, elem=F):
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def save(name, nodes, inputs, outputs, inits=(), opset=13, functions=(), extra_opsets=(), check=True):
+def save(name, nodes, inputs, outputs, inits=(), opset=13, functions=(), extra_opsets=(), check=True, ir_version=8):
     graph = helper.make_graph(nodes, name, inputs, outputs, list(inits))
     opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in extra_opsets]
     model = helper.make_model(graph, opset_imports=opsets, functions=list(functions))
-    model.ir_version = 8
+    model.ir_version = ir_version
     # Outputs declared without a shape get the one ONNX infers (the checker
     # wants shapes on the main graph's outputs).
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -217,6 +217,135 @@ graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"], name="m
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 model.ir_version = 8
 onnx.save(model, os.path.join(OUT, "external", "model.onnx"))
+# The same at opset 9: the converter reads no external data, the importer does.
+model.opset_import[0].version = 9
+model.ir_version = 4
+onnx.save(model, os.path.join(OUT, "external", "model_opset9.onnx"))
+
+# --- opsets below 11, upgraded by ONNX's version converter ---
+def old_save(name, nodes, inputs, outputs, inits, opset, ir_version, check=True):
+    """IR 3 models list their initializers among the graph inputs too."""
+    if ir_version == 3:
+        inputs = inputs + [vinfo(t.name, list(t.dims), t.data_type) for t in inits]
+    save(name, nodes, inputs, outputs, inits, opset, check=check, ir_version=ir_version)
+
+
+RNG_OLD = np.random.default_rng(13)
+CNN_W = {"W": RNG_OLD.standard_normal([4, 3, 3, 3]).astype(np.float32),
+         "B": RNG_OLD.standard_normal([4]).astype(np.float32),
+         "scale": RNG_OLD.uniform(0.5, 2, [4]).astype(np.float32),
+         "shift": RNG_OLD.standard_normal([4]).astype(np.float32),
+         "mean": RNG_OLD.standard_normal([4]).astype(np.float32),
+         "var": RNG_OLD.uniform(0.5, 2, [4]).astype(np.float32),
+         "FC": RNG_OLD.standard_normal([5, 36]).astype(np.float32),
+         "FCB": RNG_OLD.standard_normal([5]).astype(np.float32)}
+
+
+def cnn_inits(*names):
+    return [init(n, CNN_W[n]) for n in names]
+
+
+def cnn(name, opset, ir_version, bn_attrs=None):
+    """Conv(3x3, pad 1) -> BatchNormalization -> Relu -> MaxPool(2) -> Flatten -> Gemm -> Softmax."""
+    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["bn"], name="bn",
+                              epsilon=1e-3, **(bn_attrs or {})),
+             helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten", axis=1),
+             helper.make_node("Gemm", ["f", "FC", "FCB"], ["logits"], name="fc", transB=1),
+             helper.make_node("Softmax", ["logits"], ["Y"], name="softmax", axis=1)]
+    old_save(name, nodes, [vinfo("X", ["N", 3, 6, 6])], [vinfo("Y", ["N", 5])],
+             cnn_inits("W", "B", "scale", "shift", "mean", "var", "FC", "FCB"), opset, ir_version)
+
+
+cnn("cnn_opset13", 13, 8)
+cnn("cnn_opset9", 9, 4)
+# BatchNormalization's `spatial` (opsets 7-8; dropped at 9).
+cnn("cnn_opset8_spatial", 8, 3, {"spatial": 1})
+
+
+def legacy(name, opset):
+    """Opset 6 forms (broadcast attributes, is_test, Clip's and Pad's
+    attributes) or their opset-13 equivalents: Conv -> BatchNormalization ->
+    Clip(0, 6) -> Pad -> Dropout -> AveragePool(3, stride 2) -> Flatten -> Gemm
+    -> Mul(by class) -> Softmax. The batch is static: the converter's
+    broadcasting checks want every dim."""
+    old = opset < 11
+    clip = helper.make_node("Clip", ["bn"], ["clip"], name="clip", min=0.0, max=6.0) if old \
+        else helper.make_node("Clip", ["bn", "lo", "hi"], ["clip"], name="clip")
+    pads = [0, 0, 1, 1, 0, 0, 1, 1]
+    pad = helper.make_node("Pad", ["clip"], ["pad"], name="pad", pads=pads, value=0.0) if old \
+        else helper.make_node("Pad", ["clip", "pads"], ["pad"], name="pad")
+    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["bn"], name="bn",
+                              epsilon=1e-3, **({"is_test": 1} if old else {})),
+             clip, pad,
+             helper.make_node("Dropout", ["pad"], ["d"], name="dropout", **({"is_test": 1, "ratio": 0.25} if old else {})),
+             helper.make_node("AveragePool", ["d"], ["p"], name="pool", kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten", axis=1),
+             helper.make_node("Gemm", ["f", "FC", "FCB"], ["logits"], name="fc", transB=1,
+                              **({"broadcast": 1} if old else {})),
+             helper.make_node("Mul", ["logits", "T"], ["scaled"], name="temperature",
+                              **({"broadcast": 1, "axis": 1} if old else {})),
+             helper.make_node("Softmax", ["scaled"], ["Y"], name="softmax", axis=1)]
+    inits = cnn_inits("W", "B", "scale", "shift", "mean", "var", "FC", "FCB") + \
+        [init("T", np.linspace(0.5, 1.5, 5, dtype=np.float32))]
+    if not old:
+        inits += [init("lo", np.float32(0)), init("hi", np.float32(6)), init("pads", np.array(pads, np.int64))]
+    old_save(name, nodes, [vinfo("X", [1, 3, 6, 6])], [vinfo("Y", [1, 5])], inits, opset, 3 if old else 8)
+
+
+legacy("legacy_opset6", 6)
+legacy("legacy_opset13", 13)
+
+# A constant Pad without `value`, as torch.onnx writes it before opset 11.
+def pad(name, opset):
+    old = opset < 11
+    pads = [0, 0, 1, 2, 0, 0, 2, 1]
+    save(name, [helper.make_node("Conv", ["X", "W"], ["c"], name="conv", kernel_shape=[3, 3]),
+                helper.make_node("Pad", ["c"] if old else ["c", "pads"], ["Y"], name="pad", **({"pads": pads} if old else {}))],
+         [vinfo("X", ["N", 3, 5, 5])], [vinfo("Y", ["N", 4, 6, 6])],
+         [init("W", CNN_W["W"])] + ([] if old else [init("pads", np.array(pads, np.int64))]), opset,
+         ir_version=5 if old else 8)
+
+
+pad("pad_opset10", 10)
+pad("pad_opset13", 13)
+
+# What the converter cannot upgrade: BatchNormalization over every activation
+# (spatial=0) has no opset-9 form. The converter's message names no op; when
+# the node is unnamed, its label must be the one the file gives it.
+old_save("opset8_bn_spatial0", [
+    helper.make_node("Conv", ["X", "W"], ["c"], name="conv", kernel_shape=[3, 3]),
+    helper.make_node("BatchNormalization", ["c", "s", "s", "s", "s"], ["bn"], name="bn", spatial=0),
+    helper.make_node("Relu", ["bn"], ["Y"], name="relu")],
+    [vinfo("X", ["N", 3, 5, 5])], [vinfo("Y", ["N", 4, 3, 3])],
+    [init("W", CNN_W["W"]), init("s", np.ones([4, 3, 3], np.float32))], 8, 3)
+# A per-channel bias the opset-6 way (broadcast along axis 1), which the
+# converter would line up with axis 0.
+old_save("opset6_bias_axis1", [
+    helper.make_node("Conv", ["X", "W"], ["c"], name="conv", kernel_shape=[3, 3]),
+    helper.make_node("Add", ["c", "B"], ["Y"], name="bias", broadcast=1, axis=1)],
+    [vinfo("X", [1, 3, 5, 5])], [vinfo("Y", [1, 4, 3, 3])], [init("W", CNN_W["W"]), init("B", CNN_W["B"])], 6, 3)
+old_save("opset7_unnamed_bn_spatial0", [
+    helper.make_node("Conv", ["X", "W"], ["c"], name="conv", kernel_shape=[3, 3]),
+    helper.make_node("Relu", ["c"], ["r"]),
+    helper.make_node("BatchNormalization", ["r", "s", "s", "s", "s"], ["bn"], spatial=0),
+    helper.make_node("Relu", ["bn"], ["Y"], name="relu")],
+    [vinfo("X", ["N", 3, 5, 5])], [vinfo("Y", ["N", 4, 3, 3])],
+    [init("W", CNN_W["W"]), init("s", np.ones([4, 3, 3], np.float32))], 7, 3)
+# Unsupported ops are reported as the file has them, not converted (Upsample
+# would become Resize); calls of model-local functions block the conversion.
+old_save("opset9_upsample", [
+    helper.make_node("Upsample", ["X", "scales"], ["u"], name="up"),
+    helper.make_node("Relu", ["u"], ["Y"], name="relu")],
+    [vinfo("X", ["N", 3, 2, 2])], [vinfo("Y", ["N", 3, 4, 4])], [init("scales", np.array([1, 1, 2, 2], np.float32))],
+    9, 4)
+relu_fn = helper.make_function("custom", "Act", ["x"], ["y"], [helper.make_node("Relu", ["x"], ["y"], name="r")],
+                               [helper.make_opsetid("", 10)], [])
+save("opset10_function", [helper.make_node("Act", ["X"], ["Y"], name="act", domain="custom")],
+     [vinfo("X", ["N", 4])], [vinfo("Y", ["N", 4])], opset=10, functions=[relu_fn], extra_opsets=[("custom", 1)])
 
 # --- unsupported: one report listing every problem ---
 save("unsupported_many", [
