@@ -149,12 +149,6 @@ Value* emitElu(llvm::IRBuilder<>& b, Value* x, float alpha) {
   return b.CreateSelect(b.CreateFCmpOGE(x, splat(x, 0.f)), x, negative);
 }
 
-Value* emitClip(llvm::IRBuilder<>& b, Value* x, float lo, float hi) {
-  Value* raised = b.CreateSelect(b.CreateFCmpOLT(x, splat(x, lo)), splat(x, lo), x);
-  Value* clipped = b.CreateSelect(b.CreateFCmpOLT(splat(x, hi), raised), splat(x, hi), raised);
-  return propagateNaN(b, x, clipped);
-}
-
 // log(1 + e^x) = max(x, 0) + log1p(e^-|x|), which neither overflows nor
 // loses small results.
 Value* emitSoftplus(llvm::IRBuilder<>& b, Value* x) {
@@ -164,6 +158,8 @@ Value* emitSoftplus(llvm::IRBuilder<>& b, Value* x) {
 }
 
 }  // namespace
+
+Value* emitClip(llvm::IRBuilder<>& b, Value* x, Value* lo, Value* hi) { return clampLikeStd(b, x, lo, hi); }
 
 Value* emitExp(llvm::IRBuilder<>& b, Value* x) {
   // e^89 overflows and e^-104 underflows to 0 after rounding; n stays within
@@ -225,7 +221,7 @@ Value* emitActivation(llvm::IRBuilder<>& b, const std::string& op, const Attribu
     return b.CreateFMul(x, clampLikeStd(b, gate, splat(x, 0.f), splat(x, 1.f)));
   }
   if (op == "Softplus") return emitSoftplus(b, x);
-  if (op == "Clip") return emitClip(b, x, attrs.getFloat("min"), attrs.getFloat("max"));
+  if (op == "Clip") return emitClip(b, x, splat(x, attrs.getFloat("min")), splat(x, attrs.getFloat("max")));
   if (op == "Log") return emitLog(b, x);
   throw Error("no activation emitter for op '" + op + "'");
 }

@@ -15,6 +15,10 @@ llvm::Value* emitLog(llvm::IRBuilder<>& b, llvm::Value* x);  // log(0) = -inf, l
 llvm::Value* emitTanh(llvm::IRBuilder<>& b, llvm::Value* x);
 llvm::Value* emitSigmoid(llvm::IRBuilder<>& b, llvm::Value* x);
 
+// Clip: x raised to lo, then lowered to hi (so hi wins when lo > hi), NaN
+// kept; lo and hi have x's type (scalar or vector).
+llvm::Value* emitClip(llvm::IRBuilder<>& b, llvm::Value* x, llvm::Value* lo, llvm::Value* hi);
+
 // The unary IR op (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, HardSigmoid,
 // HardSwish, Softplus, Clip, Log) applied to x with the op's attributes.
 llvm::Value* emitActivation(llvm::IRBuilder<>& b, const std::string& op, const Attributes& attrs, llvm::Value* x);

@@ -1,6 +1,7 @@
 // Elementwise activations and other unary math (Log): one output of the
 // input's type, computed value by value. Each is a scalar function of
-// (x, attributes); PRelu alone also reads a broadcast slope tensor.
+// (x, attributes); PRelu also reads a broadcast slope tensor, and Clip may
+// read its bounds from scalar inputs.
 #include <cmath>
 #include <limits>
 
@@ -11,6 +12,15 @@
 namespace kiln {
 
 namespace {
+
+// out[i] = fn(x[i]) over input 0 into output 0 (f32).
+template <class Fn>
+void mapValues(KernelContext& ctx, Fn fn) {
+  const Tensor& x = ctx.input(0);
+  const float* in = x.data<float>();
+  float* out = ctx.output(0).data<float>();
+  for (int64_t i = 0; i < x.numElements(); ++i) out[i] = fn(in[i]);
+}
 
 // Registers a unary float op y = f(x, attrs).
 template <class Fn>
@@ -23,16 +33,29 @@ void addUnary(OpRegistry& r, std::string name, std::vector<AttrSpec> attrs, Fn f
     return sameAsFirstInput(ctx);
   };
   d.reference = [fn](KernelContext& ctx) {
-    const Tensor& x = ctx.input(0);
-    const float* in = x.data<float>();
-    float* out = ctx.output(0).data<float>();
     const Attributes& a = ctx.attrs();
-    for (int64_t i = 0; i < x.numElements(); ++i) out[i] = fn(in[i], a);
+    mapValues(ctx, [&](float x) { return fn(x, a); });
   };
   r.add(std::move(d));
 }
 
 AttrSpec floatAttr(std::string name, float v) { return {std::move(name), AttrKind::Float, AttrValue{v}}; }
+
+// Clip's bound inputs: 1 (min) and 2 (max), each optional.
+constexpr size_t kClipMin = 1, kClipMax = 2;
+
+// A given bound input holds one f32 value (rank 0 or one element).
+void requireScalarBound(const InferContext& ctx, size_t i, const char* what) {
+  if (!ctx.hasInput(i)) return;
+  const TensorType& t = ctx.input(i);
+  ctx.check(t.dtype == DType::F32 && t.shape.isStatic() && t.shape.numElements() == 1,
+            std::string(what) + " (input " + std::to_string(i) + ") is " + t.str() + ", expected one f32 value");
+}
+
+// A bound given as an input takes the place of its attribute.
+float clipBound(const KernelContext& ctx, size_t i, const char* attr) {
+  return ctx.hasInput(i) ? ctx.input(i).data<float>()[0] : ctx.attrs().getFloat(attr);
+}
 
 }  // namespace
 
@@ -53,12 +76,25 @@ void registerActivationOps(OpRegistry& r) {
            [](float x, const Attributes&) { return scalar::hardSwish(x); });
   addUnary(r, "Softplus", {}, [](float x, const Attributes&) { return scalar::softplus(x); });
   addUnary(r, "Log", {}, [](float x, const Attributes&) { return std::log(x); });
-  // Clip's bounds are attributes in the IR; the importer reads ONNX's
-  // optional min/max inputs (opset >= 11) into them.
-  addUnary(r, "Clip",
-           {floatAttr("min", -std::numeric_limits<float>::infinity()),
-            floatAttr("max", std::numeric_limits<float>::infinity())},
-           [](float x, const Attributes& a) { return scalar::clip(x, a.getFloat("min"), a.getFloat("max")); });
+  // ONNX's optional min/max inputs (opset >= 11): the importer folds constant
+  // ones into the attributes (what fused epilogues read) and passes bounds
+  // known only at run time as inputs 1 and 2.
+  OpDef clip;
+  clip.name = "Clip";
+  clip.maxInputs = 3;
+  clip.attrs = {floatAttr("min", -std::numeric_limits<float>::infinity()),
+                floatAttr("max", std::numeric_limits<float>::infinity())};
+  clip.infer = [](const InferContext& ctx) {
+    requireFloat(ctx, 0);
+    requireScalarBound(ctx, kClipMin, "min");
+    requireScalarBound(ctx, kClipMax, "max");
+    return sameAsFirstInput(ctx);
+  };
+  clip.reference = [](KernelContext& ctx) {
+    const float lo = clipBound(ctx, kClipMin, "min"), hi = clipBound(ctx, kClipMax, "max");
+    mapValues(ctx, [&](float x) { return scalar::clip(x, lo, hi); });
+  };
+  r.add(std::move(clip));
 
   OpDef prelu;
   prelu.name = "PRelu";

@@ -6,7 +6,8 @@
 // identity. A Transpose of a constant is folded into the constant.
 // Legal because elementwise ops commute with any permutation of axes when
 // every operand is permuted the same way (constants are re-permuted by the
-// inverse permutation at compile time), and permutations compose.
+// inverse permutation at compile time; Clip's bounds are single values that
+// no axis touches), and permutations compose.
 #include <algorithm>
 
 #include "compiler/passes/passes.h"
@@ -95,7 +96,10 @@ bool rewriteTranspose(Graph& g, Node* t, PassStats& stats) {
 
   std::vector<Value*> operands;
   if (isUnaryElementwise(op)) {
-    operands = {x};
+    // Clip's run-time bounds (inputs 1, 2) move along unchanged.
+    if (user->input(0) != y) return false;
+    operands = user->inputs;
+    operands[0] = x;
   } else if (isBinaryElementwise(op)) {
     size_t self = user->input(0) == y ? 0 : 1;
     Value* other = user->input(1 - self);

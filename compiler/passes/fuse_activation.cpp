@@ -3,7 +3,9 @@
 // an epilogue: y = act(conv(x) + bias + residual). Legal because the epilogue
 // applies exactly those elementwise ops to each output value in the same
 // order, and the intermediate had no other reader (single use, not a graph
-// output). The residual must come first: act(conv + r) only matches
+// output). The epilogue holds the activation's parameters as attributes, so
+// an activation that reads another value (Clip with run-time bounds) stays a
+// node. The residual must come first: act(conv + r) only matches
 // Add-then-activation chains. For Gemm the residual becomes its C input
 // (beta = 1) when C is absent.
 #include <algorithm>
@@ -15,8 +17,10 @@ namespace kiln {
 
 namespace {
 
-bool isFusableActivation(const std::string& op) {
-  return op == "Relu" || op == "Clip" || op == "LeakyRelu" || op == "Sigmoid" || op == "HardSwish";
+bool isFusableActivation(const Node& act) {
+  const std::string& op = act.opName();
+  return readsOnlyFirstInput(act) &&
+         (op == "Relu" || op == "Clip" || op == "LeakyRelu" || op == "Sigmoid" || op == "HardSwish");
 }
 
 // The epilogue attributes describing `act` (see compiler/ops/epilogue.h).
@@ -67,7 +71,7 @@ PassDef fuseActivationPass() {
                 if (n->opName() != "Conv" && n->opName() != "Gemm") continue;
                 if (!hasSingleUse(g, n->output())) continue;
                 Node* user = g.users(n->output()).front();
-                if (isFusableActivation(user->opName()) && fuseActivation(g, *n, *user)) {
+                if (isFusableActivation(*user) && fuseActivation(g, *n, *user)) {
                   stats.add("activations fused");
                   changed = true;
                 } else if (user->opName() == "Add" && fuseResidual(g, *n, *user)) {

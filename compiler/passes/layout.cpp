@@ -29,6 +29,7 @@
 
 #include "compiler/interp/interpreter.h"
 #include "compiler/passes/passes.h"
+#include "compiler/passes/rewrite.h"
 
 namespace kiln {
 
@@ -92,7 +93,9 @@ bool hasNCHWcForm(const Node& n, int64_t block) {
            n.input(1)->type.shape == x->type.shape;
   static const char* unary[] = {"Relu",        "LeakyRelu", "Elu",      "Selu", "Sigmoid", "Tanh",
                                 "HardSigmoid", "HardSwish", "Softplus", "Clip"};
-  if (std::find(std::begin(unary), std::end(unary), op) != std::end(unary))
+  // Clip's run-time bounds are plain scalars, and whether it maps 0 to 0
+  // depends on their values: such a Clip stays plain.
+  if (readsOnlyFirstInput(n) && std::find(std::begin(unary), std::end(unary), op) != std::end(unary))
     return channels % block == 0 || mapsZeroToZero(n);
   return false;
 }

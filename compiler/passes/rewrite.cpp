@@ -44,4 +44,8 @@ bool hasSingleUse(const Graph& g, const Value* v) {
   return uses == 1;
 }
 
+bool readsOnlyFirstInput(const Node& n) {
+  return std::all_of(n.inputs.begin() + 1, n.inputs.end(), [](const Value* v) { return !v; });
+}
+
 }  // namespace kiln

@@ -21,4 +21,9 @@ Value* foldNode(Graph& g, Node* n);
 // graph output: the condition for fusing its producer into that reader.
 bool hasSingleUse(const Graph& g, const Value* v);
 
+// True when `n` reads no value but input 0 (its later optional inputs are
+// absent): an activation whose parameters are all attributes, unlike a Clip
+// with run-time bounds.
+bool readsOnlyFirstInput(const Node& n);
+
 }  // namespace kiln

@@ -314,11 +314,19 @@ void convertPool(NodeConverter& c, bool isMax) {
 
 // --- operands that become attributes ---
 
+// Constant bounds become attributes (which fused epilogues can carry);
+// bounds known only at run time stay the IR node's inputs 1 and 2.
 void convertClip(NodeConverter& c) {
   Attributes a;
-  if (std::optional<float> lo = c.constantScalar(1, "min")) a.set("min", *lo);
-  if (std::optional<float> hi = c.constantScalar(2, "max")) a.set("max", *hi);
-  c.emit("Clip", {c.required(0)}, a);
+  std::vector<Value*> ins = {c.required(0), nullptr, nullptr};
+  for (auto [i, bound] : {std::pair<size_t, const char*>{1, "min"}, {2, "max"}}) {
+    Value* v = c.input(i);
+    if (v && !v->isConstant())
+      ins[i] = v;
+    else if (std::optional<float> value = c.constantScalar(i, bound))
+      a.set(bound, *value);
+  }
+  c.emit("Clip", ins, a);
 }
 
 void convertReshape(NodeConverter& c) {

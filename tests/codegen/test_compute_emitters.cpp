@@ -216,6 +216,32 @@ TEST_CASE("Conv with a fused residual and epilogue activations", "[codegen][conv
       }
 }
 
+// ReLU6 as exporters write it, but with bounds only known at run time: -O2
+// must neither fuse the Clip into the Conv's epilogue (which holds constant
+// bounds) nor lay it out in NCHWc (its bounds are plain scalars).
+TEST_CASE("Conv followed by a Clip with run-time bounds, optimized", "[codegen][conv]") {
+  Graph g;
+  g.name = "Conv + Clip(lo, hi)";
+  Value* x = g.addInput("x", f32({kBatch, 16, 9, 9}));
+  Value* lo = g.addInput("lo", f32(Shape{}));
+  Value* hi = g.addInput("hi", f32(Shape{}));
+  Value* w = g.addConstant("w", Tensor::uniform(Shape{32, 16, 3, 3}, 1));
+  Value* c = g.addNode("Conv", "conv", {x, w}, convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1}))->output();
+  Value* w2 = g.addConstant("w2", Tensor::uniform(Shape{32, 32, 1, 1}, 2));
+  Value* y = g.addNode("Clip", "clip", {c, lo, hi})->output();
+  g.addOutput(g.addNode("Conv", "conv2", {y, w2}, convAttrs({1, 1}, {0, 0, 0, 0}, {1, 1}))->output());
+  for (const char* cpu : {"native", "x86-64-v3"}) {
+    auto model = CompiledModel::compile(g, cpu, /*optimize=*/true);
+    for (int64_t batch : {1, 7})
+      for (auto [minValue, maxValue] : {std::pair{0.f, 6.f}, {-2.f, 1.f}}) {
+        const std::vector<Tensor> in{Tensor::uniform(Shape{batch, 16, 9, 9}, 3), Tensor::scalar(minValue),
+                                     Tensor::scalar(maxValue)};
+        INFO(cpu << ", batch " << batch << ", min " << minValue << ", max " << maxValue);
+        CHECK(maxRelativeError(model->run(in), interpret(g, in)) <= 1e-5);
+      }
+  }
+}
+
 TEST_CASE("SeparableConv2D", "[codegen][conv]") {
   struct Case {
     int64_t channels, multiplier, outChannels, size, kernel, stride, pad, dilation;

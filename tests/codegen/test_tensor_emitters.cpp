@@ -2,6 +2,7 @@
 // reference interpreter: activation accuracy over sweeps that cover the
 // float range and its special values, then every tensor op over several
 // shapes, broadcasts and axes at batch 1 and 5 (a subset also for AVX2).
+#include <array>
 #include <catch2/catch.hpp>
 #include <cfloat>
 #include <cmath>
@@ -276,6 +277,34 @@ TEST_CASE("PRelu broadcasts its slope", "[codegen][activation]") {
     Value* x = g.addInput("x", typeOf({kBatch, 3, 4, 5}));
     g.addOutput(g.addNode("PRelu", "p", {x, g.addConstant("s", randomTensor(slope, 4))})->output());
     checkAgainstInterpreter(g);
+  }
+}
+
+TEST_CASE("Clip reads min and max given at run time", "[codegen][activation]") {
+  // min a rank-0 graph input, max a one-element one (neither batched, so
+  // every sample reads the same value); a second Clip takes only max at run
+  // time and min from its attribute. 3x37 values: vectors and a remainder.
+  Graph g;
+  g.name = "Clip with run-time bounds";
+  Value* x = g.addInput("x", typeOf({kBatch, 3, 37}));
+  Value* lo = g.addInput("lo", typeOf(Shape{}));
+  Value* hi = g.addInput("hi", typeOf({1}));
+  g.addOutput(g.addNode("Clip", "both", {x, lo, hi})->output());
+  g.addOutput(g.addNode("Clip", "max_only", {x, nullptr, hi}, attrs({{"min", -0.5f}}))->output());
+  for (const char* cpu : {"native", "x86-64-v3"}) {
+    auto model = CompiledModel::compile(g, cpu, /*optimize=*/false);
+    for (int64_t batch : {1, 5}) {
+      Tensor xs = randomTensor(Shape{batch, 3, 37}, static_cast<unsigned>(batch));
+      for (int64_t i = 0; i < 4; ++i) xs.data<float>()[i * 29] = std::array{std::nanf(""), kInf, -kInf, -0.f}[i];
+      // Ordinary bounds, bounds crossed (max wins), infinite bounds.
+      for (auto [minValue, maxValue] : {std::pair{-1.f, 2.f}, {0.5f, -0.5f}, {-kInf, kInf}}) {
+        const std::vector<Tensor> in{xs, Tensor::scalar(minValue), Tensor::fromVector<float>({1}, {maxValue})};
+        const std::vector<Tensor> got = model->run(in), want = interpret(g, in);
+        INFO(cpu << ", batch " << batch << ", min " << minValue << ", max " << maxValue);
+        for (size_t k = 0; k < want.size(); ++k)
+          CHECK(std::memcmp(got[k].rawData(), want[k].rawData(), want[k].byteSize()) == 0);
+      }
+    }
   }
 }
 

@@ -239,7 +239,7 @@ std::string readFile(const fs::path& p) {
 const std::map<std::string, std::set<int>>& staticOperandSlots() {
   static const std::map<std::string, std::set<int>> slots = {
       {"Reshape", {1}},        {"Slice", {1, 2, 3, 4}}, {"Squeeze", {1}}, {"Unsqueeze", {1}},
-      {"Pad", {1, 2, 3}},      {"Clip", {1, 2}},        {"ConstantOfShape", {0}},
+      {"Pad", {1, 2, 3}},      {"ConstantOfShape", {0}},
       {"ReduceMean", {1}},     {"Gather", {1}},
   };
   return slots;

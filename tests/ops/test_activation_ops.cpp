@@ -1,6 +1,7 @@
 // Spot checks of the activation ops against hand-computed values: Relu,
-// LeakyRelu, Clip (bounds, NaN), HardSwish, Log (zero, negatives) and PRelu's
-// broadcast slope.
+// LeakyRelu, Clip (bounds, NaN, bounds given at run time), HardSwish, Log
+// (zero, negatives) and PRelu's broadcast slope.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 
@@ -53,6 +54,50 @@ TEST_CASE("Clip bounds and NaN passthrough", "[ops][activation]") {
   requireValues(runActivation("Clip", kRow), {-4.f, -1.f, 0.f, 0.5f, 3.f, 8.f});  // unbounded by default
   Tensor nan = runActivation("Clip", Tensor::fromVector<float>({1, 1}, {NAN}), relu6);
   CHECK(std::isnan(nan.data<float>()[0]));
+}
+
+TEST_CASE("Clip reads min and max given at run time", "[ops][activation]") {
+  // x[N, 6] with min a rank-0 graph input and max a one-element one; an
+  // omitted bound (null input) falls back to its attribute.
+  Graph g;
+  Value* x = g.addInput("x", TensorType{DType::F32, {kBatch, 6}});
+  Value* lo = g.addInput("lo", TensorType{DType::F32, Shape{}});
+  Value* hi = g.addInput("hi", TensorType{DType::F32, {1}});
+  Attributes attrMin;
+  attrMin.set("min", -2.f);
+  g.addOutput(g.addNode("Clip", "both", {x, lo, hi})->output());
+  g.addOutput(g.addNode("Clip", "max_only", {x, nullptr, hi}, attrMin)->output());
+  REQUIRE(g.outputs()[0]->type.shape == Shape({kBatch, 6}));
+  const Tensor xs = Tensor::fromVector<float>(
+      {2, 6}, {-4.f, -1.f, -0.f, 0.5f, 3.f, 8.f, NAN, INFINITY, -INFINITY, 1.f, 2.f, -3.f});
+  // Ordinary bounds, bounds crossed (max wins, as in ONNX), infinite bounds.
+  for (auto [minValue, maxValue] : {std::pair{-1.f, 2.5f}, {1.f, -1.f}, {-INFINITY, INFINITY}}) {
+    INFO("min " << minValue << ", max " << maxValue);
+    std::vector<Tensor> y = interpret(g, {xs, Tensor::scalar(minValue), Tensor::fromVector<float>({1}, {maxValue})});
+    for (int64_t i = 0; i < xs.numElements(); ++i) {
+      const float v = xs.data<float>()[i];
+      INFO("element " << i << " = " << v);
+      const float both = std::min(std::max(v, minValue), maxValue), maxOnly = std::min(std::max(v, -2.f), maxValue);
+      if (std::isnan(v)) {
+        CHECK(std::isnan(y[0].data<float>()[i]));
+        CHECK(std::isnan(y[1].data<float>()[i]));
+      } else {
+        CHECK(y[0].data<float>()[i] == both);
+        CHECK(y[1].data<float>()[i] == maxOnly);
+      }
+    }
+  }
+}
+
+TEST_CASE("Clip's run-time bounds must be one f32 value each", "[ops][activation]") {
+  Graph g;
+  Value* x = g.addInput("x", TensorType{DType::F32, {kBatch, 6}});
+  Value* pair = g.addInput("pair", TensorType{DType::F32, {2}});
+  Value* integer = g.addInput("integer", TensorType{DType::I64, Shape{}});
+  Value* batched = g.addInput("batched", TensorType{DType::F32, {kBatch}});
+  CHECK_THROWS_WITH(g.addNode("Clip", "c", {x, pair}), Catch::Contains("node 'c' (Clip)") && Catch::Contains("min"));
+  CHECK_THROWS_WITH(g.addNode("Clip", "c", {x, nullptr, integer}), Catch::Contains("max (input 2)"));
+  CHECK_THROWS_WITH(g.addNode("Clip", "c", {x, batched}), Catch::Contains("expected one f32 value"));
 }
 
 TEST_CASE("HardSwish is x * relu6(x + 3) / 6", "[ops][activation]") {

@@ -173,6 +173,36 @@ TEST_CASE("fuse-activation fuses residual Add then activation into the Conv", "[
   CHECK(countOps(opt, "Sigmoid") == 1);
 }
 
+TEST_CASE("a Clip with run-time bounds is not fused, stays plain and keeps its bounds", "[passes]") {
+  GraphBuilder b(11);
+  Value* x = b.input("x", {kBatch, 16, 6, 6});
+  Value* lo = b.input("lo", Shape{});
+  Value* hi = b.input("hi", Shape{1});
+  Value* y = b.op("Clip", {b.conv(x, 16, 3, 1, 1), lo, hi});  // the epilogue cannot carry run-time bounds
+  y = b.op("Clip", {b.conv(y, 16, 1), nullptr, hi});
+  // Sunk through by cancel-transposes with its bounds: the pair cancels.
+  y = b.transpose(b.op("Clip", {b.transpose(b.conv(y, 16, 1), {0, 2, 3, 1}), lo}), {0, 3, 1, 2});
+  b.output(b.conv(y, 16, 1));
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"cancel-transposes", "fuse-activation"}, &runs);
+  CHECK(runs[0].stats.get("transpose pairs cancelled") == 1);
+  CHECK(runs[1].stats.get("activations fused") == 0);
+  CHECK(countOps(opt, "Clip") == 3);
+  CHECK(countOps(opt, "Transpose") == 0);
+
+  PipelineOptions options;
+  options.passes.channelBlock = 16;
+  runPipeline(opt, {"layout", "plan-memory"}, options);
+  INFO(printGraph(opt));
+  REQUIRE_NOTHROW(verify(opt));
+  for (Node* n : opt.nodes())
+    if (n->opName() == "Clip") CHECK(n->output()->type.layout == Layout::Plain);
+  for (int64_t batch : {1, 3}) {
+    std::vector<Tensor> in = randomInputs(b.graph, batch, 42);
+    CHECK(maxRelativeError(interpret(opt, in), interpret(b.graph, in)) <= kTolerance);
+  }
+}
+
 TEST_CASE("plan-memory packs tensors and never overlaps live ones", "[passes]") {
   GraphBuilder b(10);
   Value* x = b.input("x", {kBatch, 8, 16, 16});
