@@ -9,7 +9,7 @@ $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   build-essential cmake ninja-build ccache pkg-config git \
   llvm-19-dev llvm-19-tools liblld-19-dev clang-19 libclang-rt-19-dev \
-  zlib1g-dev libzstd-dev libedit-dev libxml2-dev libffi-dev libncurses-dev \
+  zlib1g-dev libzstd-dev libedit-dev libxml2-dev libxml2-utils libffi-dev libncurses-dev \
   libonnx-dev libprotobuf-dev protobuf-compiler \
   catch2 libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev nlohmann-json3-dev zlib1g-dev \
   dataset-fashion-mnist \
