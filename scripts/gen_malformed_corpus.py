@@ -143,6 +143,14 @@ write("opset8_bn_spatial0.onnx",
       model_bytes([helper.make_node("BatchNormalization", ["X", "s", "s", "s", "s"], ["Y"], name="bn", spatial=0)],
                   [numpy_helper.from_array(np.ones([4], np.float32), "s")], opset=8),
       "node 'bn' (BatchNormalization): ONNX's version converter cannot upgrade it")
+# Found by the fuzzer: an opset-10 graph without nodes or outputs whose
+# initializer the converter cannot take (no name, no type) once crashed the
+# search for the node to blame.
+no_nodes = helper.make_graph([], "no_nodes", [helper.make_tensor_value_info("X", F, ["N", 4])], [],
+                             [TensorProto(name="", data_type=TensorProto.UNDEFINED, dims=[2, 3])])
+no_nodes_model = helper.make_model(no_nodes, opset_imports=[helper.make_opsetid("", 10)])
+no_nodes_model.ir_version = 3
+write("opset10_no_nodes.onnx", no_nodes_model.SerializeToString(), "tensor '' has element type UNDEFINED")
 
 with open(os.path.join(OUT, "EXPECTED.tsv"), "w") as f:
     f.write("# file<TAB>substring the import error must contain (written by scripts/gen_malformed_corpus.py)\n")

@@ -467,7 +467,9 @@ void reportConversionFailure(const ::onnx::ModelProto& model, int64_t opset, con
                            std::to_string(kMinOpset);
   int converts = 0, fails = model.graph().node_size();
   std::optional<std::string> failure = conversionFailure(prefixOf(model, fails), kMinOpset);
-  if (!failure) {  // not a node's fault (the outputs?)
+  // Not a node's fault when the whole graph converts without its outputs, or
+  // when no node at all does (the inputs or initializers are to blame).
+  if (!failure || fails == 0 || conversionFailure(prefixOf(model, 0), kMinOpset)) {
     issues.add("model", "ONNX's version converter cannot upgrade the model from opset " + std::to_string(opset) +
                             " to " + std::to_string(kMinOpset) + ": " + message + " (" + acceptedOpsets() + ")");
     return;
