@@ -29,7 +29,7 @@ constexpr std::string_view kHelpHead =
     "         [--cpu NAME|native] [--features +F,-G,...] [--shape NAME=DIMS]...\n"
     "         [--name PREFIX] [-O0|-O1|-O2|-O3] [--passes A,B,...]\n"
     "         [--print-after PASS]... [--print-after-all] [--dump-dot DIR]\n"
-    "         [--verify-each] [--quiet]\n"
+    "         [--verify-each] [--profile] [--quiet]\n"
     "\n"
     "Compiles MODEL.onnx to native code. A shared library (.so) is loaded by\n"
     "'kiln run OUT.so' or the runtime; an object file (.o) links statically\n"
@@ -81,6 +81,9 @@ constexpr std::string_view kHelpHead =
     "                         sample by sample as with a symbolic batch\n"
     "  --name PREFIX          the entry symbol's prefix, a C identifier (default\n"
     "                         model)\n"
+    "  --profile              count the cycles of every layer in the artifact's\n"
+    "                         profile counters (ABI 1.2) for 'kiln bench --profile';\n"
+    "                         off by default, and then the code has no counters\n"
     "  --quiet                do not report the phases on stderr\n";
 
 constexpr std::string_view kHelpTail =
@@ -298,6 +301,7 @@ int runCompile(const ParsedArgs& args) {
   options.features = args.value("--features").value_or("");
   options.optLevel = pipeline.level;
   options.symbolPrefix = symbolPrefix(args);
+  options.profile = args.has("--profile");
   std::optional<std::string> headerPath = args.value("--header");
   if (headerPath && headerPath->empty()) throw UsageError("--header needs a file name");
   std::optional<std::string> labelsPath = args.value("--labels");
@@ -355,6 +359,7 @@ const Command& compileCommand() {
          {"--features", true, false},
          {"--shape", true, true},
          {"--name", true, false},
+         {"--profile", false, false},
          {"--quiet", false, false}},
         runCompile,
     };

@@ -21,6 +21,7 @@ struct CompileOptions {
   std::string symbolPrefix = "model";  // <prefix>_kiln_artifact_v1
   std::string modelName;      // recorded in the descriptor
   std::vector<std::string> labels;  // class names of a classifier output, recorded in the descriptor (ABI 1.1)
+  bool profile = false;             // per-layer cycle counters in the artifact (ABI 1.2 profile)
 };
 
 // The resolved target, for reports: triple, CPU name and the features the

@@ -1,12 +1,54 @@
 #include "compiler/codegen/emitter.h"
 
+#include <algorithm>
+
 #include "compiler/codegen/weights.h"
 
 namespace kiln::codegen {
 
 EmitContext::EmitContext(llvm::IRBuilder<>& builder, const Node& n, std::vector<std::optional<Operand>> inputs,
-                         std::vector<Operand> outputs, const TargetInfo& t, WeightsBuilder& weights)
-    : b(builder), node(n), target(t), inputs_(std::move(inputs)), outputs_(std::move(outputs)), weights_(weights) {}
+                         std::vector<Operand> outputs, const TargetInfo& t, WeightsBuilder& weights,
+                         llvm::Value* part)
+    : b(builder),
+      node(n),
+      target(t),
+      inputs_(std::move(inputs)),
+      outputs_(std::move(outputs)),
+      weights_(weights),
+      part_(part) {}
+
+int64_t splitWays(int64_t flops, int64_t limit) {
+  // ~2^18 flops is ~5 us of a core's vector work; 32 parts keep 16 threads
+  // balanced within a few percent.
+  constexpr int64_t kMinPartFlops = int64_t{1} << 18, kMaxParts = 32;
+  return std::clamp<int64_t>(flops / kMinPartFlops, 1, std::max<int64_t>(1, std::min(limit, kMaxParts)));
+}
+
+LoopRange EmitContext::split(int64_t count, int64_t ways) {
+  if (ways <= 1) return {i64(0), i64(count)};
+  // Part index = sum of each split's share index times the parts before it.
+  llvm::Value* share = b.CreateURem(b.CreateUDiv(part_, i64(parts_)), i64(ways));
+  parts_ *= ways;
+  auto boundary = [&](llvm::Value* k) { return b.CreateUDiv(b.CreateMul(k, i64(count)), i64(ways)); };
+  return {boundary(share), boundary(b.CreateAdd(share, i64(1)))};
+}
+
+void EmitContext::loop(const LoopRange& within, int64_t begin, int64_t end,
+                       const std::function<void(llvm::Value*)>& body) {
+  loop(b.CreateBinaryIntrinsic(llvm::Intrinsic::smax, within.begin, i64(begin)),
+       b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, within.end, i64(end)), body);
+}
+
+void EmitContext::when(llvm::Value* condition, const std::function<void()>& body) {
+  llvm::Function* fn = b.GetInsertBlock()->getParent();
+  llvm::BasicBlock* then = llvm::BasicBlock::Create(b.getContext(), "when", fn);
+  llvm::BasicBlock* done = llvm::BasicBlock::Create(b.getContext(), "when.done", fn);
+  b.CreateCondBr(condition, then, done);
+  b.SetInsertPoint(then);
+  body();
+  b.CreateBr(done);
+  b.SetInsertPoint(done);
+}
 
 const Operand& EmitContext::input(size_t i) const {
   if (!hasInput(i)) fail("input " + std::to_string(i) + " is required");

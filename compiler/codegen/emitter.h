@@ -33,10 +33,27 @@ struct Operand {
 
 class WeightsBuilder;
 
+// Intra-op parallelism: the number of near-equal parts worth splitting
+// `flops` of one sample's work into, at most `limit` (the iterations of the
+// loop being split). A part should outweigh the pool's cost of handing it
+// out (a few microseconds) many times over, and there are enough parts to
+// balance the threads of a large host; small nodes stay whole. The count is
+// fixed at compile time, never by the thread count, so which thread runs a
+// part cannot change what it computes.
+int64_t splitWays(int64_t flops, int64_t limit);
+
+// [begin, end) of an i64 loop, as run-time values.
+struct LoopRange {
+  llvm::Value* begin;
+  llvm::Value* end;
+};
+
 class EmitContext {
  public:
+  // `part`: the i64 index of the part of the node this task computes (see
+  // split), 0 when the node is not split.
   EmitContext(llvm::IRBuilder<>& builder, const Node& node, std::vector<std::optional<Operand>> inputs,
-              std::vector<Operand> outputs, const TargetInfo& target, WeightsBuilder& weights);
+              std::vector<Operand> outputs, const TargetInfo& target, WeightsBuilder& weights, llvm::Value* part);
 
   llvm::IRBuilder<>& b;
   const Node& node;
@@ -65,12 +82,28 @@ class EmitContext {
   llvm::Value* load(const Operand& t, llvm::Value* index);
   void store(const Operand& t, llvm::Value* index, llvm::Value* value);
 
+  // Splits the node into `ways` parts along an outer loop of `count`
+  // iterations and returns this task's share of them: the module builder
+  // then runs the node as parts() tasks per sample on the thread pool. An
+  // iteration computes the same whatever share it falls in, so outputs are
+  // bit-identical to an unsplit node. Splitting several (nested) loops
+  // multiplies the parts. Each split loop must be emitted inside the
+  // returned range only (loop(range, ...)).
+  LoopRange split(int64_t count, int64_t ways);
+  int64_t parts() const { return parts_; }
+  // for (i = max(begin, within.begin); i < min(end, within.end); ++i) body(i)
+  void loop(const LoopRange& within, int64_t begin, int64_t end, const std::function<void(llvm::Value*)>& body);
+  // if (condition) body()
+  void when(llvm::Value* condition, const std::function<void()>& body);
+
   [[noreturn]] void fail(const std::string& message) const;
 
  private:
   std::vector<std::optional<Operand>> inputs_;
   std::vector<Operand> outputs_;
   WeightsBuilder& weights_;
+  llvm::Value* part_;
+  int64_t parts_ = 1;
 };
 
 using EmitFn = std::function<void(EmitContext&)>;

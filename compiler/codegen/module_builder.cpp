@@ -4,7 +4,11 @@
 #include <map>
 #include <set>
 
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/TargetParser/Triple.h>
+
 #include "compiler/codegen/weights.h"
+#include "compiler/ir/op.h"
 #include "kiln/artifact.h"
 
 namespace kiln::codegen {
@@ -102,8 +106,9 @@ class ModuleBuilder {
     // are copied into the caller's buffer.
     for (size_t k = 0; k < g_.outputs().size(); ++k) {
       const Value* v = g_.outputs()[k];
-      if (!v->producer) tasks.push_back({emitOutputCopy(v, k), isBatched(v), 1});
+      if (!v->producer) tasks.push_back({emitOutputCopy(v, k), isBatched(v), 1, 1, -1});
     }
+    profile_ = options_.profile ? profileCounters(nodes.size()) : nullptr;
     llvm::Function* run = emitRun(tasks);
     weights_.finalize();
     emitDescriptor(run, exportUnprefixedEntry);
@@ -117,47 +122,94 @@ class ModuleBuilder {
   }
 
  private:
-  // One parallel-for body of the run function: a sample (of the symbolic
-  // batch, or one of `rows` of a static dim 0), or the single invocation of
-  // an unbatched step.
+  // One parallel-for of the run function: `parts` tasks (the node split by
+  // its emitter, see EmitContext::split) for each sample (of the symbolic
+  // batch, or one of `rows` of a static dim 0), or for the single invocation
+  // of an unbatched step; task index = sample * parts + part. `layer`: the
+  // node's index in the layer table, -1 for output copies.
   struct Task {
     llvm::Function* fn;
     bool batched;
     int64_t rows;
+    int64_t parts;
+    int64_t layer;
   };
 
-  // One node for one sample: void kiln_node_K(ptr args, i64 sample).
+  // One node for one sample and part, void kiln_node_K(ptr args, i64
+  // sample, i64 part), behind its task void kiln_task_K(ptr args, i64 index).
   Task emitNodeTask(const Node& n, size_t k) {
     const Emitter* emitter = EmitterRegistry::instance().find(n.opName());
     if (!emitter) throw Error("the LLVM backend has no emitter for this op yet", n.site());
     const StaticRows rows = staticRows(n, *emitter);
     llvm::IRBuilder<> b(ctx_);
-    auto [fn, frame] = beginTask("kiln_node_" + std::to_string(k), b);
+    auto [fn, frame] = beginTask("kiln_node_" + std::to_string(k), b, true);
     std::vector<std::optional<Operand>> inputs;
     for (Value* in : n.inputs)
       inputs.push_back(in ? std::optional<Operand>(operand(b, frame, in, rows)) : std::nullopt);
     std::vector<Operand> outputs;
     for (Value* out : n.outputs) outputs.push_back(operand(b, frame, out, rows));
-    EmitContext ctx(b, n, std::move(inputs), std::move(outputs), target_.info, weights_);
+    EmitContext ctx(b, n, std::move(inputs), std::move(outputs), target_.info, weights_, fn->getArg(2));
     emitter->fn(ctx);
     b.CreateRetVoid();
     bool batched = false;
     for (const Value* out : n.outputs) batched = batched || isBatched(out);
-    return {fn, batched, rows.count};
+    return {emitPartsTask(fn, ctx.parts(), k), batched, rows.count, ctx.parts(), static_cast<int64_t>(k)};
+  }
+
+  // kiln_task_K(args, index) = kiln_node_K(args, index / parts, index % parts).
+  llvm::Function* emitPartsTask(llvm::Function* node, int64_t parts, size_t k) {
+    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_task_" + std::to_string(k),
+                                      *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    llvm::Value* index = fn->getArg(1);
+    llvm::Value* whole = b.getInt64(static_cast<uint64_t>(parts));
+    b.CreateCall(node, {fn->getArg(0), parts == 1 ? index : b.CreateUDiv(index, whole),
+                        parts == 1 ? b.getInt64(0) : b.CreateURem(index, whole)});
+    b.CreateRetVoid();
+    return fn;
   }
 
   struct Frame {
     llvm::Value *batch, *inputs, *outputs, *workspace, *sample;
   };
 
-  // A task function void NAME(ptr args, i64 sample) with its frame loaded.
-  std::pair<llvm::Function*, Frame> beginTask(const std::string& name, llvm::IRBuilder<>& b) {
-    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+  // A function void NAME(ptr args, i64 sample[, i64 part]) with its frame loaded.
+  std::pair<llvm::Function*, Frame> beginTask(const std::string& name, llvm::IRBuilder<>& b, bool withPart = false) {
+    std::vector<llvm::Type*> params = {ptr_, i64_};
+    if (withPart) params.push_back(i64_);
+    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), params, false);
     auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, name, *module_);
     b.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", fn));
     llvm::Value* args = fn->getArg(0);
     auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(argsType_, args, i)); };
     return {fn, Frame{field(0, i64_), field(1, ptr_), field(2, ptr_), field(3, ptr_), fn->getArg(1)}};
+  }
+
+  // The profile's counters, {cycles, calls} per layer, zero-initialized
+  // writable data of the artifact.
+  llvm::GlobalVariable* profileCounters(size_t layers) {
+    auto* type = llvm::ArrayType::get(i64_, 2 * layers);
+    return new llvm::GlobalVariable(*module_, type, false, llvm::GlobalValue::InternalLinkage,
+                                    llvm::ConstantAggregateZero::get(type), "kiln_profile");
+  }
+
+  // The target's free-running counter: rdtsc on x86 (constant rate); on
+  // AArch64 the virtual counter (the cycle counter traps in user mode).
+  llvm::Value* readCounter(llvm::IRBuilder<>& b) {
+    const bool aarch64 = llvm::Triple(target_.resolved.triple).isAArch64();
+    return b.CreateIntrinsic(aarch64 ? llvm::Intrinsic::readsteadycounter : llvm::Intrinsic::readcyclecounter, {}, {});
+  }
+
+  void countProfile(llvm::IRBuilder<>& b, int64_t layer, llvm::Value* start) {
+    llvm::Value* ticks = b.CreateSub(readCounter(b), start);
+    auto counter = [&](int64_t i) {
+      return b.CreateConstInBoundsGEP2_64(profile_->getValueType(), profile_, 0, static_cast<uint64_t>(i));
+    };
+    b.CreateAtomicRMW(llvm::AtomicRMWInst::Add, counter(2 * layer), ticks, llvm::MaybeAlign(8),
+                      llvm::AtomicOrdering::Monotonic);
+    b.CreateAtomicRMW(llvm::AtomicRMWInst::Add, counter(2 * layer + 1), b.getInt64(1), llvm::MaybeAlign(8),
+                      llvm::AtomicOrdering::Monotonic);
   }
 
   llvm::Function* emitOutputCopy(const Value* v, size_t index) {
@@ -218,8 +270,10 @@ class ModuleBuilder {
     auto* taskType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
     auto* parallelForType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_, ptr_}, false);
     llvm::Value* serial = b.CreateICmpEQ(parallelFor, llvm::ConstantPointerNull::get(ptr_));
-    for (const auto& [task, batched, rows] : tasks) {
-      llvm::Value* count = batched ? batch : b.getInt64(static_cast<uint64_t>(rows));
+    for (const auto& [task, batched, rows, parts, layer] : tasks) {
+      llvm::Value* start = profile_ && layer >= 0 ? readCounter(b) : nullptr;
+      llvm::Value* count = b.CreateMul(batched ? batch : b.getInt64(static_cast<uint64_t>(rows)),
+                                       b.getInt64(static_cast<uint64_t>(parts)));
       llvm::BasicBlock* serialBlock = llvm::BasicBlock::Create(ctx_, "serial", fn);
       llvm::BasicBlock* poolBlock = llvm::BasicBlock::Create(ctx_, "pool", fn);
       llvm::BasicBlock* next = llvm::BasicBlock::Create(ctx_, "next", fn);
@@ -240,6 +294,7 @@ class ModuleBuilder {
       i->addIncoming(b.CreateAdd(i, b.getInt64(1)), body);
       b.CreateBr(header);
       b.SetInsertPoint(next);
+      if (start) countProfile(b, layer, start);
     }
     b.CreateRet(b.getInt32(0));
     return fn;
@@ -277,11 +332,44 @@ class ModuleBuilder {
                                     llvm::ConstantArray::get(arrayType, names), "kiln_labels");
   }
 
+  // Floating-point operations of a node per unit of the run's batch: two
+  // per multiply-accumulate its op counts (0 for ops that count none).
+  static uint64_t nodeFlops(const Node& n) {
+    return n.op->macs ? 2 * static_cast<uint64_t>(std::max<int64_t>(0, n.op->macs(n))) : 0;
+  }
+
+  static std::string shapesOf(const Node& n) {
+    std::string text;
+    for (const Value* v : n.outputs) text += (text.empty() ? "" : ", ") + v->type.shape.str();
+    text += " <-";
+    bool first = true;
+    for (const Value* v : n.inputs) {
+      if (!v) continue;
+      text += (first ? " " : ", ") + v->type.shape.str();
+      first = false;
+    }
+    return text;
+  }
+
+  // The ABI 1.2 layer table: {name, op, shapes, flops} per node.
+  llvm::Constant* layerTable() {
+    auto* infoType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, i64_});
+    std::vector<llvm::Constant*> infos;
+    for (const Node* n : g_.nodes())
+      infos.push_back(llvm::ConstantStruct::get(
+          infoType, {string(n->name), string(n->opName()), string(shapesOf(*n)), llvm::ConstantInt::get(i64_, nodeFlops(*n))}));
+    auto* arrayType = llvm::ArrayType::get(infoType, infos.size());
+    return new llvm::GlobalVariable(*module_, arrayType, true, llvm::GlobalValue::PrivateLinkage,
+                                    llvm::ConstantArray::get(arrayType, infos), "kiln_layers");
+  }
+
   void emitDescriptor(llvm::Function* run, bool exportUnprefixedEntry) {
     static_assert(KILN_DIM_BATCH == kBatch, "the IR's symbolic batch is the ABI's batch marker");
     auto* i16 = llvm::Type::getInt16Ty(ctx_);
     auto* descType = llvm::StructType::get(ctx_, {i32_, i16, i16, ptr_, ptr_, ptr_, ptr_, ptr_, i32_, i32_, ptr_, ptr_,
-                                                  i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_});
+                                                  i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_, i64_, i32_, ptr_, ptr_});
+    uint64_t flops = 0;
+    for (const Node* n : g_.nodes()) flops += nodeFlops(*n);
     llvm::Constant* fields[] = {
         llvm::ConstantInt::get(i32_, KILN_ARTIFACT_MAGIC),
         llvm::ConstantInt::get(i16, KILN_ABI_MAJOR),
@@ -302,6 +390,10 @@ class ModuleBuilder {
         run,
         llvm::ConstantInt::get(i32_, options_.labels.size()),
         labels(),
+        llvm::ConstantInt::get(i64_, flops),
+        llvm::ConstantInt::get(i32_, g_.nodes().size()),
+        layerTable(),
+        profile_ ? static_cast<llvm::Constant*>(profile_) : llvm::ConstantPointerNull::get(ptr_),
     };
     auto* desc = new llvm::GlobalVariable(*module_, descType, true, llvm::GlobalValue::PrivateLinkage,
                                           llvm::ConstantStruct::get(descType, fields), "kiln_descriptor");
@@ -326,6 +418,7 @@ class ModuleBuilder {
   llvm::StructType* argsType_;
   std::map<const Value*, size_t> inputIndex_, outputIndex_;
   std::map<const Value*, llvm::Value*> constants_;
+  llvm::GlobalVariable* profile_ = nullptr;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -18,9 +19,10 @@ struct ThreadPool::Job {
   void* taskContext;
   int64_t count;
   std::atomic<int64_t> nextIndex{0};  // the next unclaimed index
-  // Guarded by mutex_: workers running this job's indices outside the lock,
-  // which the caller waits for before its stack frame (the job) goes away.
-  int32_t helpers = 0;
+  // Changed under mutex_ only: workers running this job's indices outside
+  // the lock, which the caller waits for before its stack frame (the job)
+  // goes away. Atomic so the caller can spin on it without the lock.
+  std::atomic<int32_t> helpers{0};
   std::condition_variable helpersDone;
   Job* prev = nullptr;
   Job* next = nullptr;
@@ -31,6 +33,35 @@ struct ThreadPool::Job {
     for (int64_t i; (i = nextIndex.fetch_add(1, std::memory_order_relaxed)) < count;) task(taskContext, i);
   }
 };
+
+namespace {
+
+// How long a thread spins for work (a worker) or for its job's helpers (a
+// caller) before it sleeps: a model's nodes are parallel-fors microseconds
+// apart, and a futex wake-up costs about as much as a small node, so threads
+// stay awake across a run but sleep between runs that are further apart.
+constexpr std::chrono::microseconds kSpinTime{100};
+
+void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done() or kSpinTime passes; returns done().
+template <typename Done>
+bool spinUntil(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    cpuRelax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() > until) return done();
+  }
+}
+
+}  // namespace
 
 ThreadPool& ThreadPool::instance() {
   static ThreadPool pool;
@@ -102,18 +133,27 @@ void ThreadPool::link(Job& job) {
   (tail_ ? tail_->next : head_) = &job;
   tail_ = &job;
   job.queued = true;
+  queuedJobs_.fetch_add(1, std::memory_order_release);
 }
 
 void ThreadPool::unlink(Job& job) {
   (job.prev ? job.prev->next : head_) = job.next;
   (job.next ? job.next->prev : tail_) = job.prev;
   job.queued = false;
+  queuedJobs_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ThreadPool::workerLoop() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    workAvailable_.wait(lock, [&] { return stopping_ || head_; });
+    if (!stopping_ && !head_) {
+      lock.unlock();
+      spinUntil([&] { return queuedJobs_.load(std::memory_order_acquire) > 0; });
+      lock.lock();
+      ++sleepers_;
+      workAvailable_.wait(lock, [&] { return stopping_ || head_; });
+      --sleepers_;
+    }
     if (stopping_) return;
     Job& job = *head_;
     int64_t first = job.nextIndex.fetch_add(1, std::memory_order_relaxed);
@@ -142,13 +182,16 @@ void ThreadPool::run(int64_t count, kiln_task_fn task, void* taskContext) {
   job.task = task;
   job.taskContext = taskContext;
   job.count = count;
+  int64_t wake = 0;
   {
     std::lock_guard lock(mutex_);
     link(job);
+    // Spinning workers find the job themselves; only sleepers need a wake-up.
+    wake = std::min<int64_t>(count - 1, sleepers_);
   }
-  int64_t wake = std::min<int64_t>(count - 1, static_cast<int64_t>(workerCount_));
   for (int64_t i = 0; i < wake; ++i) workAvailable_.notify_one();
   job.runRemaining();
+  spinUntil([&] { return job.helpers.load(std::memory_order_acquire) == 0; });
   std::unique_lock lock(mutex_);
   if (job.queued) unlink(job);
   job.helpersDone.wait(lock, [&] { return job.helpers == 0; });

@@ -2,7 +2,8 @@
 // it implements the artifact ABI's kiln_parallel_for_fn.
 //
 // - Workers sleep on a condition variable when there is no work: an idle
-//   process uses no CPU.
+//   process uses no CPU. Before sleeping they spin briefly (~100 us), since
+//   a run's nodes are parallel-fors microseconds apart.
 // - The calling thread runs indices of its own job too, so a pool of N
 //   threads has N - 1 workers, and a job always completes even when every
 //   worker is busy.
@@ -15,6 +16,7 @@
 //   and is linked into an intrusive queue.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -64,11 +66,13 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   size_t workerCount_ = 0;  // workers_.size(), read by run() without configMutex_
 
-  std::mutex mutex_;  // guards the queue, the jobs' queue links and helper counts, stopping_
+  std::mutex mutex_;  // guards the queue, the jobs' queue links and helper counts, stopping_, sleepers_
   std::condition_variable workAvailable_;
   Job* head_ = nullptr;
   Job* tail_ = nullptr;
   bool stopping_ = false;
+  int64_t sleepers_ = 0;                  // workers waiting on workAvailable_
+  std::atomic<int64_t> queuedJobs_{0};    // jobs in the queue, for spinning workers (changed under mutex_)
 };
 
 // The value of KILN_NUM_THREADS (NULL: unset) as a thread count, or nullopt

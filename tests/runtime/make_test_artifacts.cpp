@@ -14,6 +14,12 @@
 //   other_input.so    a member taking f32[N,2,8,8]
 //   sapphirerapids.so member 0 compiled for -mcpu=sapphirerapids (AVX512-FP16, AMX)
 //   aarch64.so        member 0 compiled for aarch64-linux-gnu
+//   split_plain.so / split_nchwc.so
+//                 image f32[N,8,32,32] -> Conv 3x3 (32, Relu) -> depthwise
+//                 Conv 3x3 -> MaxPool 2 -> Conv 1x1 (64) -> GlobalAveragePool
+//                 -> Flatten -> Gemm (512) -> scores f32[N,512]: nodes heavy
+//                 enough that the backend splits them into parts, in plain
+//                 NCHW and in the host's NCHWc layout
 //
 //   make_test_artifacts OUT_DIR
 #include <filesystem>
@@ -67,9 +73,43 @@ Graph classifier(uint32_t seed, int64_t classes, int64_t size, bool softmax) {
   return g;
 }
 
+Graph splitCnn() {
+  Graph g;
+  g.name = "split";
+  Value* x = g.addInput("image", {DType::F32, Shape{kBatch, 8, 32, 32}});
+  auto conv = [&](const std::string& name, Value* in, int64_t out, int64_t kernel, int64_t group) {
+    Attributes a;
+    const int64_t pad = kernel / 2;
+    a.set("strides", std::vector<int64_t>{1, 1});
+    a.set("pads", std::vector<int64_t>{pad, pad, pad, pad});
+    a.set("dilations", std::vector<int64_t>{1, 1});
+    a.set("group", group);
+    const int64_t inChannels = in->type.shape[1] / group;
+    Value* w = g.addConstant(name + "_w", Tensor::uniform(Shape{out, inChannels, kernel, kernel}, 7));
+    Value* b = g.addConstant(name + "_b", Tensor::uniform(Shape{out}, 8));
+    return g.addNode("Conv", name, {in, w, b}, a)->output();
+  };
+  x = g.addNode("Relu", "relu", {conv("conv", x, 32, 3, 1)})->output();
+  x = conv("depthwise", x, 32, 3, 32);
+  Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{2, 2});
+  pool.set("strides", std::vector<int64_t>{2, 2});
+  pool.set("pads", std::vector<int64_t>{0, 0, 0, 0});
+  pool.set("dilations", std::vector<int64_t>{1, 1});
+  x = g.addNode("MaxPool", "pool", {x}, pool)->output();
+  x = conv("pointwise", x, 64, 1, 1);
+  x = g.addNode("GlobalAveragePool", "gap", {x})->output();
+  x = g.addNode("Flatten", "flatten", {x})->output();
+  Value* fcW = g.addConstant("fc_w", Tensor::uniform(Shape{64, 512}, 9));
+  g.addOutput(g.addNode("Gemm", "fc", {x, fcW}, {}, {"scores"})->output());
+  return g;
+}
+
 void compile(Graph g, const std::filesystem::path& path, codegen::CompileOptions options = {},
-             codegen::EmitKind kind = codegen::EmitKind::SharedLibrary) {
-  runPipeline(g, pipelineForLevel(2));
+             codegen::EmitKind kind = codegen::EmitKind::SharedLibrary, bool blocked = false) {
+  PipelineOptions pipeline;
+  if (blocked) pipeline.passes.channelBlock = codegen::channelBlock(options);
+  runPipeline(g, pipelineForLevel(2), pipeline);
   options.modelName = path.stem().string();
   codegen::compileGraph(g, options, kind, path.string());
 }
@@ -109,6 +149,8 @@ int main(int argc, char** argv) {
     arm.triple = "aarch64-linux-gnu";
     arm.cpu = "cortex-a72";
     compile(classifier(0, 5, 6, true), out / "aarch64.so", arm);
+    compile(splitCnn(), out / "split_plain.so");
+    compile(splitCnn(), out / "split_nchwc.so", {}, codegen::EmitKind::SharedLibrary, true);
   } catch (const std::exception& e) {
     std::cerr << "make_test_artifacts: " << e.what() << "\n";
     return 1;

@@ -213,7 +213,7 @@ TEST_CASE("a bad magic or ABI major is KILN_ERR_ABI and a wrong hash KILN_ERR_CO
     poke<uint16_t>(bytes, descriptorOffset(bytes) + offsetof(kiln_artifact, abi_major), KILN_ABI_MAJOR + 1);
   });
   REQUIRE_KILN_ERROR(kiln_model_open(newerAbi.c_str(), &model), KILN_ERR_ABI,
-                     "artifact ABI 2.1 is not supported by this runtime (ABI 1.x)");
+                     "artifact ABI 2." + std::to_string(KILN_ABI_MINOR) + " is not supported by this runtime (ABI 1.x)");
 
   std::string badHash = patchedCopy("member0_probs.so", "hash.so", [](std::string& bytes) {
     poke<uint64_t>(bytes, descriptorOffset(bytes) + offsetof(kiln_artifact, weights_hash), 42);

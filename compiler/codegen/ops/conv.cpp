@@ -143,17 +143,28 @@ class ConvKernel {
   // window reads that tap inside the input; padded taps of border pixels
   // are left out at compile time, so borders stay vectorized too. Lanes are
   // stored a channel plane apart (per-lane stores: a tile holds few pixels).
+  // The work is split over the channel blocks of an ungrouped conv.
   void emitChannels(const Planes& x, const Planes& y) const {
     const int64_t fullBlocks = s_.groupOutChannels / w_.blockRows;
     const int64_t lastRows = s_.groupOutChannels % w_.blockRows;
+    const int64_t blocks = fullBlocks + (lastRows ? 1 : 0);
+    const LoopRange part = ctx_.split(blocks, s_.groups == 1 ? splitWays(flops(), blocks) : 1);
     ctx_.loop(s_.groups, [&](llvm::Value* g) {
       llvm::Value* groupStart = b_.CreateMul(g, ctx_.i64(s_.groupOutChannels));
-      ctx_.loop(fullBlocks, [&](llvm::Value* block) {
+      ctx_.loop(part, 0, fullBlocks, [&](llvm::Value* block) {
         emitChannelBlock(g, b_.CreateAdd(groupStart, b_.CreateMul(block, ctx_.i64(w_.blockRows))), w_.blockRows, x,
                          y);
       });
-      if (lastRows) emitChannelBlock(g, b_.CreateAdd(groupStart, ctx_.i64(fullBlocks * w_.blockRows)), lastRows, x, y);
+      if (lastRows)
+        ctx_.when(b_.CreateICmpEQ(part.end, ctx_.i64(blocks)), [&] {
+          emitChannelBlock(g, b_.CreateAdd(groupStart, ctx_.i64(fullBlocks * w_.blockRows)), lastRows, x, y);
+        });
     });
+  }
+
+  // Of the whole output.
+  int64_t flops() const {
+    return 2 * s_.outChannels() * s_.rows.out * s_.cols.out * s_.groupChannels * s_.taps();
   }
 
   // Output row `oh` of y, whose window reads kernel rows `rowTaps` of x.
@@ -244,7 +255,7 @@ class ConvKernel {
         for (int64_t p = 0; p < acc.rows(); ++p)
           for (size_t ch = 0; ch < acc.chunks().size(); ++ch)
             kernels::storeVector(ctx_, pixel(y, channel(m, acc.chunkOffset(ch)), outRow(p), ctx_.i64(0), p % width),
-                                 acc.get(p, ch), y.channelStride);
+                                 emitEpilogueActivation(b_, ctx_.attrs(), acc.get(p, ch)), y.channelStride);
       });
   }
 
@@ -366,10 +377,24 @@ class BlockedConvKernel {
     maskPadLanes_ = zero != 0.f && outChannels_ % c_ != 0;
   }
 
-  void emit() const {
+  // Splits the work (EmitContext::split) over the groups of output blocks
+  // the tiles hold, and over output rows when there are too few groups for
+  // the parts the node is worth.
+  void emit() {
     const int64_t groups = outBlocks_ / blocksPerTile_, rest = outBlocks_ % blocksPerTile_;
-    ctx_.loop(groups, [&](llvm::Value* g) { emitBlocks(b_.CreateMul(g, ctx_.i64(blocksPerTile_)), blocksPerTile_); });
-    if (rest) emitBlocks(ctx_.i64(groups * blocksPerTile_), rest);
+    const int64_t allGroups = groups + (rest ? 1 : 0);
+    const int64_t flops = 2 * s_.rows.out * s_.cols.out * outChannels_ * (depthwise_ ? 1 : inChannels_) * s_.taps();
+    const int64_t ways = splitWays(flops, allGroups * s_.rows.out);
+    const int64_t groupWays = std::min(allGroups, ways);
+    const int64_t rowWays = 2 * groupWays <= ways ? std::min(s_.rows.out, ways / groupWays) : 1;
+    const LoopRange groupRange = ctx_.split(allGroups, groupWays);
+    rowRange_ = ctx_.split(s_.rows.out, rowWays);
+    rowsSplit_ = rowWays > 1;
+    ctx_.loop(groupRange, 0, groups,
+              [&](llvm::Value* g) { emitBlocks(b_.CreateMul(g, ctx_.i64(blocksPerTile_)), blocksPerTile_); });
+    if (rest)
+      ctx_.when(b_.CreateICmpEQ(groupRange.end, ctx_.i64(allGroups)),
+                [&] { emitBlocks(ctx_.i64(groups * blocksPerTile_), rest); });
   }
 
  private:
@@ -389,7 +414,8 @@ class BlockedConvKernel {
     const ColumnTaps tapsOf = [&](int64_t col) -> const std::vector<int64_t>& {
       return colTaps[static_cast<size_t>(col)];
     };
-    const int64_t tileRows = cols.out < pixels ? std::max<int64_t>(1, pixels / cols.out) : 1;
+    // Split rows are walked one by one (tiles of several rows would straddle parts).
+    const int64_t tileRows = cols.out < pixels && !rowsSplit_ ? std::max<int64_t>(1, pixels / cols.out) : 1;
     // Columns [begin, end) as near-equal compile-time tiles of <= pixels.
     auto staticTiles = [&](llvm::Value* oh, int64_t nrows, const std::vector<int64_t>& rowTaps, int64_t begin,
                            int64_t end) {
@@ -413,8 +439,8 @@ class BlockedConvKernel {
     const int64_t middle =
         cols.out >= 3 * pixels ? std::max<int64_t>(0, (std::min(lastFull, cols.out - pixels) - left) / pixels) : 0;
     const std::vector<int64_t>& fullTaps = colTaps[static_cast<size_t>(std::min(left, cols.out - 1))];
-    for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
-      kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, [&](llvm::Value* oh, int64_t nrows) {
+    for (const AxisSpan& rowSpan : kernels::axisSpans(rows)) {
+      auto rowTile = [&](llvm::Value* oh, int64_t nrows) {
         if (middle == 0) return staticTiles(oh, nrows, rowSpan.taps, 0, cols.out);
         staticTiles(oh, nrows, rowSpan.taps, 0, left);
         ctx_.loop(
@@ -425,7 +451,12 @@ class BlockedConvKernel {
             },
             pixels);
         staticTiles(oh, nrows, rowSpan.taps, left + middle * pixels, cols.out);
-      });
+      };
+      if (rowsSplit_)
+        ctx_.loop(rowRange_, rowSpan.begin, rowSpan.end, [&](llvm::Value* oh) { rowTile(oh, 1); });
+      else
+        kernels::forEachTile(ctx_, rowSpan.begin, rowSpan.end, tileRows, rowTile);
+    }
   }
 
   using ColumnTaps = std::function<const std::vector<int64_t>&(int64_t col)>;
@@ -573,6 +604,8 @@ class BlockedConvKernel {
   bool maskPadLanes_ = false;
   llvm::Value* weights_ = nullptr;
   llvm::Value* bias_ = nullptr;
+  LoopRange rowRange_{};  // this part's output rows (all when not split)
+  bool rowsSplit_ = false;
 };
 
 void emitBlockedConv(EmitContext& ctx) {
@@ -597,13 +630,10 @@ void emitConv(EmitContext& ctx) {
   if (ctx.hasInput(3)) residual = planesOf(s, ctx.input(3).data, false);
   const ConvKernel kernel(ctx, s, convWeights(ctx, w, s, true), ctx.hasInput(2) ? ctx.input(2).data : nullptr,
                           residual);
-  if (kernel.channelAxis()) {
-    kernel.emitChannels(planesOf(s, x.data, true), out);
-    kernels::applyActivation(ctx, y.data, s.outChannels() * s.rows.out * s.cols.out);
-    return;
-  }
+  if (kernel.channelAxis()) return kernel.emitChannels(planesOf(s, x.data, true), out);  // activation included
+  const LoopRange rows = ctx.split(s.rows.out, splitWays(kernel.flops(), s.rows.out));
   for (const AxisSpan& span : kernels::axisSpans(s.rows))
-    ctx.loop(ctx.i64(span.begin), ctx.i64(span.end), [&](llvm::Value* oh) {
+    ctx.loop(rows, span.begin, span.end, [&](llvm::Value* oh) {
       kernel.emitRow(oh, span.taps, planesOf(s, x.data, true), out);
       ctx.loop(s.outChannels(), [&](llvm::Value* m) {
         llvm::Value* row = ctx.b.CreateAdd(ctx.b.CreateMul(m, ctx.i64(out.channelStride)),
@@ -642,8 +672,10 @@ void emitSeparableConv2D(EmitContext& ctx) {
   const ConvKernel depthwiseKernel(ctx, depthwise, convWeights(ctx, wd, depthwise, false), nullptr, std::nullopt);
   const ConvKernel pointwiseKernel(ctx, pointwise, convWeights(ctx, wp, pointwise, false),
                                    ctx.hasInput(3) ? ctx.input(3).data : nullptr, std::nullopt);
+  const int64_t flops = depthwiseKernel.flops() + pointwiseKernel.flops() * ys[2];  // pointwise: one row's shape
+  const LoopRange rows = ctx.split(depthwise.rows.out, splitWays(flops, depthwise.rows.out));
   for (const AxisSpan& span : kernels::axisSpans(depthwise.rows))
-    ctx.loop(ctx.i64(span.begin), ctx.i64(span.end), [&](llvm::Value* oh) {
+    ctx.loop(rows, span.begin, span.end, [&](llvm::Value* oh) {
       depthwiseKernel.emitRow(oh, span.taps, planesOf(depthwise, x.data, true), row);
       pointwiseKernel.emitRow(oh, {0}, row, Planes{y.data, ys[2] * width, width});
     });

@@ -79,9 +79,12 @@ class MatrixProduct {
     b_data_ = bPacked_ ? ctx.packConstant(packPanels(*b.constant, p_, matrices, tile_.cols)) : b.data;
   }
 
-  void emit(llvm::Value* y) const {
+  // The work is split over the column tiles of y.
+  void emit(llvm::Value* y) {
     int64_t count = 1;
     for (const BatchDim& d : batch_) count *= d.size;
+    const int64_t tiles = (p_.n + tile_.cols - 1) / tile_.cols;
+    columnTiles_ = ctx_.split(tiles, splitWays(2 * count * p_.m * p_.n * p_.k, tiles));
     ctx_.loop(count, [&](llvm::Value* i) {
       llvm::Value *aMatrix = ctx_.i64(0), *bMatrix = ctx_.i64(0);
       for (const BatchDim& d : batch_) {
@@ -104,10 +107,11 @@ class MatrixProduct {
     llvm::Value *a, *b, *y;
   };
 
-  // Rows [i0, i0 + rows) of y.
+  // Rows [i0, i0 + rows) of y, in this part's column tiles.
   void emitRows(const Matrices& m, llvm::Value* i0, int64_t rows) const {
     const int64_t lanes = ctx_.target.vectorFloats;
-    kernels::forEachTile(ctx_, 0, p_.n, tile_.cols, [&](llvm::Value* n0, int64_t width) {
+    const int64_t fullTiles = p_.n / tile_.cols, tiles = (p_.n + tile_.cols - 1) / tile_.cols;
+    auto tile = [&](llvm::Value* n0, int64_t width) {
       kernels::AccumulatorTile acc(ctx_, rows, kernels::chunkWidths(width, lanes));
       for (int64_t r = 0; r < rows; ++r)
         for (size_t c = 0; c < acc.chunks().size(); ++c)
@@ -132,7 +136,11 @@ class MatrixProduct {
           kernels::storeVector(ctx_, kernels::floatPtr(ctx_, m.y, at),
                                finish_(acc.get(r, c), row, col, acc.chunks()[c]));
         }
-    });
+    };
+    ctx_.loop(columnTiles_, 0, fullTiles, [&](llvm::Value* t) { tile(b_.CreateMul(t, ctx_.i64(tile_.cols)), tile_.cols); });
+    if (tiles > fullTiles)
+      ctx_.when(b_.CreateICmpEQ(columnTiles_.end, ctx_.i64(tiles)),
+                [&] { tile(ctx_.i64(fullTiles * tile_.cols), p_.n - fullTiles * tile_.cols); });
   }
 
   // Columns [n0 + offset, + chunk) of row k of B, in a tile of `width` columns.
@@ -156,6 +164,7 @@ class MatrixProduct {
   llvm::Value* a_;
   bool bPacked_ = false;
   llvm::Value* b_data_ = nullptr;
+  LoopRange columnTiles_{};  // this part's column tiles
 };
 
 void requirePlain(EmitContext& ctx, const Operand& t) {
@@ -188,15 +197,14 @@ void emitGemm(EmitContext& ctx) {
   llvm::IRBuilder<>& ir = ctx.b;
   FinishFn finish = [&, alpha, beta, cRow, cCol](llvm::Value* acc, llvm::Value* row, llvm::Value* col, int64_t width) {
     llvm::Value* v = alpha == 1.f ? acc : ir.CreateFMul(acc, kernels::splat(ctx, ctx.f32(alpha), width));
-    if (!c || beta == 0.f) return v;
+    if (!c || beta == 0.f) return emitEpilogueActivation(ir, ctx.attrs(), v);
     llvm::Value* at = ir.CreateAdd(ir.CreateMul(row, ctx.i64(cRow)), ir.CreateMul(col, ctx.i64(cCol)));
     llvm::Value* cPtr = kernels::floatPtr(ctx, c->data, at);
     llvm::Value* cv = cCol ? kernels::loadVector(ctx, cPtr, width)
                            : kernels::splat(ctx, ir.CreateAlignedLoad(ctx.f32Type(), cPtr, llvm::Align(4)), width);
-    return kernels::fmulAdd(ctx, kernels::splat(ctx, ctx.f32(beta), width), cv, v);
+    return emitEpilogueActivation(ir, ctx.attrs(), kernels::fmulAdd(ctx, kernels::splat(ctx, ctx.f32(beta), width), cv, v));
   };
   MatrixProduct(ctx, p, a, b, {}, finish).emit(y.data);
-  kernels::applyActivation(ctx, y.data, p.m * p.n);
 }
 
 void emitMatMul(EmitContext& ctx) {

@@ -128,9 +128,15 @@ void emitBlockedWindowPool(EmitContext& ctx, const Reducer& reducer, bool countI
     llvm::Value* p = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(cb, ctx.i64(height)), r), ctx.i64(width)), col);
     return kernels::floatPtr(ctx, data, b.CreateMul(p, ctx.i64(c)));
   };
-  ctx.loop(blocks, [&](llvm::Value* cb) {
+  // The work (a load and a fold per tap, counted as flops) is split over
+  // channel blocks, then output rows.
+  const int64_t work = 2 * blocks * c * rows.out * cols.out * rows.kernel * cols.kernel;
+  const int64_t ways = splitWays(work, blocks * rows.out), blockWays = std::min(blocks, ways);
+  const LoopRange blockRange = ctx.split(blocks, blockWays);
+  const LoopRange rowRange = ctx.split(rows.out, std::min(rows.out, ways / blockWays));
+  ctx.loop(blockRange, 0, blocks, [&](llvm::Value* cb) {
     for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
-      ctx.loop(ctx.i64(rowSpan.begin), ctx.i64(rowSpan.end), [&](llvm::Value* oh) {
+      ctx.loop(rowRange, rowSpan.begin, rowSpan.end, [&](llvm::Value* oh) {
         llvm::Value* rowStart = b.CreateSub(b.CreateMul(oh, ctx.i64(rows.stride)), ctx.i64(rows.padBegin));
         for (const AxisSpan& colSpan : kernels::axisSpans(cols))
           kernels::forEachTile(ctx, colSpan.begin, colSpan.end, tile, [&](llvm::Value* ow, int64_t width) {
@@ -215,7 +221,10 @@ void emitWindowPool(EmitContext& ctx, const Reducer& reducer, bool countIncludeP
   llvm::IRBuilder<>& b = ctx.b;
   llvm::Value* y = ctx.output().data;
 
-  ctx.loop(in.planes, [&](llvm::Value* c) {
+  // The work (a load and a fold per tap) is split over the planes.
+  const int64_t work = 2 * in.planes * outPlane * rows.kernel * cols.kernel;
+  const LoopRange planes = ctx.split(in.planes, splitWays(work, in.planes));
+  ctx.loop(planes, 0, in.planes, [&](llvm::Value* c) {
     llvm::Value* xPlane = kernels::floatPtr(ctx, in.data, b.CreateMul(c, ctx.i64(in.plane)));
     llvm::Value* yPlane = kernels::floatPtr(ctx, y, b.CreateMul(c, ctx.i64(outPlane)));
     for (const AxisSpan& rowSpan : kernels::axisSpans(rows))

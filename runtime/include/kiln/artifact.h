@@ -19,7 +19,7 @@ extern "C" {
 
 #define KILN_ARTIFACT_MAGIC 0x4e4c494bu /* "KILN" little-endian */
 #define KILN_ABI_MAJOR 1
-#define KILN_ABI_MINOR 1 /* 1.1 added class labels */
+#define KILN_ABI_MINOR 2 /* 1.1 added class labels, 1.2 the layer table and profile counters */
 #define KILN_DIM_BATCH (-1)
 
 typedef enum kiln_dtype { KILN_F32 = 1, KILN_I64 = 2, KILN_I32 = 3, KILN_BOOL = 4 } kiln_dtype;
@@ -45,6 +45,14 @@ typedef void (*kiln_parallel_for_fn)(void* pool_ctx, int64_t count, kiln_task_fn
 typedef int32_t (*kiln_run_fn)(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
                                kiln_parallel_for_fn parallel_for, void* pool_ctx);
 
+/* ABI 1.2: one node of the compiled graph (after fusion and layout). */
+typedef struct kiln_layer_info {
+  const char* name;   /* the node's name */
+  const char* op;     /* its op ("Conv", "MaxPool", "Reorder", ...) */
+  const char* shapes; /* "1x64x56x56 <- 1x64x56x56, 64x64x3x3": outputs <- inputs, N for the batch */
+  uint64_t flops;     /* its share of kiln_artifact.flops */
+} kiln_layer_info;
+
 typedef struct kiln_artifact {
   uint32_t magic; /* KILN_ARTIFACT_MAGIC */
   uint16_t abi_major, abi_minor;
@@ -66,6 +74,17 @@ typedef struct kiln_artifact {
    * read these fields only when abi_minor >= 1. */
   int32_t num_labels;
   const char* const* labels;
+  /* ABI 1.2: the work and the layers, for benchmarks and profiles. Loaders
+   * read these fields only when abi_minor >= 2. */
+  uint64_t flops; /* floating-point operations (a multiply-add is 2) of one run per unit of `batch` */
+  int32_t num_layers;
+  const kiln_layer_info* layers; /* the compiled graph's nodes in execution order */
+  /* NULL unless compiled with `kiln compile --profile`: 2 * num_layers
+   * counters, per layer {cycles, calls}. Every run of the artifact (any
+   * context, any thread) adds the cycle-counter ticks (rdtsc on x86-64,
+   * cntvct on AArch64) its layer's step took on the calling thread, start to
+   * end including its parallel tasks, and 1 to calls. Reset by writing 0s. */
+  uint64_t* profile;
 } kiln_artifact;
 
 typedef const kiln_artifact* (*kiln_artifact_entry_fn)(void);
