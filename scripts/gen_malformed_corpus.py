@@ -152,6 +152,24 @@ no_nodes_model = helper.make_model(no_nodes, opset_imports=[helper.make_opsetid(
 no_nodes_model.ir_version = 3
 write("opset10_no_nodes.onnx", no_nodes_model.SerializeToString(), "tensor '' has element type UNDEFINED")
 
+# Found by the fuzzer: ONNX's shape inference, run for the converter, crashed
+# on an input without a type; the checker now goes first on that path too.
+untyped = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"], name="relu")], "untyped",
+                            [helper.make_tensor_value_info("X", F, ["N", 4]), onnx.ValueInfoProto(name="Z")],
+                            [helper.make_tensor_value_info("Y", F, ["N", 4])])
+untyped_model = helper.make_model(untyped, opset_imports=[helper.make_opsetid("", 6)])
+untyped_model.ir_version = 8
+write("opset6_untyped_input.onnx", untyped_model.SerializeToString(),
+      "the ONNX checker rejects the model: Field 'type' of 'value_info' is required but missing")
+
+# Also found by the fuzzer: Gemm's shape inference before opset 7 indexes
+# dims of A and B unchecked (a scalar A crashed it).
+write("opset6_gemm_scalar.onnx",
+      model_bytes([helper.make_node("Gemm", ["X", "W", "C"], ["Y"], name="fc")],
+                  [numpy_helper.from_array(np.ones([4, 4], np.float32), "W"),
+                   numpy_helper.from_array(np.ones([4], np.float32), "C")], x_shape=(), opset=6),
+      "node 'fc' (Gemm): input 'X' has rank 0, expected a matrix (rank 2)")
+
 with open(os.path.join(OUT, "EXPECTED.tsv"), "w") as f:
     f.write("# file<TAB>substring the import error must contain (written by scripts/gen_malformed_corpus.py)\n")
     for name, substring in expected:

@@ -289,6 +289,29 @@ void inferShapes(::onnx::ModelProto& model) {
   }
 }
 
+// Replaces the initializers `replace` picks by graph inputs of their type
+// and dims (values inference must not read: weights that need no folding,
+// data not loaded yet).
+template <typename Pick>
+void initializersToInputs(::onnx::GraphProto& g, Pick replace) {
+  std::set<std::string> inputs;
+  for (const auto& in : g.input()) inputs.insert(in.name());
+  google::protobuf::RepeatedPtrField<::onnx::TensorProto> kept;
+  for (::onnx::TensorProto& t : *g.mutable_initializer()) {
+    if (!replace(t)) {
+      *kept.Add() = std::move(t);
+      continue;
+    }
+    if (inputs.count(t.name())) continue;
+    ::onnx::ValueInfoProto& in = *g.add_input();
+    in.set_name(t.name());
+    auto& type = *in.mutable_type()->mutable_tensor_type();
+    type.set_elem_type(t.data_type());
+    for (int64_t d : t.dims()) type.mutable_shape()->add_dim()->set_dim_value(d);
+  }
+  g.mutable_initializer()->Swap(&kept);
+}
+
 // ONNX shape inference over a prefix of the inlined nodes, to learn the
 // shapes a window node's inputs will have before ONNX's own inference of the
 // node runs. Float initializers become typed graph inputs: inference needs
@@ -300,22 +323,7 @@ class PrefixInference {
     base_.clear_functions();
     g.clear_node();
     g.clear_output();
-    std::set<std::string> inputs;
-    for (const auto& in : g.input()) inputs.insert(in.name());
-    google::protobuf::RepeatedPtrField<::onnx::TensorProto> kept;
-    for (::onnx::TensorProto& t : *g.mutable_initializer()) {
-      if (t.data_type() != ::onnx::TensorProto::FLOAT) {
-        *kept.Add() = std::move(t);
-        continue;
-      }
-      if (inputs.count(t.name())) continue;
-      ::onnx::ValueInfoProto& in = *g.add_input();
-      in.set_name(t.name());
-      auto& type = *in.mutable_type()->mutable_tensor_type();
-      type.set_elem_type(t.data_type());
-      for (int64_t d : t.dims()) type.mutable_shape()->add_dim()->set_dim_value(d);
-    }
-    g.mutable_initializer()->Swap(&kept);
+    initializersToInputs(g, [](const ::onnx::TensorProto& t) { return t.data_type() == ::onnx::TensorProto::FLOAT; });
   }
 
   // The graph of the first `count` nodes, its value_info inferred.
@@ -382,8 +390,22 @@ void guardShapeInference(const ::onnx::ModelProto& model, const std::vector<Flat
   // Shapes come from inference itself, so each window node that needs its
   // inputs checked is checked against an inference of the nodes before it.
   std::optional<PrefixInference> prefix;
+  // Gemm's inference before opset 7 reads dims 0 and 1 of A and B unchecked.
+  int64_t opset = 0;
+  for (const auto& imp : model.opset_import())
+    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
   for (size_t i = 0; i < inlined.size(); ++i) {
-    const int* kernelInput = windowKernelInput(inlined[i].proto);
+    const ::onnx::NodeProto& node = inlined[i].proto;
+    if (opset < 7 && node.op_type() == "Gemm") {
+      if (!prefix) prefix.emplace(model);
+      const std::map<std::string, ::onnx::TensorShapeProto> shapes = prefix->shapesBefore(inlined, i);
+      for (int k = 0; k < std::min(node.input_size(), 2); ++k)
+        if (auto it = shapes.find(node.input(k)); it != shapes.end() && it->second.dim_size() != 2)
+          throw Error("input '" + node.input(k) + "' has rank " + std::to_string(it->second.dim_size()) +
+                          ", expected a matrix (rank 2)",
+                      ErrorSite{"", inlined[i].label, "Gemm"});
+    }
+    const int* kernelInput = windowKernelInput(node);
     if (!kernelInput) continue;
     InputShapeNeeds needs = inputShapeNeeds(inlined[i].proto, *kernelInput);
     if (!needs.kernelRank && !needs.spatialSize) continue;
@@ -574,6 +596,17 @@ bool checkLegacyBroadcasts(const ::onnx::GraphProto& g, int64_t opset, Issues& i
   return convertible;
 }
 
+// The model with its externally stored initializers as typed graph inputs
+// instead: the checker would look for their files relative to the working
+// directory, and they are read later.
+::onnx::ModelProto withoutExternalData(const ::onnx::ModelProto& model) {
+  ::onnx::ModelProto copy = model;
+  initializersToInputs(*copy.mutable_graph(), [](const ::onnx::TensorProto& t) {
+    return t.data_location() == ::onnx::TensorProto::EXTERNAL;
+  });
+  return copy;
+}
+
 // Upgrades a model of an opset below kMinOpset in place to kMinOpset with
 // ONNX's version converter; returns false, the model unchanged, when kiln
 // rejects it anyway or it cannot be converted (`issues` then say why).
@@ -582,6 +615,14 @@ bool upgradeOpset(::onnx::ModelProto& model, int64_t opset, Issues& issues) {
   if (model.graph().sparse_initializer_size() > 0 || !passesSupportScan(model, opset)) return false;
   ::onnx::ModelProto input = model;
   if (!prepareForConversion(*input.mutable_graph(), opset, issues)) return false;
+  // Shape inference and the converter trust a well-formed model (an input
+  // without a type crashes them): the checker goes first, as on import.
+  try {
+    ::onnx::checker::check_model(withoutExternalData(input));
+  } catch (const std::exception& e) {
+    issues.add("model", std::string("the ONNX checker rejects the model: ") + e.what());
+    return false;
+  }
   annotateShapes(input, opset);
   if (!checkLegacyBroadcasts(input.graph(), opset, issues)) return false;
   ::onnx::ModelProto converted;
