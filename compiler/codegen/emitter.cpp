@@ -18,9 +18,9 @@ EmitContext::EmitContext(llvm::IRBuilder<>& builder, const Node& n, std::vector<
       part_(part) {}
 
 int64_t splitWays(int64_t flops, int64_t limit) {
-  // ~2^18 flops is ~5 us of a core's vector work; 32 parts keep 16 threads
-  // balanced within a few percent.
-  constexpr int64_t kMinPartFlops = int64_t{1} << 18, kMaxParts = 32;
+  // ~2^19 flops is ~5 us of a core's vector work, well above the ~1-2 us a
+  // fork-join across cores costs; 32 parts keep 16 threads balanced.
+  constexpr int64_t kMinPartFlops = int64_t{1} << 19, kMaxParts = 32;
   return std::clamp<int64_t>(flops / kMinPartFlops, 1, std::max<int64_t>(1, std::min(limit, kMaxParts)));
 }
 

@@ -386,6 +386,7 @@ class BlockedConvKernel {
     const int64_t flops = 2 * s_.rows.out * s_.cols.out * outChannels_ * (depthwise_ ? 1 : inChannels_) * s_.taps();
     const int64_t ways = splitWays(flops, allGroups * s_.rows.out);
     const int64_t groupWays = std::min(allGroups, ways);
+    if (ways / groupWays >= 2) refoldPixelRow(ways / groupWays);
     const int64_t rowWays = 2 * groupWays <= ways ? std::min(s_.rows.out, ways / groupWays) : 1;
     const LoopRange groupRange = ctx_.split(allGroups, groupWays);
     rowRange_ = ctx_.split(s_.rows.out, rowWays);
@@ -398,6 +399,22 @@ class BlockedConvKernel {
   }
 
  private:
+  // A 1x1 stride-1 unpadded conv reads pixel p for output pixel p, so its
+  // map is one row of all pixels (convShape). To split it along rows, the
+  // pixels are refolded into up to `rows` rows of equal width, no narrower
+  // than a tile.
+  void refoldPixelRow(int64_t rows) {
+    const AxisGeometry& c = s_.cols;
+    if (s_.rows.out != 1 || s_.taps() != 1 || c.stride != 1 || c.padBegin != 0 || c.padEnd != 0) return;
+    const int64_t pixels = c.out;
+    for (int64_t r = std::min(rows, pixels / pixelsPerTile_); r > 1; --r)
+      if (pixels % r == 0) {
+        s_.rows = AxisGeometry{r, r, 1, 1, 1, 0, 0};
+        s_.cols = AxisGeometry{pixels / r, pixels / r, 1, 1, 1, 0, 0};
+        return;
+      }
+  }
+
   // Output blocks [ob, ob + blocks) over the whole map. Per output row
   // span (rows reading the same kernel rows), a row is cut into tiles of up
   // to `pixels` columns: the first and last ones at compile time, each
