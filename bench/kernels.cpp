@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
-#include "bench/fma_peak.h"
 #include "compiler/codegen/codegen.h"
 #include "compiler/ir/graph.h"
 #include "compiler/passes/pipeline.h"
 #include "runtime/src/artifact_loader.h"
+#include "tools/fma_peak.h"
 
 using namespace kiln;
 

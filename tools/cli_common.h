@@ -67,5 +67,6 @@ const Command& compileCommand();
 const Command& runCommand();
 const Command& ensembleCommand();
 const Command& predictCommand();
+const Command& benchCommand();
 
 }  // namespace kiln::cli

@@ -10,7 +10,7 @@ namespace {
 
 const std::vector<const Command*>& commands() {
   static const std::vector<const Command*> all = {&inspectCommand(), &compileCommand(), &runCommand(),
-                                                    &predictCommand(), &ensembleCommand()};
+                                                    &predictCommand(), &benchCommand(), &ensembleCommand()};
   return all;
 }
 

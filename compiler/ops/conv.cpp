@@ -154,8 +154,9 @@ void requireBias(const InferContext& ctx, size_t i, int64_t outChannels) {
             "bias " + ctx.input(i).shape.str() + " must have shape " + Shape({outChannels}).str());
 }
 
-// Multiply-accumulates of a convolution producing `out` (one batch item).
-int64_t convMacs(const Shape& out, const Shape& w) { return out.product(1, out.rank()) * w.product(1, w.rank()); }
+// Multiply-accumulates of a convolution producing `out` (every row of a
+// static batch; the caller makes a symbolic batch 1).
+int64_t convMacs(const Shape& out, const Shape& w) { return out.product(0, out.rank()) * w.product(1, w.rank()); }
 
 void registerConv(OpRegistry& r) {
   OpDef d;

@@ -151,6 +151,23 @@ void checkLabels(const kiln_artifact& d, const std::string& path) {
     if (!d.labels[i]) fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: label " + std::to_string(i) + " is NULL");
 }
 
+// More layers than this are taken for garbage: the largest CNNs have a few
+// thousand nodes after fusion.
+constexpr int32_t kMaxLayers = 1 << 20;
+
+void checkLayers(const kiln_artifact& d, const std::string& path) {
+  if (d.num_layers < 0 || d.num_layers > kMaxLayers || (d.num_layers > 0 && !d.layers))
+    fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: layer table of " + std::to_string(d.num_layers) + " entries at " +
+                                     (d.layers ? "a valid address" : "NULL"));
+  for (int32_t i = 0; i < d.num_layers; ++i) {
+    const kiln_layer_info& layer = d.layers[i];
+    if (!layer.name || !layer.op || !layer.shapes)
+      fail(KILN_ERR_CORRUPT, path,
+           "corrupt descriptor: layer " + std::to_string(i) + "'s " +
+               (!layer.name ? "name" : !layer.op ? "op" : "shapes") + " is NULL");
+  }
+}
+
 }  // namespace
 
 size_t dtypeSize(int32_t dtype) {
@@ -194,8 +211,9 @@ void checkDescriptor(const kiln_artifact& d, const std::string& path) {
   if (d.workspace_bytes_per_sample > kMaxSampleBytes)
     fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: implausible workspace of " +
                                      std::to_string(d.workspace_bytes_per_sample) + " bytes per sample");
-  // ABI 1.0 descriptors end before the label fields.
+  // ABI 1.0 descriptors end before the label fields, 1.1 ones before the layers.
   if (d.abi_minor >= 1) checkLabels(d, path);
+  if (d.abi_minor >= 2) checkLayers(d, path);
 }
 
 void checkCpuFeatures(const kiln_artifact& d, const std::string& path, const CpuFeatureSet& host) {

@@ -2,10 +2,10 @@
 // runs (an ELF shared object for this machine, complete), dlopen()s it with
 // RTLD_NOW | RTLD_LOCAL (so several models exporting the same entry symbol
 // coexist in one process), then checks the descriptor (magic, ABI major,
-// weights hash, I/O metadata, ABI 1.1 labels) and the CPU features its code
-// needs against the host's. The C API's kiln_model wraps it; `kiln run`, the
-// codegen tests and the benchmarks use it directly. Depends only on the C
-// library and libdl.
+// weights hash, I/O metadata, ABI 1.1 labels, the ABI 1.2 layer table) and
+// the CPU features its code needs against the host's. The C API's kiln_model
+// wraps it; `kiln run`, the codegen tests and the kernel benchmarks use it
+// directly. Depends only on the C library and libdl.
 #pragma once
 
 #include <cstddef>
@@ -50,7 +50,8 @@ class Artifact {
 };
 
 // Throws KILN_ERR_ABI / KILN_ERR_CORRUPT naming `path` unless the descriptor's
-// magic, ABI major, weights hash, I/O metadata and (ABI >= 1.1) labels are sane.
+// magic, ABI major, weights hash, I/O metadata, (ABI >= 1.1) labels and
+// (ABI >= 1.2) layer table are sane.
 void checkDescriptor(const kiln_artifact& d, const std::string& path);
 
 // Throws KILN_ERR_CPU naming the features of `d.cpu_features` that `host`

@@ -14,6 +14,10 @@ Expected outputs are computed here with plain numpy, independently of kiln:
                  -> GlobalAveragePool -> Flatten ("pooled"); H and W are
                  symbolic, for `kiln compile --shape`.
   ens_*.onnx     small classifiers for the ensemble tests (ensemble_members).
+  bench_conv.onnx  image f32[N,16,6,6] -> Conv(16, 3x3, pad 1, no bias)
+                 ("features"): 82944 MACs per sample, for `kiln bench`;
+                 bench_conv_fixed.onnx is the same exported with a fixed
+                 batch of 2 (image f32[2,16,6,6]).
 plus numpy-written .npy files (v2.0 header, Fortran order, bool, i32) for the
 reader's compatibility tests. Also used as fuzzing seeds by run-fuzzer.sh.
 """
@@ -165,6 +169,18 @@ def ensemble_members(out_dir, rng):
     member("ens_wide", features=7)
 
 
+def bench_conv(out_dir, rng):
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    for name, batch in [("bench_conv", "N"), ("bench_conv_fixed", 2)]:
+        graph = helper.make_graph(
+            [helper.make_node("Conv", ["image", "w"], ["features"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+            name,
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 16, 6, 6])],
+            [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, 16, 6, 6])],
+            initializer=[numpy_helper.from_array(w, "w")])
+        save_model(graph, os.path.join(out_dir, name + ".onnx"))
+
+
 def numpy_files(out_dir):
     counting = np.arange(6, dtype=np.float32).reshape(2, 3)
     with open(os.path.join(out_dir, "np_v2.npy"), "wb") as f:
@@ -185,6 +201,7 @@ def main():
     any_size(out_dir, rng)
     numpy_files(out_dir)
     ensemble_members(out_dir, rng)
+    bench_conv(out_dir, rng)
 
 
 if __name__ == "__main__":

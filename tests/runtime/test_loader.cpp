@@ -256,6 +256,40 @@ TEST_CASE("descriptor I/O metadata and labels are sanity-checked", "[runtime][lo
   CHECK(broken([](SyntheticArtifact& a) { a.d.abi_minor = 0, a.d.num_labels = -7; }) == KILN_OK);
 }
 
+TEST_CASE("an ABI 1.2 descriptor's layer table is sanity-checked", "[runtime][loader]") {
+  auto broken = [](auto breakIt) {
+    SyntheticArtifact a;
+    kiln_layer_info layers[2] = {{"fc", "Gemm", "Nx2 <- Nx3, 2x3", 12}, {"probs", "Softmax", "Nx2 <- Nx2", 0}};
+    a.d.flops = 12;
+    a.d.num_layers = 2;
+    a.d.layers = layers;
+    breakIt(a, layers);
+    return statusOf(a.d);
+  };
+  using Layers = kiln_layer_info*;
+  CHECK(broken([](SyntheticArtifact&, Layers) {}) == KILN_OK);
+  CHECK(broken([](SyntheticArtifact& a, Layers) { a.d.num_layers = 0, a.d.layers = nullptr; }) == KILN_OK);
+  CHECK(broken([](SyntheticArtifact& a, Layers) { a.d.num_layers = -1; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a, Layers) { a.d.num_layers = INT32_MAX; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a, Layers) { a.d.layers = nullptr; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact&, Layers l) { l[1].name = nullptr; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact&, Layers l) { l[0].op = nullptr; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact&, Layers l) { l[1].shapes = nullptr; }) == KILN_ERR_CORRUPT);
+  // An ABI 1.1 descriptor ends before the layer fields: they are not read.
+  CHECK(broken([](SyntheticArtifact& a, Layers) { a.d.abi_minor = 1, a.d.num_layers = -7; }) == KILN_OK);
+
+  SyntheticArtifact a;
+  kiln_layer_info layers[1] = {{"fc", nullptr, "Nx2 <- Nx3", 12}};
+  a.d.num_layers = 1;
+  a.d.layers = layers;
+  try {
+    kiln::runtime::checkDescriptor(a.d, "model.so");
+    FAIL("the check passed");
+  } catch (const kiln::runtime::StatusError& e) {
+    CHECK_THAT(e.what(), Catch::Equals("model.so: corrupt descriptor: layer 0's op is NULL"));
+  }
+}
+
 TEST_CASE("the CPU-feature check is a pure function of the artifact's and the host's features", "[runtime][cpu]") {
   CpuFeatureSet host = {"sse2", "avx", "avx2", "fma"};
   CHECK(missingCpuFeatures("", host).empty());

@@ -1,4 +1,4 @@
-#include "bench/fma_peak.h"
+#include "tools/fma_peak.h"
 
 #include <algorithm>
 #include <ctime>
@@ -83,7 +83,6 @@ __attribute__((target("avx512f"))) void fmaLoopZmm(int64_t iterations) {
         "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "cc");
 }
 constexpr int kZmmChains = 16;
-#endif
 
 // GFLOP/s of `loop` with `flopsPerIteration`: calibrates the iteration
 // count to ~seconds/5 per repeat, then keeps the fastest of 10 repeats (the
@@ -114,6 +113,7 @@ double bestRate(Loop loop, double flopsPerIteration, double seconds) {
   for (int r = 0; r < 10; ++r) best = std::max(best, flopsPerIteration * static_cast<double>(n) / timeOf(n) * 1e-9);
   return best;
 }
+#endif
 
 }  // namespace
 

@@ -1,7 +1,8 @@
 // The machine's single-core FP32 peak, measured rather than assumed: clocks
 // under load (boost, AVX frequency offsets, a shared cloud core) are not
 // knowable from /proc/cpuinfo, so a number derived from a nominal clock would
-// flatter or insult the kernels compared against it.
+// flatter or insult the kernels compared against it. `kiln bench` and
+// bench/kiln_bench_kernels report their GFLOP/s against it.
 #pragma once
 
 #include <string>
@@ -9,7 +10,7 @@
 namespace kiln::bench {
 
 struct FmaPeak {
-  double gflops = 0;       // best of the variants below, the "peak" we report
+  double gflops = 0;       // best of the variants below, the "peak" we report (0: not measured, non-x86-64 host)
   double gflopsYmm = 0;    // 256-bit FMAs
   double gflopsZmm = 0;    // 512-bit FMAs (0 when the CPU lacks AVX-512F)
   std::string method;      // one line saying how it was measured
