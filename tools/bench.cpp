@@ -492,8 +492,8 @@ LatencyStats latencyStats(std::vector<double> runMs) {
 struct LayerTime {
   std::string name, op, shapes;
   uint64_t calls = 0, ticks = 0;
-  double flops = 0;  // per call: the layer's flops x the run batch
-  double ms = 0;     // mean per call
+  double flops = 0;  // per run: the layer's flops x the run batch
+  double ms = 0;     // mean per run; summed over the threads when sample groups run it in parallel
   double sharePercent = 0;
 };
 
@@ -520,7 +520,8 @@ std::vector<LayerTime> layerTimes(const Subject& s, const Timings& t, double mea
   // No known tick rate: the layers' shares of the mean latency.
   if (ticksPerMs <= 0 && meanMs > 0) ticksPerMs = totalTicks / (static_cast<double>(t.runMs.size()) * meanMs);
   for (LayerTime& l : layers) {
-    if (l.calls > 0 && ticksPerMs > 0) l.ms = static_cast<double>(l.ticks) / static_cast<double>(l.calls) / ticksPerMs;
+    if (!t.runMs.empty() && ticksPerMs > 0)
+      l.ms = static_cast<double>(l.ticks) / static_cast<double>(t.runMs.size()) / ticksPerMs;
     if (totalTicks > 0) l.sharePercent = 100.0 * static_cast<double>(l.ticks) / totalTicks;
   }
   std::stable_sort(layers.begin(), layers.end(),

@@ -336,7 +336,13 @@ int runCompile(const ParsedArgs& args) {
     }
   }
   progress.phase("codegen");
-  progress.finish(*out + (headerPath ? " + " + *headerPath : "") + " (" + target.triple + ", " + target.cpu + ")");
+  const codegen::BatchSchedule schedule = codegen::batchSchedule(g);
+  const std::string groups = schedule.samplesPerGroup == 0 ? "batches node by node"
+                             : schedule.samplesPerGroup == 1
+                                 ? "batches one sample at a time"
+                                 : "batches in groups of " + std::to_string(schedule.samplesPerGroup) + " samples";
+  progress.finish(*out + (headerPath ? " + " + *headerPath : "") + " (" + target.triple + ", " + target.cpu + "; " +
+                  groups + ", " + std::to_string((schedule.sampleBytes + 1023) / 1024) + " KiB per sample)");
   return kExitOk;
 }
 

@@ -36,6 +36,17 @@ ResolvedTarget resolveTarget(const CompileOptions& options);
 // without labels. Throws kiln::Error naming the outputs.
 void checkLabels(const Graph& g, const std::vector<std::string>& labels);
 
+// How the run function schedules a batch: groups of samplesPerGroup samples
+// each run through the network before the next (depth-first, the groups
+// spread over the threads, every node still split into its parts), or the
+// whole batch node by node when samplesPerGroup is 0. sampleBytes: one
+// sample's intermediates, inputs and outputs.
+struct BatchSchedule {
+  int64_t samplesPerGroup;
+  int64_t sampleBytes;
+};
+BatchSchedule batchSchedule(const Graph& g);  // of a graph with a memory plan
+
 // The channel block of the NCHWc layout for the target (its f32 vector
 // width), for PassOptions::channelBlock of the pipeline before compileGraph.
 int channelBlock(const CompileOptions& options);

@@ -78,6 +78,26 @@ int32_t abiDType(DType t) {
   return 0;
 }
 
+}  // namespace
+
+BatchSchedule batchSchedule(const Graph& g) {
+  BatchSchedule schedule{0, g.arenaBytes};
+  for (const auto* values : {&g.inputs(), &g.outputs()})
+    for (const Value* v : *values)
+      if (isBatched(v)) schedule.sampleBytes += sampleBytes(v, StaticRows{});
+  // A node without a batch dim keeps its value in sample 0's arena, where a
+  // group could read it after another group's later nodes reused the region.
+  for (const Node* n : g.nodes())
+    if (std::none_of(n->outputs.begin(), n->outputs.end(), isBatched)) return schedule;
+  // As many samples as fit a per-core L2 of 512 KiB (Zen 1's, the smallest
+  // of the x86 cores kiln is tuned for); 1 for large nets.
+  constexpr int64_t kGroupBytes = 512 * 1024;
+  schedule.samplesPerGroup = std::clamp<int64_t>(kGroupBytes / std::max<int64_t>(schedule.sampleBytes, 1), 1, 256);
+  return schedule;
+}
+
+namespace {
+
 class ModuleBuilder {
  public:
   ModuleBuilder(const Graph& g, llvm::LLVMContext& ctx, const CompileOptions& options, const ModuleTarget& target)
@@ -247,8 +267,18 @@ class ModuleBuilder {
     } else {
       if (v->arenaOffset < 0)
         throw Error("value '" + v->name + "' has no workspace offset: run the plan-memory pass before compiling");
-      // Planned offsets are per sample: the value's region starts at offset*batch.
-      base = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, b.CreateMul(b.getInt64(static_cast<uint64_t>(v->arenaOffset)), f.batch));
+      // Each sample has an arena of its own, the plan's per-sample layout at
+      // workspace + sample * arenaBytes: a group of samples runs a segment's
+      // nodes in order while other groups are at other nodes, so a region
+      // the plan reuses over time must never be shared between samples.
+      // Values without a batch dim live in sample 0's arena.
+      llvm::Value* offset = b.getInt64(static_cast<uint64_t>(v->arenaOffset));
+      if (isBatched(v)) {
+        llvm::Value* arena = b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(g_.arenaBytes)));
+        op.data = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, b.CreateAdd(arena, offset));
+        return op;
+      }
+      base = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, offset);
     }
     op.data = rows.sampled(v) ? b.CreateInBoundsGEP(b.getInt8Ty(), base,
                                                        b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(
@@ -258,46 +288,140 @@ class ModuleBuilder {
   }
 
   // i32 run(i64 batch, ptr inputs, ptr outputs, ptr workspace, ptr parallel_for, ptr pool)
+  //
+  // The schedule. Consecutive batched steps form a segment that runs
+  // depth-first over groups of samples: each group of up to samplesPerGroup()
+  // samples goes through the whole segment before the next one starts, so
+  // its intermediates stay in cache instead of the batch's streaming through
+  // memory between layers, and the groups are spread over the pool. Within a
+  // group a step still splits into parts (EmitContext::split) on the pool,
+  // which is all the parallelism there is at batch 1 (one group). Steps
+  // without a batch dim (constants of the batch, a fixed batch's rows) run
+  // between segments, over their rows and parts. Every (sample, part) task
+  // computes the same whatever group or thread runs it, so results are
+  // bit-identical to a node-by-node schedule.
   llvm::Function* emitRun(const std::vector<Task>& tasks) {
     auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, ptr_, ptr_}, false);
     auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run", *module_);
     llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
     llvm::Value* args = b.CreateAlloca(argsType_);
     for (unsigned i = 0; i < 4; ++i) b.CreateStore(fn->getArg(i), b.CreateStructGEP(argsType_, args, i));
-    llvm::Value* batch = fn->getArg(0);
-    llvm::Value* parallelFor = fn->getArg(4);
-    llvm::Value* pool = fn->getArg(5);
-    auto* taskType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
-    auto* parallelForType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_, ptr_}, false);
-    llvm::Value* serial = b.CreateICmpEQ(parallelFor, llvm::ConstantPointerNull::get(ptr_));
-    for (const auto& [task, batched, rows, parts, layer] : tasks) {
-      llvm::Value* start = profile_ && layer >= 0 ? readCounter(b) : nullptr;
-      llvm::Value* count = b.CreateMul(batched ? batch : b.getInt64(static_cast<uint64_t>(rows)),
-                                       b.getInt64(static_cast<uint64_t>(parts)));
-      llvm::BasicBlock* serialBlock = llvm::BasicBlock::Create(ctx_, "serial", fn);
-      llvm::BasicBlock* poolBlock = llvm::BasicBlock::Create(ctx_, "pool", fn);
-      llvm::BasicBlock* next = llvm::BasicBlock::Create(ctx_, "next", fn);
-      b.CreateCondBr(serial, serialBlock, poolBlock);
-      b.SetInsertPoint(poolBlock);
-      b.CreateCall(parallelForType, parallelFor, {pool, count, task, args});
-      b.CreateBr(next);
-      b.SetInsertPoint(serialBlock);
-      llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx_, "samples", fn);
-      llvm::BasicBlock* body = llvm::BasicBlock::Create(ctx_, "sample", fn);
-      b.CreateBr(header);
-      b.SetInsertPoint(header);
-      llvm::PHINode* i = b.CreatePHI(i64_, 2);
-      i->addIncoming(b.getInt64(0), serialBlock);
-      b.CreateCondBr(b.CreateICmpSLT(i, count), body, next);
-      b.SetInsertPoint(body);
-      b.CreateCall(taskType, task, {args, i});
-      i->addIncoming(b.CreateAdd(i, b.getInt64(1)), body);
-      b.CreateBr(header);
-      b.SetInsertPoint(next);
-      if (start) countProfile(b, layer, start);
+    const Pool pool{fn->getArg(4), fn->getArg(5)};
+    for (size_t i = 0; i < tasks.size();) {
+      if (!tasks[i].batched) {
+        emitStep(b, pool, tasks[i], args, b.getInt64(static_cast<uint64_t>(tasks[i].rows)), b.getInt64(0));
+        ++i;
+        continue;
+      }
+      size_t end = i;
+      while (end < tasks.size() && tasks[end].batched) ++end;
+      emitSegment(b, pool, {tasks.begin() + i, tasks.begin() + end}, batchSchedule(g_).samplesPerGroup, args, fn->getArg(0));
+      i = end;
     }
     b.CreateRet(b.getInt32(0));
     return fn;
+  }
+
+  struct Pool {
+    llvm::Value *parallelFor, *context;  // the run function's; parallelFor NULL: serial
+  };
+
+  // The segment's steps for every group: parallel_for(groups) of
+  // kiln_segment_S(ptr {args, parallel_for, pool}, i64 group).
+  void emitSegment(llvm::IRBuilder<>& b, const Pool& pool, const std::vector<Task>& steps, int64_t group,
+                   llvm::Value* args, llvm::Value* batch) {
+    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_});
+    auto* fnType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    auto* segment = llvm::Function::Create(fnType, llvm::GlobalValue::InternalLinkage,
+                                           "kiln_segment_" + std::to_string(segments_++), *module_);
+    {
+      llvm::IRBuilder<> sb(llvm::BasicBlock::Create(ctx_, "entry", segment));
+      llvm::Value* context = segment->getArg(0);
+      auto field = [&](unsigned i) { return sb.CreateLoad(ptr_, sb.CreateStructGEP(contextType, context, i)); };
+      llvm::Value* segmentArgs = field(0);
+      const Pool inner{field(1), field(2)};
+      llvm::Value* total = sb.CreateLoad(i64_, sb.CreateStructGEP(argsType_, segmentArgs, 0));
+      llvm::Value* size = group > 0 ? sb.getInt64(static_cast<uint64_t>(group)) : total;
+      llvm::Value* first = sb.CreateMul(segment->getArg(1), size);
+      llvm::Value* samples = sb.CreateBinaryIntrinsic(llvm::Intrinsic::smin, sb.CreateSub(total, first), size);
+      for (const Task& step : steps) emitStep(sb, inner, step, segmentArgs, samples, first);
+      sb.CreateRetVoid();
+    }
+    llvm::Value* context = entryAlloca(b, contextType);
+    b.CreateStore(args, b.CreateStructGEP(contextType, context, 0));
+    b.CreateStore(pool.parallelFor, b.CreateStructGEP(contextType, context, 1));
+    b.CreateStore(pool.context, b.CreateStructGEP(contextType, context, 2));
+    llvm::Value* groups = group > 0 ? b.CreateUDiv(b.CreateAdd(batch, b.getInt64(static_cast<uint64_t>(group - 1))),
+                                                   b.getInt64(static_cast<uint64_t>(group)))
+                                    : b.getInt64(1);
+    emitParallelFor(b, pool, groups, segment, context);
+  }
+
+  // One step for `samples` samples (or rows) from `first`: its tasks
+  // first * parts ... (first + samples) * parts - 1, counted in the profile.
+  void emitStep(llvm::IRBuilder<>& b, const Pool& pool, const Task& step, llvm::Value* args, llvm::Value* samples,
+                llvm::Value* first) {
+    llvm::Value* start = profile_ && step.layer >= 0 ? readCounter(b) : nullptr;
+    const auto parts = b.getInt64(static_cast<uint64_t>(step.parts));
+    auto* offsetType = llvm::StructType::get(ctx_, {ptr_, ptr_, i64_});
+    llvm::Value* offset = entryAlloca(b, offsetType);
+    b.CreateStore(step.fn, b.CreateStructGEP(offsetType, offset, 0));
+    b.CreateStore(args, b.CreateStructGEP(offsetType, offset, 1));
+    b.CreateStore(b.CreateMul(first, parts), b.CreateStructGEP(offsetType, offset, 2));
+    emitParallelFor(b, pool, b.CreateMul(samples, parts), offsetTask(), offset);
+    if (start) countProfile(b, step.layer, start);
+  }
+
+  // A stack slot in the function's entry block (a fixed frame, not one that
+  // grows where the slot is used).
+  llvm::Value* entryAlloca(llvm::IRBuilder<>& b, llvm::Type* type) {
+    llvm::BasicBlock& entry = b.GetInsertBlock()->getParent()->getEntryBlock();
+    return llvm::IRBuilder<>(&entry, entry.getFirstInsertionPt()).CreateAlloca(type);
+  }
+
+  // void kiln_offset_task(ptr {task, args, offset}, i64 i): task(args, offset + i).
+  llvm::Function* offsetTask() {
+    if (offsetTask_) return offsetTask_;
+    auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    offsetTask_ = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_offset_task", *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", offsetTask_));
+    auto* offsetType = llvm::StructType::get(ctx_, {ptr_, ptr_, i64_});
+    llvm::Value* context = offsetTask_->getArg(0);
+    llvm::Value* task = b.CreateLoad(ptr_, b.CreateStructGEP(offsetType, context, 0));
+    llvm::Value* args = b.CreateLoad(ptr_, b.CreateStructGEP(offsetType, context, 1));
+    llvm::Value* offset = b.CreateLoad(i64_, b.CreateStructGEP(offsetType, context, 2));
+    b.CreateCall(type, task, {args, b.CreateAdd(offset, offsetTask_->getArg(1))});
+    b.CreateRetVoid();
+    return offsetTask_;
+  }
+
+  // parallel_for(pool, count, task, context), or a loop on this thread
+  // when the run is serial (parallel_for NULL).
+  void emitParallelFor(llvm::IRBuilder<>& b, const Pool& pool, llvm::Value* count, llvm::Value* task,
+                       llvm::Value* context) {
+    llvm::Function* fn = b.GetInsertBlock()->getParent();
+    auto* taskType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
+    auto* parallelForType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_, ptr_}, false);
+    llvm::BasicBlock* serialBlock = llvm::BasicBlock::Create(ctx_, "serial", fn);
+    llvm::BasicBlock* poolBlock = llvm::BasicBlock::Create(ctx_, "pool", fn);
+    llvm::BasicBlock* next = llvm::BasicBlock::Create(ctx_, "next", fn);
+    b.CreateCondBr(b.CreateICmpEQ(pool.parallelFor, llvm::ConstantPointerNull::get(ptr_)), serialBlock, poolBlock);
+    b.SetInsertPoint(poolBlock);
+    b.CreateCall(parallelForType, pool.parallelFor, {pool.context, count, task, context});
+    b.CreateBr(next);
+    b.SetInsertPoint(serialBlock);
+    llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx_, "tasks", fn);
+    llvm::BasicBlock* body = llvm::BasicBlock::Create(ctx_, "task", fn);
+    b.CreateBr(header);
+    b.SetInsertPoint(header);
+    llvm::PHINode* i = b.CreatePHI(i64_, 2);
+    i->addIncoming(b.getInt64(0), serialBlock);
+    b.CreateCondBr(b.CreateICmpSLT(i, count), body, next);
+    b.SetInsertPoint(body);
+    b.CreateCall(taskType, task, {context, i});
+    i->addIncoming(b.CreateAdd(i, b.getInt64(1)), body);
+    b.CreateBr(header);
+    b.SetInsertPoint(next);
   }
 
   llvm::Constant* string(const std::string& s) {
@@ -419,6 +543,8 @@ class ModuleBuilder {
   std::map<const Value*, size_t> inputIndex_, outputIndex_;
   std::map<const Value*, llvm::Value*> constants_;
   llvm::GlobalVariable* profile_ = nullptr;
+  llvm::Function* offsetTask_ = nullptr;
+  int segments_ = 0;
 };
 
 }  // namespace

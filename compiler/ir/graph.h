@@ -20,9 +20,9 @@ class Value {
   TensorType type;
   Node* producer = nullptr;  // null for graph inputs and constants
   Tensor constant;           // non-empty for constants (initializers, folded values)
-  // Byte offset in the workspace arena per batch item (offset = arenaOffset *
-  // batch at run time), set by the plan-memory pass; -1 when not planned
-  // (graph inputs/outputs, constants, or no plan yet).
+  // Byte offset in one batch item's workspace arena (Graph::arenaBytes; the
+  // backend gives every item its own), set by the plan-memory pass; -1 when
+  // not planned (graph inputs/outputs, constants, or no plan yet).
   int64_t arenaOffset = -1;
 
   bool isConstant() const { return !constant.empty(); }

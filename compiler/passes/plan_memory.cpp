@@ -1,8 +1,9 @@
 // plan-memory: assigns every intermediate tensor (not a graph input, output
 // or constant) a byte offset in one workspace arena, reusing space whose
 // tensor is dead. Liveness comes from the topological order: a tensor lives
-// from its producer to its last reader. Offsets are per batch item (tensors
-// are at most proportional to the batch), so offset * batch stays disjoint.
+// from its producer to its last reader. The arena is one batch item's
+// (tensors are at most proportional to the batch): the backend gives each
+// item its own copy, so items run through the nodes out of step stay apart.
 // An elementwise op (same shape out as in) may write over an input that dies
 // at that node: each output element only reads the same input element, so
 // the overwrite never clobbers a value still to be read.

@@ -20,6 +20,8 @@
 //                 -> Flatten -> Gemm (512) -> scores f32[N,512]: nodes heavy
 //                 enough that the backend splits them into parts, in plain
 //                 NCHW and in the host's NCHWc layout
+//   split_16.so   the same net on f32[N,8,16,16]: small enough that the run
+//                 schedules groups of several samples
 //
 //   make_test_artifacts OUT_DIR
 #include <filesystem>
@@ -73,10 +75,10 @@ Graph classifier(uint32_t seed, int64_t classes, int64_t size, bool softmax) {
   return g;
 }
 
-Graph splitCnn() {
+Graph splitCnn(int64_t size) {
   Graph g;
   g.name = "split";
-  Value* x = g.addInput("image", {DType::F32, Shape{kBatch, 8, 32, 32}});
+  Value* x = g.addInput("image", {DType::F32, Shape{kBatch, 8, size, size}});
   auto conv = [&](const std::string& name, Value* in, int64_t out, int64_t kernel, int64_t group) {
     Attributes a;
     const int64_t pad = kernel / 2;
@@ -149,8 +151,9 @@ int main(int argc, char** argv) {
     arm.triple = "aarch64-linux-gnu";
     arm.cpu = "cortex-a72";
     compile(classifier(0, 5, 6, true), out / "aarch64.so", arm);
-    compile(splitCnn(), out / "split_plain.so");
-    compile(splitCnn(), out / "split_nchwc.so", {}, codegen::EmitKind::SharedLibrary, true);
+    compile(splitCnn(32), out / "split_plain.so");
+    compile(splitCnn(32), out / "split_nchwc.so", {}, codegen::EmitKind::SharedLibrary, true);
+    compile(splitCnn(16), out / "split_16.so", {}, codegen::EmitKind::SharedLibrary, true);
   } catch (const std::exception& e) {
     std::cerr << "make_test_artifacts: " << e.what() << "\n";
     return 1;

@@ -1,6 +1,7 @@
-// Nodes split into parts (intra-op parallelism) compute the same bits on
-// any number of threads: the parts are fixed at compile time, so a pool of T
-// threads only changes which thread runs a part. CTest runs each case in its
+// Nodes split into parts (intra-op parallelism) and batches run in groups of
+// samples (depth-first) compute the same bits on any number of threads: the
+// parts and groups are fixed at compile time, so a pool of T threads only
+// changes which thread runs a part or a group. CTest runs each case in its
 // own process, which lets each case start the pool with its own count.
 #include <algorithm>
 #include <cstring>
@@ -12,7 +13,7 @@ using namespace kiln_test;
 namespace {
 
 std::vector<float> runSplit(const std::string& name, int64_t batch, uint32_t flags) {
-  Buffer image({batch, 8, 32, 32}, 5);
+  Buffer image({batch, 8, name == "split_16.so" ? 16 : 32, name == "split_16.so" ? 16 : 32}, 5);
   return runOnce(name, image, {batch, 512}, flags);
 }
 
@@ -21,8 +22,8 @@ void checkBitIdentical(int32_t threads) {
     WARN("SKIPPED: another test in this process started the pool with " << kiln_num_threads() << " threads");
     return;
   }
-  for (const char* name : {"split_plain.so", "split_nchwc.so"})
-    for (int64_t batch : {1, 3}) {
+  for (const std::string name : {"split_plain.so", "split_nchwc.so", "split_16.so"})
+    for (int64_t batch : {1, 3, 7, 32}) {
       INFO(name << ", batch " << batch << ", " << threads << " threads");
       const std::vector<float> serial = runSplit(name, batch, KILN_CONTEXT_SERIAL);
       const std::vector<float> pooled = runSplit(name, batch, 0);

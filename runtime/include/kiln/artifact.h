@@ -80,10 +80,12 @@ typedef struct kiln_artifact {
   int32_t num_layers;
   const kiln_layer_info* layers; /* the compiled graph's nodes in execution order */
   /* NULL unless compiled with `kiln compile --profile`: 2 * num_layers
-   * counters, per layer {cycles, calls}. Every run of the artifact (any
+   * counters, per layer {ticks, calls}. Every run of the artifact (any
    * context, any thread) adds the cycle-counter ticks (rdtsc on x86-64,
-   * cntvct on AArch64) its layer's step took on the calling thread, start to
-   * end including its parallel tasks, and 1 to calls. Reset by writing 0s. */
+   * cntvct on AArch64) its layer's step took, start to end including its
+   * parallel tasks, and 1 to calls, once per group of samples the run
+   * schedules (one group at batch 1; groups running in parallel on
+   * different threads each add their own). Reset by writing 0s. */
   uint64_t* profile;
 } kiln_artifact;
 
