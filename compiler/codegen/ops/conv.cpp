@@ -384,7 +384,7 @@ class BlockedConvKernel {
     const int64_t groups = outBlocks_ / blocksPerTile_, rest = outBlocks_ % blocksPerTile_;
     const int64_t allGroups = groups + (rest ? 1 : 0);
     const int64_t flops = 2 * s_.rows.out * s_.cols.out * outChannels_ * (depthwise_ ? 1 : inChannels_) * s_.taps();
-    const int64_t ways = splitWays(flops, allGroups * s_.rows.out);
+    const int64_t ways = splitWays(flops, allGroups * s_.rows.out * s_.cols.out);  // a one-row map may be refolded
     const int64_t groupWays = std::min(allGroups, ways);
     if (ways / groupWays >= 2) refoldPixelRow(ways / groupWays);
     const int64_t rowWays = 2 * groupWays <= ways ? std::min(s_.rows.out, ways / groupWays) : 1;
