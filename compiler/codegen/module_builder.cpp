@@ -275,7 +275,7 @@ class ModuleBuilder {
       llvm::Value* offset = b.getInt64(static_cast<uint64_t>(v->arenaOffset));
       if (isBatched(v)) {
         llvm::Value* arena = b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(g_.arenaBytes)));
-        op.data = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, b.CreateAdd(arena, offset));
+        op.data = b.CreateGEP(b.getInt8Ty(), f.workspace, b.CreateAdd(arena, offset));  // a group's workspace is shifted
         return op;
       }
       base = b.CreateInBoundsGEP(b.getInt8Ty(), f.workspace, offset);
@@ -328,9 +328,17 @@ class ModuleBuilder {
 
   // The segment's steps for every group: parallel_for(groups) of
   // kiln_segment_S(ptr {args, parallel_for, pool}, i64 group).
+  //
+  // A group works in one of the batch's arenas, a slot it claims for the
+  // segment: the slots in use are the lowest free ones, so a thread's next
+  // group finds its intermediates' memory still in cache (with each
+  // sample's own arena, every sample of a large batch ran on cold memory).
+  // Slots of `group` arenas each, at most kSlots, their flags on kiln_run's
+  // stack.
+  static constexpr int64_t kSlots = 256;
   void emitSegment(llvm::IRBuilder<>& b, const Pool& pool, const std::vector<Task>& steps, int64_t group,
                    llvm::Value* args, llvm::Value* batch) {
-    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_});
+    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, ptr_});
     auto* fnType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
     auto* segment = llvm::Function::Create(fnType, llvm::GlobalValue::InternalLinkage,
                                            "kiln_segment_" + std::to_string(segments_++), *module_);
@@ -338,23 +346,70 @@ class ModuleBuilder {
       llvm::IRBuilder<> sb(llvm::BasicBlock::Create(ctx_, "entry", segment));
       llvm::Value* context = segment->getArg(0);
       auto field = [&](unsigned i) { return sb.CreateLoad(ptr_, sb.CreateStructGEP(contextType, context, i)); };
-      llvm::Value* segmentArgs = field(0);
+      llvm::Value* runArgs = field(0);
       const Pool inner{field(1), field(2)};
-      llvm::Value* total = sb.CreateLoad(i64_, sb.CreateStructGEP(argsType_, segmentArgs, 0));
+      llvm::Value* flags = field(3);
+      llvm::Value* total = sb.CreateLoad(i64_, sb.CreateStructGEP(argsType_, runArgs, 0));
       llvm::Value* size = group > 0 ? sb.getInt64(static_cast<uint64_t>(group)) : total;
       llvm::Value* first = sb.CreateMul(segment->getArg(1), size);
       llvm::Value* samples = sb.CreateBinaryIntrinsic(llvm::Intrinsic::smin, sb.CreateSub(total, first), size);
-      for (const Task& step : steps) emitStep(sb, inner, step, segmentArgs, samples, first);
+      // Slot k holds arenas [k * size, k * size + samples), within the batch's.
+      llvm::Value* slots = sb.CreateBinaryIntrinsic(
+          llvm::Intrinsic::smin, sb.getInt64(kSlots),
+          sb.CreateAdd(sb.CreateUDiv(sb.CreateSub(total, samples), size), sb.getInt64(1)));
+      llvm::Value* slot = claimSlot(sb, flags, slots);
+      // The group's args: sample s's arena is arena slot * size + s - first.
+      llvm::Value* groupArgs = entryAlloca(sb, argsType_);
+      for (unsigned i = 0; i < 3; ++i)
+        sb.CreateStore(sb.CreateLoad(argsType_->getElementType(i), sb.CreateStructGEP(argsType_, runArgs, i)),
+                       sb.CreateStructGEP(argsType_, groupArgs, i));
+      llvm::Value* workspace = sb.CreateLoad(ptr_, sb.CreateStructGEP(argsType_, runArgs, 3));
+      llvm::Value* shift = sb.CreateMul(sb.CreateSub(sb.CreateMul(slot, size), first),
+                                        sb.getInt64(static_cast<uint64_t>(g_.arenaBytes)));
+      sb.CreateStore(sb.CreateGEP(sb.getInt8Ty(), workspace, shift), sb.CreateStructGEP(argsType_, groupArgs, 3));
+      for (const Task& step : steps) emitStep(sb, inner, step, groupArgs, samples, first);
+      llvm::StoreInst* release = sb.CreateStore(sb.getInt8(0), sb.CreateGEP(sb.getInt8Ty(), flags, slot));
+      release->setAtomic(llvm::AtomicOrdering::Release);
+      release->setAlignment(llvm::Align(1));
       sb.CreateRetVoid();
     }
+    auto* flagsType = llvm::ArrayType::get(b.getInt8Ty(), kSlots);
+    llvm::Value* flags = entryAlloca(b, flagsType);
+    b.CreateMemSet(flags, b.getInt8(0), kSlots, llvm::MaybeAlign(1));
     llvm::Value* context = entryAlloca(b, contextType);
     b.CreateStore(args, b.CreateStructGEP(contextType, context, 0));
     b.CreateStore(pool.parallelFor, b.CreateStructGEP(contextType, context, 1));
     b.CreateStore(pool.context, b.CreateStructGEP(contextType, context, 2));
+    b.CreateStore(flags, b.CreateStructGEP(contextType, context, 3));
     llvm::Value* groups = group > 0 ? b.CreateUDiv(b.CreateAdd(batch, b.getInt64(static_cast<uint64_t>(group - 1))),
                                                    b.getInt64(static_cast<uint64_t>(group)))
                                     : b.getInt64(1);
     emitParallelFor(b, pool, groups, segment, context);
+  }
+
+  // The lowest free one of `slots` flags (i8, 0 free), set to 1; tries the
+  // flags in turn until one is free (at most as many groups run at once as
+  // there are threads, and a slot frees when its group's segment ends).
+  llvm::Value* claimSlot(llvm::IRBuilder<>& b, llvm::Value* flags, llvm::Value* slots) {
+    llvm::Function* fn = b.GetInsertBlock()->getParent();
+    llvm::BasicBlock* entry = b.GetInsertBlock();
+    llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx_, "slot", fn);
+    llvm::BasicBlock* taken = llvm::BasicBlock::Create(ctx_, "slot.taken", fn);
+    llvm::BasicBlock* done = llvm::BasicBlock::Create(ctx_, "slot.done", fn);
+    b.CreateBr(header);
+    b.SetInsertPoint(header);
+    llvm::PHINode* i = b.CreatePHI(i64_, 2);
+    i->addIncoming(b.getInt64(0), entry);
+    llvm::Value* claim = b.CreateAtomicCmpXchg(b.CreateGEP(b.getInt8Ty(), flags, i), b.getInt8(0), b.getInt8(1),
+                                               llvm::MaybeAlign(1), llvm::AtomicOrdering::Acquire,
+                                               llvm::AtomicOrdering::Monotonic);
+    b.CreateCondBr(b.CreateExtractValue(claim, 1), done, taken);
+    b.SetInsertPoint(taken);
+    llvm::Value* next = b.CreateAdd(i, b.getInt64(1));
+    i->addIncoming(b.CreateSelect(b.CreateICmpEQ(next, slots), b.getInt64(0), next), taken);
+    b.CreateBr(header);
+    b.SetInsertPoint(done);
+    return i;
   }
 
   // One step for `samples` samples (or rows) from `first`: its tasks
