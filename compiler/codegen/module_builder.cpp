@@ -191,7 +191,7 @@ class ModuleBuilder {
   }
 
   struct Frame {
-    llvm::Value *batch, *inputs, *outputs, *workspace, *sample;
+    llvm::Value *inputs, *outputs, *workspace, *sample;
   };
 
   // A function void NAME(ptr args, i64 sample[, i64 part]) with its frame loaded.
@@ -203,7 +203,7 @@ class ModuleBuilder {
     b.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", fn));
     llvm::Value* args = fn->getArg(0);
     auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(argsType_, args, i)); };
-    return {fn, Frame{field(0, i64_), field(1, ptr_), field(2, ptr_), field(3, ptr_), fn->getArg(1)}};
+    return {fn, Frame{field(1, ptr_), field(2, ptr_), field(3, ptr_), fn->getArg(1)}};
   }
 
   // The profile's counters, {cycles, calls} per layer, zero-initialized

@@ -382,6 +382,17 @@ void checkWindowInputs(const FlatNode& n, int kernelInput, InputShapeNeeds needs
   }
 }
 
+bool isDefaultDomain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
+
+// The opset the model imports for the default domain (the last import of
+// it), 0 when none.
+int64_t defaultOpset(const ::onnx::ModelProto& model) {
+  int64_t opset = 0;
+  for (const auto& imp : model.opset_import())
+    if (isDefaultDomain(imp.domain())) opset = imp.version();
+  return opset;
+}
+
 // Rejects, naming the node, the window attributes and input shapes ONNX's
 // shape inference would divide by or index with unchecked.
 void guardShapeInference(const ::onnx::ModelProto& model, const std::vector<FlatNode>& inlined) {
@@ -391,9 +402,7 @@ void guardShapeInference(const ::onnx::ModelProto& model, const std::vector<Flat
   // inputs checked is checked against an inference of the nodes before it.
   std::optional<PrefixInference> prefix;
   // Gemm's inference before opset 7 reads dims 0 and 1 of A and B unchecked.
-  int64_t opset = 0;
-  for (const auto& imp : model.opset_import())
-    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
+  const int64_t opset = defaultOpset(model);
   for (size_t i = 0; i < inlined.size(); ++i) {
     const ::onnx::NodeProto& node = inlined[i].proto;
     if (opset < 7 && node.op_type() == "Gemm") {
@@ -430,7 +439,6 @@ void runOnnxChecks(const ::onnx::ModelProto& model, const std::vector<FlatNode>&
 
 namespace {
 
-bool isDefaultDomain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
 
 std::string acceptedOpsets() {
   return "kiln imports opsets " + std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ", and opsets " +
@@ -655,9 +663,7 @@ int64_t checkVersions(::onnx::ModelProto& model, Issues& issues) {
   if (model.ir_version() < kMinIrVersion || model.ir_version() > kMaxIrVersion)
     throw Error("IR version " + std::to_string(model.ir_version()) + " is not supported (kiln reads IR versions " +
                 std::to_string(kMinIrVersion) + " to " + std::to_string(kMaxIrVersion) + ")");
-  int64_t opset = 0;
-  for (const auto& imp : model.opset_import())
-    if (isDefaultDomain(imp.domain())) opset = imp.version();
+  int64_t opset = defaultOpset(model);
   if (opset == 0)
     issues.add("model", "no opset import for the default ONNX domain");
   else if (opset >= kMinConvertedOpset && opset < kMinOpset && upgradeOpset(model, opset, issues))

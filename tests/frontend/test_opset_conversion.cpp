@@ -15,14 +15,6 @@ using namespace kiln::test;
 
 namespace {
 
-Tensor randomTensor(Shape shape, unsigned seed) {
-  Tensor t(DType::F32, std::move(shape));
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  for (int64_t i = 0; i < t.numElements(); ++i) t.data<float>()[i] = normal(rng);
-  return t;
-}
-
 // Imports both models, checks they have the same ops, and runs both on `x`;
 // the outputs must agree to float32 rounding.
 void requireSameModel(const std::string& old, const std::string& reference, const Tensor& x) {
@@ -42,18 +34,18 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 }  // namespace
 
 TEST_CASE("an opset-9 CNN imports and computes what it does at opset 13", "[frontend][opset]") {
-  requireSameModel("cnn_opset9", "cnn_opset13", randomTensor({2, 3, 6, 6}, 1));
+  requireSameModel("cnn_opset9", "cnn_opset13", Tensor::uniform({2, 3, 6, 6}, 1));
 }
 
 TEST_CASE("opset-6 and opset-8 forms import like their opset-13 equivalents", "[frontend][opset]") {
   // BatchNormalization's spatial=1 (opsets 7-8).
-  requireSameModel("cnn_opset8_spatial", "cnn_opset13", randomTensor({3, 3, 6, 6}, 2));
+  requireSameModel("cnn_opset8_spatial", "cnn_opset13", Tensor::uniform({3, 3, 6, 6}, 2));
   // IR 3 (initializers listed as inputs), is_test, Clip's and Pad's
   // attributes, broadcast=1: the converter adds initializers that are not
   // inputs, which IR 3 forbids.
-  requireSameModel("legacy_opset6", "legacy_opset13", randomTensor({1, 3, 6, 6}, 3));
+  requireSameModel("legacy_opset6", "legacy_opset13", Tensor::uniform({1, 3, 6, 6}, 3));
   // A constant Pad without `value`, which the converter reads as required.
-  requireSameModel("pad_opset10", "pad_opset13", randomTensor({2, 3, 5, 5}, 4));
+  requireSameModel("pad_opset10", "pad_opset13", Tensor::uniform({2, 3, 5, 5}, 4));
 }
 
 TEST_CASE("an opset-9 model's external data is read after the conversion", "[frontend][opset]") {
