@@ -3,7 +3,11 @@
 and writes one ONNX test case per model for kiln_conformance:
 OUTDIR/<name>/model.onnx + test_data_set_0/input_0.pb, output_0.pb.
 
-Usage: gen_torch_fixtures.py OUTDIR [--only NAME ...]
+Usage: gen_torch_fixtures.py OUTDIR [--set fixtures|zoo] [--only NAME ...]
+
+`--set zoo` writes whole torchvision 0.14 networks instead (random weights,
+low resolution): the classification and segmentation models users bring,
+compiled once by the conformance.zoo_* tests.
 
 Besides the exported models, a few fixtures are written directly with
 onnx.helper, for constructs PyTorch never exports (a Keras SeparableConv2D as
@@ -456,6 +460,41 @@ FIXTURES = {
     "tf_nhwc_residual_batch3": (TfNhwcResidual, (3, 16, 16, 3), 13, False),
 }
 
+def torchvision_model(builder, **kwargs):
+    """A torchvision network with random weights; a segmentation model's
+    output dict becomes its "out" tensor."""
+    class Unwrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = builder(weights=None, **kwargs)
+
+        def forward(self, x):
+            y = self.net(x)
+            return y["out"] if isinstance(y, dict) else y
+    return Unwrapped
+
+
+# Whole torchvision networks at the lowest resolution their heads accept,
+# each under ~50 MB of weights so that CI compiles them in minutes. (VGG and
+# AlexNet need 224x224 and 0.25-0.5 GB of weights; ConvNeXt-tiny 110 MB:
+# checked by hand, see the issue notes.)
+ZOO_FIXTURES = {
+    "zoo_densenet121": (torchvision_model(torchvision.models.densenet121), (1, 3, 64, 64), 13, False),
+    "zoo_googlenet": (torchvision_model(torchvision.models.googlenet, aux_logits=False, init_weights=True),
+                      (1, 3, 64, 64), 13, False),
+    "zoo_regnet_y_400mf": (torchvision_model(torchvision.models.regnet_y_400mf), (1, 3, 64, 64), 13, False),
+    "zoo_efficientnet_b0": (torchvision_model(torchvision.models.efficientnet_b0), (1, 3, 64, 64), 13, False),
+    "zoo_mnasnet0_5": (torchvision_model(torchvision.models.mnasnet0_5), (1, 3, 64, 64), 13, False),
+    "zoo_squeezenet1_1": (torchvision_model(torchvision.models.squeezenet1_1), (1, 3, 64, 64), 13, False),
+    "zoo_mobilenet_v3_large": (torchvision_model(torchvision.models.mobilenet_v3_large), (1, 3, 64, 64), 17, False),
+    "zoo_lraspp_mobilenet_v3_large": (
+        torchvision_model(torchvision.models.segmentation.lraspp_mobilenet_v3_large, weights_backbone=None),
+        (1, 3, 64, 64), 13, False),
+    "zoo_deeplabv3_mobilenet_v3_large": (
+        torchvision_model(torchvision.models.segmentation.deeplabv3_mobilenet_v3_large, weights_backbone=None),
+        (1, 3, 64, 64), 13, False),
+}
+
 # name -> builder(torch.Generator) returning (ModelProto, input, expected output)
 HELPER_FIXTURES = {
     "keras_separable_function": keras_separable_function,
@@ -547,29 +586,32 @@ def export_fixture(outdir, name, factory, shape, opset, dynamic, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outdir")
+    parser.add_argument("--set", choices=["fixtures", "zoo"], default="fixtures",
+                        help="small purpose-built models (default) or whole torchvision networks")
     parser.add_argument("--only", nargs="*", help="fixture names to (re)generate")
     args = parser.parse_args()
 
     start = time.time()
     torch.set_num_threads(1)
-    names = args.only or list(FIXTURES) + list(HELPER_FIXTURES)
-    unknown = [n for n in names if n not in FIXTURES and n not in HELPER_FIXTURES]
+    exported, helpers = (FIXTURES, HELPER_FIXTURES) if args.set == "fixtures" else (ZOO_FIXTURES, {})
+    names = args.only or list(exported) + list(helpers)
+    unknown = [n for n in names if n not in exported and n not in helpers]
     if unknown:
         sys.exit(f"unknown fixture(s): {', '.join(unknown)}")
     if not args.only and os.path.exists(args.outdir):
         shutil.rmtree(args.outdir)
     os.makedirs(args.outdir, exist_ok=True)
-    for i, name in enumerate(FIXTURES):
+    for i, name in enumerate(exported):
         if name not in names:
             continue
         shutil.rmtree(os.path.join(args.outdir, name), ignore_errors=True)
-        factory, shape, opset, dynamic = FIXTURES[name]
+        factory, shape, opset, dynamic = exported[name]
         export_fixture(args.outdir, name, factory, shape, opset, dynamic, seed=1000 + 17 * i)
-    for i, name in enumerate(HELPER_FIXTURES):
+    for i, name in enumerate(helpers):
         if name not in names:
             continue
         shutil.rmtree(os.path.join(args.outdir, name), ignore_errors=True)
-        write_helper_fixture(args.outdir, name, HELPER_FIXTURES[name], seed=5000 + 17 * i)
+        write_helper_fixture(args.outdir, name, helpers[name], seed=5000 + 17 * i)
     print(f"wrote {len(names)} fixtures to {args.outdir} in {time.time() - start:.1f}s")
 
 

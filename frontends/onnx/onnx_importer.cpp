@@ -28,6 +28,21 @@ std::string readFile(const std::string& path) {
   return bytes.str();
 }
 
+// "x=Nx3xHxW": the --shape binding for an input, its dynamic dims by name
+// (the batch as N), for errors that ask for one.
+std::string shapeBindingExample(const std::string& input,
+                                const google::protobuf::RepeatedPtrField<::onnx::TensorShapeProto_Dimension>& dims) {
+  std::string out = input + "=";
+  for (int i = 0; i < dims.size(); ++i) {
+    if (i) out += "x";
+    const auto& d = dims[i];
+    if (d.has_dim_value()) out += std::to_string(d.dim_value());
+    else if (i == 0) out += "N";
+    else out += d.has_dim_param() && !d.dim_param().empty() ? d.dim_param() : "D" + std::to_string(i);
+  }
+  return out + " with numbers for the named dims";
+}
+
 // Graph input types: f32/i64/i32/bool with static dims, except dim 0, which
 // may be symbolic (dim_param or no value) and becomes the batch.
 TensorType inputType(const ::onnx::ValueInfoProto& info) {
@@ -48,7 +63,8 @@ TensorType inputType(const ::onnx::ValueInfoProto& info) {
     } else {
       throw Error(what + ": dimension " + std::to_string(i) +
                   (d.has_dim_param() ? " is symbolic ('" + d.dim_param() + "')" : " has no value") +
-                  "; only dimension 0 (the batch) may be dynamic");
+                  "; only dimension 0 (the batch) may be dynamic: bind the others at compile time, e.g. "
+                  "kiln compile --shape " + shapeBindingExample(info.name(), dims));
     }
   }
   type.shape.product(type.shape.hasSymbolicBatch() ? 1 : 0, type.shape.rank());  // throws on overflow

@@ -107,6 +107,8 @@ TEST_CASE("every unsupported feature is listed in one error", "[frontend]") {
 TEST_CASE("only the batch dimension may be symbolic", "[frontend]") {
   std::string message = errorOf([] { importTestModel("symbolic_dim"); });
   CHECK(message.find("graph input 'X': dimension 1 is symbolic ('C')") != std::string::npos);
+  // The error says how to bind it, naming the input and its dims.
+  CHECK(message.find("kiln compile --shape X=NxC with numbers for the named dims") != std::string::npos);
 }
 
 TEST_CASE("nodes are built in topological order", "[frontend]") {
