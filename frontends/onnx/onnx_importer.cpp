@@ -71,6 +71,19 @@ TensorType inputType(const ::onnx::ValueInfoProto& info) {
   return type;
 }
 
+// Some exporters (paddle2onnx among them) write a dynamic dim as dim_value
+// -1; ONNX Runtime reads that as unknown, and so does kiln: such dims of the
+// graph's inputs, outputs and value infos lose their value before --shape
+// bindings and shape inference (which would otherwise see 8 vs -1 clash).
+void clearMinusOneDims(::onnx::GraphProto& g) {
+  for (auto* infos : {g.mutable_input(), g.mutable_output(), g.mutable_value_info()})
+    for (auto& info : *infos) {
+      if (!info.type().has_tensor_type() || !info.type().tensor_type().has_shape()) continue;
+      for (auto& dim : *info.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim())
+        if (dim.has_dim_value() && dim.dim_value() == -1) dim.clear_dim_value();
+    }
+}
+
 // Writes the ImportOptions::inputShapes bindings into the declared types of
 // the graph inputs, where ONNX's shape inference and inputType read them.
 void bindInputShapes(::onnx::GraphProto& g, const std::map<std::string, std::vector<int64_t>>& shapes) {
@@ -162,6 +175,7 @@ Graph importModel(::onnx::ModelProto model, const std::string& baseDir, const Im
   Issues issues;
   int64_t opset = checkVersions(model, issues);
   ::onnx::GraphProto& g = *model.mutable_graph();
+  clearMinusOneDims(g);
   bindInputShapes(g, options.inputShapes);
   if (g.sparse_initializer_size() > 0) issues.add("model", "sparse initializers are not supported");
   loadExternalData(g, baseDir);

@@ -360,6 +360,9 @@ save("unsupported_dropout_training", [
     helper.make_node("Dropout", ["X", "", "t"], ["Y"], name="drop")],
     [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("t", np.array(True))])
 save("symbolic_dim", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", ["N", "C"])], [vinfo("Y", None)])
+# paddle2onnx's spelling of dynamic dims: dim_value -1.
+save("minus_one_dims", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", [-1, 3, -1, -1])],
+     [vinfo("Y", [-1, 3, -1, -1])])
 # Nodes out of order: valid once sorted.
 save("unsorted_nodes", [helper.make_node("Relu", ["T"], ["Y"], name="second"),
                         helper.make_node("Sigmoid", ["X"], ["T"], name="first")],

@@ -111,6 +111,16 @@ TEST_CASE("only the batch dimension may be symbolic", "[frontend]") {
   CHECK(message.find("kiln compile --shape X=NxC with numbers for the named dims") != std::string::npos);
 }
 
+TEST_CASE("a dim_value of -1 is a dynamic dim that --shape binds", "[frontend]") {
+  std::string message = errorOf([] { importTestModel("minus_one_dims"); });
+  CHECK(message.find("graph input 'X': dimension 2 has no value") != std::string::npos);
+  CHECK(message.find("--shape X=Nx3xD2xD3") != std::string::npos);
+  onnx_import::ImportOptions options;
+  options.inputShapes["X"] = {1, 3, 8, 5};
+  Graph g = onnx_import::importModelFile(modelPath("minus_one_dims"), options);
+  CHECK(g.inputs().at(0)->type.shape == Shape{{kBatch, 3, 8, 5}});
+}
+
 TEST_CASE("nodes are built in topological order", "[frontend]") {
   CHECK(opSequence(importTestModel("unsorted_nodes")) == std::vector<std::string>{"Sigmoid", "Relu"});
 }
