@@ -341,8 +341,13 @@ int runCompile(const ParsedArgs& args) {
                              : schedule.samplesPerGroup == 1
                                  ? "batches one sample at a time"
                                  : "batches in groups of " + std::to_string(schedule.samplesPerGroup) + " samples";
+  auto kib = [](int64_t bytes) { return std::to_string((bytes + 1023) / 1024) + " KiB"; };
+  const std::string workspace =
+      schedule.workspaceSamples > 0
+          ? "workspace at most " + kib(schedule.workspaceSamples * g.arenaBytes) + " for any batch"
+          : "workspace " + kib(g.arenaBytes) + " per sample of max_batch";
   progress.finish(*out + (headerPath ? " + " + *headerPath : "") + " (" + target.triple + ", " + target.cpu + "; " +
-                  groups + ", " + std::to_string((schedule.sampleBytes + 1023) / 1024) + " KiB per sample)");
+                  groups + ", " + kib(schedule.sampleBytes) + " per sample, " + workspace + ")");
   return kExitOk;
 }
 

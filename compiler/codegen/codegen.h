@@ -41,9 +41,18 @@ void checkLabels(const Graph& g, const std::vector<std::string>& labels);
 // spread over the threads, every node still split into its parts), or the
 // whole batch node by node when samplesPerGroup is 0. sampleBytes: one
 // sample's intermediates, inputs and outputs.
+//
+// Groups run in arena slots, at most kMaxGroupsInFlight at once (a pool of
+// more threads than that waits for a slot), so a grouped run's workspace
+// holds at most workspaceSamples arenas whatever the batch: memory stops
+// growing with max_batch. Node by node, every sample keeps its own arena
+// (workspaceSamples 0: as many as the batch); a graph without a batch dim
+// runs once, in one.
 struct BatchSchedule {
+  static constexpr int64_t kMaxGroupsInFlight = 32;
   int64_t samplesPerGroup;
   int64_t sampleBytes;
+  int64_t workspaceSamples;
 };
 BatchSchedule batchSchedule(const Graph& g);  // of a graph with a memory plan
 

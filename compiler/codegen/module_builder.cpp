@@ -81,18 +81,26 @@ int32_t abiDType(DType t) {
 }  // namespace
 
 BatchSchedule batchSchedule(const Graph& g) {
-  BatchSchedule schedule{0, g.arenaBytes};
+  BatchSchedule schedule{0, g.arenaBytes, 0};
+  bool anyBatched = false;
   for (const auto* values : {&g.inputs(), &g.outputs()})
     for (const Value* v : *values)
-      if (isBatched(v)) schedule.sampleBytes += sampleBytes(v, StaticRows{});
+      if (isBatched(v)) {
+        schedule.sampleBytes += sampleBytes(v, StaticRows{});
+        anyBatched = true;
+      }
   // A node without a batch dim keeps its value in sample 0's arena, where a
   // group could read it after another group's later nodes reused the region.
-  for (const Node* n : g.nodes())
-    if (std::none_of(n->outputs.begin(), n->outputs.end(), isBatched)) return schedule;
+  for (const Node* n : g.nodes()) {
+    if (std::any_of(n->outputs.begin(), n->outputs.end(), isBatched)) continue;
+    if (!anyBatched) schedule.workspaceSamples = 1;  // no batch at all: every run is one sample
+    return schedule;
+  }
   // As many samples as fit a per-core L2 of 512 KiB (Zen 1's, the smallest
   // of the x86 cores kiln is tuned for); 1 for large nets.
   constexpr int64_t kGroupBytes = 512 * 1024;
   schedule.samplesPerGroup = std::clamp<int64_t>(kGroupBytes / std::max<int64_t>(schedule.sampleBytes, 1), 1, 256);
+  schedule.workspaceSamples = schedule.samplesPerGroup * BatchSchedule::kMaxGroupsInFlight;
   return schedule;
 }
 
@@ -333,9 +341,9 @@ class ModuleBuilder {
   // segment: the slots in use are the lowest free ones, so a thread's next
   // group finds its intermediates' memory still in cache (with each
   // sample's own arena, every sample of a large batch ran on cold memory).
-  // Slots of `group` arenas each, at most kSlots, their flags on kiln_run's
-  // stack.
-  static constexpr int64_t kSlots = 256;
+  // Slots of `group` arenas each, at most kSlots (the workspace holds that
+  // many), their flags on kiln_run's stack.
+  static constexpr int64_t kSlots = BatchSchedule::kMaxGroupsInFlight;
   void emitSegment(llvm::IRBuilder<>& b, const Pool& pool, const std::vector<Task>& steps, int64_t group,
                    llvm::Value* args, llvm::Value* batch) {
     auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, ptr_});
@@ -546,7 +554,8 @@ class ModuleBuilder {
     static_assert(KILN_DIM_BATCH == kBatch, "the IR's symbolic batch is the ABI's batch marker");
     auto* i16 = llvm::Type::getInt16Ty(ctx_);
     auto* descType = llvm::StructType::get(ctx_, {i32_, i16, i16, ptr_, ptr_, ptr_, ptr_, ptr_, i32_, i32_, ptr_, ptr_,
-                                                  i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_, i64_, i32_, ptr_, ptr_});
+                                                  i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_, i64_, i32_, ptr_, ptr_,
+                                                  i64_});
     uint64_t flops = 0;
     for (const Node* n : g_.nodes()) flops += nodeFlops(*n);
     llvm::Constant* fields[] = {
@@ -573,6 +582,7 @@ class ModuleBuilder {
         llvm::ConstantInt::get(i32_, g_.nodes().size()),
         layerTable(),
         profile_ ? static_cast<llvm::Constant*>(profile_) : llvm::ConstantPointerNull::get(ptr_),
+        llvm::ConstantInt::get(i64_, static_cast<uint64_t>(batchSchedule(g_).workspaceSamples)),
     };
     auto* desc = new llvm::GlobalVariable(*module_, descType, true, llvm::GlobalValue::PrivateLinkage,
                                           llvm::ConstantStruct::get(descType, fields), "kiln_descriptor");

@@ -166,6 +166,8 @@ kiln_status kiln_context_create(kiln_model* model, const kiln_context_options* o
 
 void kiln_context_destroy(kiln_context* context) { delete context; }
 
+uint64_t kiln_context_workspace_bytes(const kiln_context* context) { return context ? context->workspace.size() : 0; }
+
 kiln_status kiln_run(kiln_context* context, const kiln_tensor* inputs, int32_t num_inputs, const kiln_tensor* outputs,
                      int32_t num_outputs) {
   return guarded([&] {

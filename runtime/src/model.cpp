@@ -8,7 +8,7 @@
 
 namespace kiln::runtime {
 
-AlignedBuffer::AlignedBuffer(uint64_t bytes) {
+AlignedBuffer::AlignedBuffer(uint64_t bytes) : size_(bytes) {
   constexpr uint64_t kAlignment = 64;
   if (bytes > std::numeric_limits<size_t>::max() - kAlignment) throw std::bad_alloc();
   // aligned_alloc wants a size that is a multiple of the alignment, and a
@@ -47,11 +47,13 @@ Executor startExecutor(const ContextSettings& settings) {
 }
 
 AlignedBuffer allocateWorkspace(const Artifact& artifact, int64_t maxBatch) {
-  uint64_t perSample = artifact.descriptor().workspace_bytes_per_sample;
-  if (perSample > 0 && static_cast<uint64_t>(maxBatch) > std::numeric_limits<uint64_t>::max() / perSample)
+  const kiln_artifact& d = artifact.descriptor();
+  const uint64_t perSample = d.workspace_bytes_per_sample;
+  const uint64_t samples = kiln_workspace_samples(&d, maxBatch);  // bounded for grouped runs
+  if (perSample > 0 && samples > std::numeric_limits<uint64_t>::max() / perSample)
     throw StatusError(KILN_ERR_OUT_OF_MEMORY, artifact.path() + ": the workspace for max_batch " +
                                                   std::to_string(maxBatch) + " exceeds the address space");
-  return AlignedBuffer(perSample * static_cast<uint64_t>(maxBatch));
+  return AlignedBuffer(perSample * samples);
 }
 
 }  // namespace kiln::runtime

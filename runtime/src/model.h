@@ -47,16 +47,20 @@ class AlignedBuffer {
  public:
   AlignedBuffer() = default;
   explicit AlignedBuffer(uint64_t bytes);
-  AlignedBuffer(AlignedBuffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  AlignedBuffer(AlignedBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
   AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
     std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
     return *this;
   }
   ~AlignedBuffer();
   void* data() const { return data_; }
+  uint64_t size() const { return size_; }  // as requested
 
  private:
   void* data_ = nullptr;
+  uint64_t size_ = 0;
 };
 
 // Checked kiln_context_options.

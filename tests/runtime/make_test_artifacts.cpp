@@ -4,6 +4,9 @@
 //   pair.so       x, y f32[N,10] -> sum = x + y, product = x * y
 //   pair.o        the same as an object file (not loadable)
 //   fixed.so      x f32[2,3] -> y = Relu(x), no batch dim
+//   by_node.so    x f32[N,64], bias f32[64] -> y = Relu(x) + Relu(bias): the
+//                 unbatched Relu makes the run go node by node, each sample
+//                 of the batch in an arena of its own
 //   member{0,1,2}_logits.so / member{0,1,2}_probs.so
 //                 image f32[N,2,6,6] -> Conv 3x3 -> Flatten -> Gemm -> logits
 //                 f32[N,5] (-> Softmax -> probs); different weights per member;
@@ -53,6 +56,17 @@ Graph fixed() {
   g.name = "fixed";
   Value* x = g.addInput("x", {DType::F32, Shape{2, 3}});
   g.addOutput(g.addNode("Relu", "relu", {x}, {}, {"y"})->output());
+  return g;
+}
+
+Graph byNode() {
+  Graph g;
+  g.name = "by_node";
+  Value* x = g.addInput("x", {DType::F32, Shape{kBatch, 64}});
+  Value* bias = g.addInput("bias", {DType::F32, Shape{64}});
+  Value* rx = g.addNode("Relu", "relu_x", {x})->output();
+  Value* rb = g.addNode("Relu", "relu_bias", {bias})->output();
+  g.addOutput(g.addNode("Add", "add", {rx, rb}, {}, {"y"})->output());
   return g;
 }
 
@@ -135,6 +149,7 @@ int main(int argc, char** argv) {
     compile(pair(), out / "pair.so");
     compile(pair(), out / "pair.o", {}, codegen::EmitKind::Object);
     compile(fixed(), out / "fixed.so");
+    compile(byNode(), out / "by_node.so");
     for (uint32_t m = 0; m < 3; ++m) {
       std::vector<std::string> labels = m < 2 ? kLabels : std::vector<std::string>{};
       std::string name = "member" + std::to_string(m);

@@ -3,6 +3,7 @@
 // parts and groups are fixed at compile time, so a pool of T threads only
 // changes which thread runs a part or a group. CTest runs each case in its
 // own process, which lets each case start the pool with its own count.
+// Batch 40 runs more groups than a grouped run has arena slots (32).
 #include <algorithm>
 #include <cstring>
 
@@ -23,7 +24,7 @@ void checkBitIdentical(int32_t threads) {
     return;
   }
   for (const std::string name : {"split_plain.so", "split_nchwc.so", "split_16.so"})
-    for (int64_t batch : {1, 3, 7, 32}) {
+    for (int64_t batch : {1, 3, 7, 32, 40}) {
       INFO(name << ", batch " << batch << ", " << threads << " threads");
       const std::vector<float> serial = runSplit(name, batch, KILN_CONTEXT_SERIAL);
       const std::vector<float> pooled = runSplit(name, batch, 0);
@@ -41,3 +42,38 @@ TEST_CASE("split nodes give the same bits on 2 threads as serially", "[runtime][
 TEST_CASE("split nodes give the same bits on 3 threads as serially", "[runtime][pool][split]") { checkBitIdentical(3); }
 TEST_CASE("split nodes give the same bits on 4 threads as serially", "[runtime][pool][split]") { checkBitIdentical(4); }
 TEST_CASE("split nodes give the same bits on 7 threads as serially", "[runtime][pool][split]") { checkBitIdentical(7); }
+
+namespace {
+
+uint64_t workspaceBytes(const std::string& name, int64_t maxBatch, uint64_t* perSample) {
+  kiln_model* model = nullptr;
+  REQUIRE_KILN_OK(kiln_model_open(artifact(name).c_str(), &model));
+  *perSample = kiln_model_descriptor(model)->workspace_bytes_per_sample;
+  kiln_context_options options;
+  kiln_context_options_init(&options);
+  options.max_batch = maxBatch;
+  kiln_context* context = nullptr;
+  REQUIRE_KILN_OK(kiln_context_create(model, &options, &context));
+  const uint64_t bytes = kiln_context_workspace_bytes(context);
+  kiln_context_destroy(context);
+  kiln_model_release(model);
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("a grouped run's workspace stops growing with max_batch", "[runtime][split]") {
+  for (const std::string name : {"split_plain.so", "split_16.so"}) {
+    INFO(name);
+    uint64_t perSample = 0;
+    const uint64_t small = workspaceBytes(name, 2, &perSample);
+    REQUIRE(perSample > 0);
+    CHECK(small == 2 * perSample);
+    // At most 32 groups in flight: a bound that max_batch 4096 does not pass.
+    const uint64_t large = workspaceBytes(name, 4096, &perSample);
+    CHECK(large == workspaceBytes(name, 100000, &perSample));
+    CHECK(large < 4096 * perSample);
+    CHECK(large % (32 * perSample) == 0);
+  }
+  CHECK(kiln_context_workspace_bytes(nullptr) == 0);
+}

@@ -19,7 +19,7 @@ extern "C" {
 
 #define KILN_ARTIFACT_MAGIC 0x4e4c494bu /* "KILN" little-endian */
 #define KILN_ABI_MAJOR 1
-#define KILN_ABI_MINOR 2 /* 1.1 added class labels, 1.2 the layer table and profile counters */
+#define KILN_ABI_MINOR 3 /* 1.1 added class labels, 1.2 the layer table and profile counters, 1.3 the workspace bound */
 #define KILN_DIM_BATCH (-1)
 
 typedef enum kiln_dtype { KILN_F32 = 1, KILN_I64 = 2, KILN_I32 = 3, KILN_BOOL = 4 } kiln_dtype;
@@ -39,7 +39,8 @@ typedef void (*kiln_parallel_for_fn)(void* pool_ctx, int64_t count, kiln_task_fn
 
 /* Runs the model on `batch` samples (1 for models without a batch dim).
  * inputs/outputs: one pointer per tensor in descriptor order. workspace:
- * workspace_bytes_per_sample * batch bytes, 64-byte aligned, uninitialized.
+ * workspace_bytes_per_sample * kiln_workspace_samples(descriptor, batch)
+ * bytes, 64-byte aligned, uninitialized.
  * Returns 0; the generated code never allocates and never fails on valid
  * arguments (the loader checks them). */
 typedef int32_t (*kiln_run_fn)(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
@@ -87,7 +88,20 @@ typedef struct kiln_artifact {
    * schedules (one group at batch 1; groups running in parallel on
    * different threads each add their own). Reset by writing 0s. */
   uint64_t* profile;
+  /* ABI 1.3: a run's workspace holds at most this many samples' arenas
+   * (groups of samples reuse arena slots), or 0: one per sample of the batch.
+   * Loaders read it only when abi_minor >= 3. */
+  uint64_t workspace_max_samples;
 } kiln_artifact;
+
+/* The arenas a run of `batch` (>= 1) samples uses: its workspace is
+ * workspace_bytes_per_sample * kiln_workspace_samples(artifact, batch). */
+static inline uint64_t kiln_workspace_samples(const kiln_artifact* artifact, int64_t batch) {
+  uint64_t samples = (uint64_t)batch;
+  if (artifact->abi_minor >= 3 && artifact->workspace_max_samples > 0 && artifact->workspace_max_samples < samples)
+    samples = artifact->workspace_max_samples;
+  return samples;
+}
 
 typedef const kiln_artifact* (*kiln_artifact_entry_fn)(void);
 

@@ -133,6 +133,11 @@ KILN_API kiln_status kiln_context_create(kiln_model* model, const kiln_context_o
                                          kiln_context** out_context);
 KILN_API void kiln_context_destroy(kiln_context* context); /* NULL is a no-op */
 
+/* The bytes the context reserved for the model's intermediates (0 for NULL).
+ * A model that runs its batch in groups of samples needs at most a fixed
+ * number of arenas, so this stops growing with max_batch there. */
+KILN_API uint64_t kiln_context_workspace_bytes(const kiln_context* context);
+
 /* Runs the model. inputs/outputs: one tensor per model input/output, in
  * descriptor order, caller-owned; every dtype, rank and dim is checked
  * against the model (the batch is dims[0] and must agree across tensors).
