@@ -187,8 +187,9 @@ OpDef argExtremeOp(const char* name, bool isMax) {
     const int64_t axis = ctx.attrs().getInt("axis"), rank = static_cast<int64_t>(x.shape.rank());
     ctx.check(axis >= -rank && axis < rank, "axis " + std::to_string(axis) + " is out of range for " + x.str());
     const size_t a = normalizeAxis(axis, x.shape.rank());
-    ctx.check(x.shape[a] > 0, "axis " + std::to_string(axis) + " of " + x.str() + " is empty: it has no extreme");
-    return std::vector<TensorType>{{DType::I64, reducedShape(ctx, x.shape, {a})}};
+    Shape out = reducedShape(ctx, x.shape, {a});
+    ctx.check(x.shape[a] != 0, "axis " + std::to_string(axis) + " of " + x.str() + " is empty: it has no extreme");
+    return std::vector<TensorType>{{DType::I64, out}};
   };
   d.reference = [isMax](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
