@@ -579,7 +579,8 @@ std::vector<TensorType> inferExpand(const InferContext& ctx) {
 std::vector<TensorType> inferTile(const InferContext& ctx) {
   const TensorType& x = ctx.input(0);
   const std::vector<int64_t>& repeats = ctx.attrs().getInts("repeats");
-  ctx.check(repeats.size() == x.shape.rank(), "repeats " + listStr(repeats) + " must give one count per dim of " + x.str());
+  ctx.check(repeats.size() == x.shape.rank(),
+            "repeats " + listStr(repeats) + " must give one count per dim of " + x.str());
   Shape out = x.shape;
   for (size_t d = 0; d < repeats.size(); ++d) {
     ctx.check(repeats[d] >= 0, "repeats " + listStr(repeats) + " has a negative count");

@@ -355,7 +355,8 @@ TEST_CASE("every reduction over a row, kept or dropped", "[reduce]") {
 
 TEST_CASE("reductions keep the symbolic batch and refuse to reduce it", "[reduce][batch]") {
   for (const char* op : {"ReduceSum", "ReduceMax", "ReduceLogSumExp"}) {
-    const Graph g = oneNode(op, {typeOf(DType::F32, {kBatch, 2, 3})}, attrs({{"axes", Ints{-1, 1}}, {"keepdims", int64_t{0}}}));
+    const Graph g =
+        oneNode(op, {typeOf(DType::F32, {kBatch, 2, 3})}, attrs({{"axes", Ints{-1, 1}}, {"keepdims", int64_t{0}}}));
     CHECK(outputType(g).shape == Shape{kBatch});
     CHECK(runGraph(g, {iota({4, 2, 3})}).shape() == Shape{4});
     requireError([&] { oneNode(op, {typeOf(DType::F32, {kBatch, 2})}, attrs({{"axes", Ints{-2}}})); }, op,

@@ -162,8 +162,9 @@ void emitInstanceNormalization(EmitContext& ctx) {
       kernels::forEachTile(ctx, 0, plane, lanes, [&](Value* start, int64_t width) {
         Value* at = b.CreateAdd(base, start);
         Value* v = kernels::loadVector(ctx, kernels::floatPtr(ctx, x.data, at), width);
-        kernels::storeVector(ctx, kernels::floatPtr(ctx, y.data, at),
-                             kernels::fmulAdd(ctx, v, kernels::splat(ctx, scale, width), kernels::splat(ctx, shift, width)));
+        Value* normalized =
+            kernels::fmulAdd(ctx, v, kernels::splat(ctx, scale, width), kernels::splat(ctx, shift, width));
+        kernels::storeVector(ctx, kernels::floatPtr(ctx, y.data, at), normalized);
       });
     });
   });
