@@ -154,13 +154,24 @@ OpDef reductionOp(const Reduction& red) {
       return;
     }
     // Accumulate in double so the reference is not limited by float rounding.
-    std::vector<double> acc(static_cast<size_t>(kept.numElements()), identityOf<double>(red.combine));
+    const size_t outputs = static_cast<size_t>(kept.numElements());
     const float* in = x.data<float>();
+    // Exp contributes exp(x - m), m the (finite, else 0) maximum, added back at the end.
+    std::vector<double> shift(outputs, 0.0);
+    if (red.map == ReduceMap::Exp) {
+      std::vector<double> max(outputs, identityOf<double>(ReduceCombine::Max));
+      forEachBroadcast(x.shape(), strides, [&](int64_t i, const std::vector<int64_t>& off) {
+        max[off[0]] = combine(ReduceCombine::Max, max[off[0]], static_cast<double>(in[i]));
+      });
+      for (size_t i = 0; i < outputs; ++i) shift[i] = std::isfinite(max[i]) ? max[i] : 0.0;
+    }
+    std::vector<double> acc(outputs, identityOf<double>(red.combine));
     forEachBroadcast(x.shape(), strides, [&](int64_t i, const std::vector<int64_t>& off) {
-      acc[off[0]] = combine(red.combine, acc[off[0]], mapValue(red.map, in[i]));
+      acc[off[0]] = combine(red.combine, acc[off[0]], mapValue(red.map, in[i] - shift[off[0]]));
     });
     float* out = ctx.output(0).data<float>();
-    for (size_t i = 0; i < acc.size(); ++i) out[i] = static_cast<float>(finishValue(red.finish, acc[i], count));
+    for (size_t i = 0; i < outputs; ++i)
+      out[i] = static_cast<float>(finishValue(red.finish, acc[i], count) + shift[i]);
   };
   return d;
 }

@@ -4,7 +4,10 @@
 // output makes of the combination and the element count (finish). The
 // reference kernel (reduce.cpp) and the LLVM emitter
 // (compiler/codegen/ops/reduce.cpp) both walk the reduced elements once and
-// read this table, so every reduction shares one mechanism.
+// read this table, so every reduction shares one mechanism. The Exp map
+// contributes exp(x - m), m the maximum of the reduced elements (0 when that
+// is not finite), and m is added to the finished value, so ReduceLogSumExp
+// cannot overflow.
 #pragma once
 
 #include <string_view>

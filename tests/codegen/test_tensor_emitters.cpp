@@ -426,6 +426,19 @@ TEST_CASE("Max and Min reductions let a NaN win in vectors and tails", "[codegen
   }
 }
 
+TEST_CASE("ReduceLogSumExp shifts by the maximum in vectors and tails", "[codegen][reduce]") {
+  Graph g = unaryGraph("ReduceLogSumExp", Shape{37}, attrs({{"axes", std::vector<int64_t>{1}}}));
+  auto model = CompiledModel::compile(g, "native", false);
+  Tensor x = randomTensor(Shape{3, 37}, 9, 995, 1005);
+  for (int i = 37; i < 74; ++i) x.data<float>()[i] = -kInf;
+  x.data<float>()[74 + 36] = kInf;
+  const Tensor y = model->run({x}).at(0);
+  CHECK(std::isfinite(y.data<float>()[0]));
+  CHECK(y.data<float>()[1] == -kInf);
+  CHECK(y.data<float>()[2] == kInf);
+  CHECK(maxRelativeError({y}, interpret(g, {x})) <= 1e-6);
+}
+
 TEST_CASE("ArgMax and ArgMin along every axis, with ties and NaN", "[codegen][reduce]") {
   for (const char* op : {"ArgMax", "ArgMin"})
     for (int64_t axis : {1, 2, -1})

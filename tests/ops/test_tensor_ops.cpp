@@ -337,6 +337,10 @@ TEST_CASE("every reduction over a row, kept or dropped", "[reduce]") {
   requireFloats(apply("ReduceMax", {x}, row), {2}, {2, 6});
   requireFloats(apply("ReduceMin", {x}, row), {2}, {-3, -5});
   requireFloats(apply("ReduceLogSum", {f32({2, 3}, {1, 2, 3, 4, 5, 6})}, row), {2}, {1.7917595f, 2.7080502f});
+  // LogSumExp shifts by the maximum: no overflow at 1000, and infinite rows stay infinite.
+  const float inf = std::numeric_limits<float>::infinity();
+  requireFloats(apply("ReduceLogSumExp", {f32({3, 2}, {1000, 1000, -inf, -inf, inf, 1})}, row), {3},
+                {1000.6931472f, -inf, inf});
   // Kept dims and every axis (the empty default).
   requireFloats(apply("ReduceMax", {x}, attrs({{"axes", Ints{0}}})), {1, 3}, {4, 2, 6});
   requireFloats(apply("ReduceProd", {x}), {1, 1}, {-720});

@@ -11,6 +11,8 @@
 // vectorizer will not reorder a float sum by itself) and the pairwise tree
 // it makes is, if anything, closer to the interpreter's double sum than a
 // running float sum. Max and Min let a NaN win, like the reference.
+// ReduceLogSumExp takes a Max pass first and sums exp(x - max), so large
+// inputs cannot overflow.
 //
 // ArgMax/ArgMin scan their axis with a scalar compare per element, keeping
 // the best value and its index in registers.
@@ -114,8 +116,6 @@ void emitReduce(EmitContext& ctx, const Reduction& red) {
   const std::vector<int64_t> inStrides = stridesOf(in);
   const int64_t count = across.numElements();
   llvm::Type* elemType = llvmType(ctx.b.getContext(), x.type.dtype);
-  Value* identity = identityOf(ctx, red.combine, elemType);
-  llvm::AllocaInst* accSlot = entryBlockSlot(ctx, elemType);
   llvm::IRBuilder<>& b = ctx.b;
   // The reduced walk with its innermost dim split off when that one is contiguous.
   StridedWalk acrossWalk = coalesce(StridedWalk{across.dims, {inStrides}});
@@ -129,26 +129,25 @@ void emitReduce(EmitContext& ctx, const Reduction& red) {
   const bool vectorized = x.type.dtype == DType::F32 && run >= lanes;
   const int64_t unroll = run >= 8 * lanes ? 4 : 1, step = unroll * lanes;
   const int64_t fullEnd = vectorized ? run / step * step : 0;
-  std::optional<kernels::AccumulatorTile> acc;
-  if (vectorized) acc.emplace(ctx, 1, std::vector<int64_t>(static_cast<size_t>(unroll), lanes));
-  auto accumulate = [&](Value* v) {
-    b.CreateStore(combine(ctx, red.combine, b.CreateLoad(elemType, accSlot), v), accSlot);
-  };
-  auto accumulateVector = [&](size_t c, Value* v) {
-    acc->set(0, c, combine(ctx, red.combine, acc->get(0, c), mapValue(ctx, red.map, v)));
-  };
 
-  emitStridedLoops(ctx, StridedWalk{kept.dims, {stridesOf(kept), inStrides}}, [&](const std::vector<Value*>& outer) {
+  // One pass over the reduced elements of the output element whose first
+  // input element is at `base`: `how` over term(x), from its identity.
+  auto reduceAcross = [&](Value* base, ReduceCombine how, const std::function<Value*(Value*)>& term) {
+    llvm::AllocaInst* accSlot = entryBlockSlot(ctx, elemType);
+    Value* identity = identityOf(ctx, how, elemType);
     b.CreateStore(identity, accSlot);
-    if (vectorized)
+    auto accumulate = [&](Value* v) { b.CreateStore(combine(ctx, how, b.CreateLoad(elemType, accSlot), v), accSlot); };
+    std::optional<kernels::AccumulatorTile> acc;
+    if (vectorized) {
+      acc.emplace(ctx, 1, std::vector<int64_t>(static_cast<size_t>(unroll), lanes));
       for (int64_t u = 0; u < unroll; ++u) acc->set(0, static_cast<size_t>(u), kernels::splat(ctx, identity, lanes));
-    emitStridedLoops(ctx, acrossWalk, {outer[1]}, [&](const std::vector<Value*>& offset) {
+    }
+    auto accumulateVector = [&](size_t c, Value* v) { acc->set(0, c, combine(ctx, how, acc->get(0, c), term(v))); };
+    emitStridedLoops(ctx, acrossWalk, {base}, [&](const std::vector<Value*>& offset) {
       if (!vectorized) {
         // A short (or strided, or integer) run: scalar steps.
-        emitStridedLoops(ctx, StridedWalk{{run}, {{1}}}, {offset[0]}, [&](const std::vector<Value*>& at) {
-          Value* v = ctx.load(x, at[0]);
-          accumulate(x.type.dtype == DType::F32 ? mapValue(ctx, red.map, v) : v);
-        });
+        emitStridedLoops(ctx, StridedWalk{{run}, {{1}}}, {offset[0]},
+                         [&](const std::vector<Value*>& at) { accumulate(term(ctx.load(x, at[0]))); });
         return;
       }
       if (fullEnd > 0)
@@ -167,17 +166,40 @@ void emitReduce(EmitContext& ctx, const Reduction& red) {
         if (width == lanes)
           accumulateVector(0, v);
         else
-          accumulate(combineLanes(ctx, red.combine, mapValue(ctx, red.map, v)));
+          accumulate(combineLanes(ctx, how, term(v)));
         start += width;
       }
     });
     if (vectorized) {
       Value* total = acc->get(0, 0);
-      for (int64_t u = 1; u < unroll; ++u) total = combine(ctx, red.combine, total, acc->get(0, static_cast<size_t>(u)));
-      accumulate(combineLanes(ctx, red.combine, total));
+      for (int64_t u = 1; u < unroll; ++u) total = combine(ctx, how, total, acc->get(0, static_cast<size_t>(u)));
+      accumulate(combineLanes(ctx, how, total));
     }
-    Value* result = b.CreateLoad(elemType, accSlot);
-    ctx.store(y, outer[0], x.type.dtype == DType::F32 ? finishValue(ctx, red.finish, result, count) : result);
+    return static_cast<Value*>(b.CreateLoad(elemType, accSlot));
+  };
+
+  emitStridedLoops(ctx, StridedWalk{kept.dims, {stridesOf(kept), inStrides}}, [&](const std::vector<Value*>& outer) {
+    if (x.type.dtype != DType::F32) {
+      ctx.store(y, outer[0], reduceAcross(outer[1], red.combine, [](Value* v) { return v; }));
+      return;
+    }
+    if (red.map != ReduceMap::Exp) {
+      Value* result = reduceAcross(outer[1], red.combine, [&](Value* v) { return mapValue(ctx, red.map, v); });
+      ctx.store(y, outer[0], finishValue(ctx, red.finish, result, count));
+      return;
+    }
+    // exp(x - m) with m the maximum (0 when that is not finite), m added back after the finish.
+    Value* max = reduceAcross(outer[1], ReduceCombine::Max, [](Value* v) { return v; });
+    Value* finite = b.CreateFCmpOLT(b.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, max),
+                                    ctx.f32(std::numeric_limits<float>::infinity()));
+    Value* shift = b.CreateSelect(finite, max, ctx.f32(0.f));
+    Value* sum = reduceAcross(outer[1], red.combine, [&](Value* v) {
+      Value* by = v->getType()->isVectorTy()
+                      ? kernels::splat(ctx, shift, llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements())
+                      : shift;
+      return emitExp(b, b.CreateFSub(v, by));
+    });
+    ctx.store(y, outer[0], b.CreateFAdd(finishValue(ctx, red.finish, sum, count), shift));
   });
 }
 
