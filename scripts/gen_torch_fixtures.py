@@ -408,6 +408,36 @@ class FunctionalOps(nn.Module):
         return F.log_softmax(self.fc(y.mean(dim=(2, 3))), dim=1)
 
 
+class ReduceSplitShuffle(nn.Module):
+    """The reduction and data-movement ops: nn.InstanceNorm2d(affine=True)
+    (InstanceNormalization), torch.split (Split with sizes as an input) and
+    torch.chunk (Slices over folded shape arithmetic), Tensor.expand_as
+    (Expand by the input's own shape, batch included: x.expand with -1 sizes
+    exports Equal/Where on the sizes), nn.PixelShuffle (DepthToSpace, CRD),
+    sums and amax over dims (ReduceSum with axes as an input, ReduceMax),
+    torch.argmax (ArgMax, cast to float into the output). nn.LocalResponseNorm
+    exports as its Pad/AveragePool/If decomposition, not as ONNX LRN, so the
+    helper fixture lrn_instance_norm covers LRN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(16, affine=True)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.normal_(0, 0.2)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        y = F.relu(self.norm(self.conv(x)))
+        a, b = torch.split(y, [4, 12], dim=1)
+        c1, c2, c3 = torch.chunk(b, 3, dim=1)
+        up = self.shuffle(c1 + c2)
+        s = (a * a[:, :, :1, :].expand_as(a)).sum(dim=(2, 3))
+        m = c3.amax(dim=(1, 3))
+        return s + m.mean(dim=1, keepdim=True) + torch.argmax(s, dim=1, keepdim=True).float(), up.sum(dim=1)
+
+
 def shufflenet_v2():
     return torchvision.models.shufflenet_v2_x0_5(num_classes=10)
 
@@ -447,6 +477,7 @@ FIXTURES = {
     "resnet18": (resnet18, (1, 3, 64, 64), 13, False),
     "tf_nhwc_residual": (TfNhwcResidual, (1, 16, 16, 3), 13, False),
     "functional_ops_dynamic": (FunctionalOps, (3, 3, 8, 8), 13, True),
+    "reduce_split_shuffle_dynamic": (ReduceSplitShuffle, (3, 3, 12, 12), 13, True),
     "shufflenet_v2": (shufflenet_v2, (1, 3, 64, 64), 13, False),
     "mobilenet_v3_small": (mobilenet_v3_small, (1, 3, 64, 64), 17, False),
     # Exported with a fixed batch (no dynamic axes): the batch is a static dim
@@ -496,8 +527,36 @@ ZOO_FIXTURES = {
 }
 
 # name -> builder(torch.Generator) returning (ModelProto, input, expected output)
+def lrn_instance_norm(gen):
+    """ONNX LRN, which torch never exports, after an InstanceNormalization, on
+    a dynamic batch: window sizes 3 and 5 (odd: torch's even windows reach
+    one channel further before c, ONNX's one further after it). Expected from
+    F.instance_norm and F.local_response_norm in float64."""
+    from onnx import helper, TensorProto
+
+    x = torch.randn(3, 6, 10, 10, generator=gen).double()
+    scale = (torch.rand(6, generator=gen) + 0.5).double()
+    bias = (torch.randn(6, generator=gen) * 0.2).double()
+    h = F.instance_norm(x, weight=scale, bias=bias, eps=1e-5)
+    h = F.local_response_norm(h, 3, alpha=1e-2, beta=0.75, k=2.0)
+    h = F.local_response_norm(h, 5, alpha=0.5, beta=0.5, k=1.0)
+    nodes = [
+        helper.make_node("InstanceNormalization", ["x", "scale", "bias"], ["norm"], name="norm", epsilon=1e-5),
+        helper.make_node("LRN", ["norm"], ["lrn3"], name="lrn3", size=3, alpha=1e-2, beta=0.75, bias=2.0),
+        helper.make_node("LRN", ["lrn3"], ["y"], name="lrn5", size=5, alpha=0.5, beta=0.5, bias=1.0),
+    ]
+    graph = helper.make_graph(
+        nodes, "lrn_instance_norm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 10, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 10, 10])],
+        [numpy_helper.from_array(scale.float().numpy(), "scale"), numpy_helper.from_array(bias.float().numpy(), "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model, x.float(), h.float()
+
+
 HELPER_FIXTURES = {
     "keras_separable_function": keras_separable_function,
+    "lrn_instance_norm": lrn_instance_norm,
 }
 
 

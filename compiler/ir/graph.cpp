@@ -35,7 +35,7 @@ std::vector<TensorType> inferTypes(const Node& n) {
   for (Value* in : n.inputs) types.push_back(in ? &in->type : nullptr);
   InferContext ctx(n, std::move(types));
   std::vector<TensorType> out = n.op->infer(ctx);
-  if (out.size() != static_cast<size_t>(n.op->numOutputs))
+  if (n.op->numOutputs != kVariadic && out.size() != static_cast<size_t>(n.op->numOutputs))
     throw Error("shape inference returned " + std::to_string(out.size()) + " outputs", n.site());
   // Layout is storage: an op computes in the layout of its first input
   // (see OpDef::setsLayout).

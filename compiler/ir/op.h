@@ -72,7 +72,7 @@ struct OpDef {
   std::string name;
   int minInputs = 1;
   int maxInputs = 1;  // kVariadic: any number >= minInputs
-  int numOutputs = 1;
+  int numOutputs = 1;  // kVariadic: as many as `infer` returns (Split: one per part)
   std::vector<AttrSpec> attrs;
   InferFn infer;
   KernelFn reference;

@@ -10,10 +10,10 @@ void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul
 void registerConvOps(OpRegistry& r);           // conv.cpp: Conv, SeparableConv2D
 void registerPoolOps(OpRegistry& r);           // pool.cpp: MaxPool, AveragePool, Global*Pool
 void registerLinearOps(OpRegistry& r);         // linear.cpp: Gemm, MatMul
-void registerNormalizationOps(OpRegistry& r);  // normalization.cpp: BatchNormalization
+void registerNormalizationOps(OpRegistry& r);  // normalization.cpp: BatchNormalization, InstanceNorm..., LRN
 void registerSoftmaxOps(OpRegistry& r);        // softmax.cpp: Softmax, LogSoftmax, Hardmax
-void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceMean
+void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceSum, ReduceMean, ReduceMax, ..., ArgMax, ArgMin
 void registerLayoutOps(OpRegistry& r);         // layout.cpp: Reorder
-void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, ...
+void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, Split, Expand, ...
 
 }  // namespace kiln

@@ -1,8 +1,9 @@
 // Shape and data-movement ops: Reshape, Flatten, Transpose, Squeeze,
-// Unsqueeze, Concat, Pad, Dropout, Identity, Shape, Gather, Slice, Cast and
-// ConstantOfShape. They move or convert elements without arithmetic, so shape
-// inference is where the work is: it keeps the symbolic batch on dim 0 and
-// refuses anything that would compute with it or move it.
+// Unsqueeze, Concat, Pad, Dropout, Identity, Shape, Gather, Slice, Cast,
+// ConstantOfShape, and the planned copies of copy_plan.h (Split, Expand,
+// Tile, DepthToSpace, SpaceToDepth). They move or convert elements without
+// arithmetic, so shape inference is where the work is: it keeps the symbolic
+// batch on dim 0 and refuses anything that would compute with it or move it.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +11,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "compiler/ir/graph.h"
+#include "compiler/ops/copy_plan.h"
 #include "compiler/ops/families.h"
 #include "compiler/ops/helpers.h"
 
@@ -544,6 +547,94 @@ void constantOfShapeKernel(KernelContext& ctx) {
   });
 }
 
+// --- Split, Expand, Tile, DepthToSpace, SpaceToDepth (copy_plan.h) ---------
+
+std::vector<TensorType> inferSplit(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  const size_t axis = axisIn(ctx, ctx.attrs().getInt("axis"), x.shape.rank());
+  ctx.check(!(axis == 0 && x.shape.hasSymbolicBatch()), "cannot split " + x.str() + " along its symbolic batch");
+  const std::vector<int64_t>& sizes = ctx.attrs().getInts("split");
+  ctx.check(!sizes.empty(), "split must list at least one part");
+  int64_t total = 0;
+  std::vector<TensorType> out;
+  for (int64_t size : sizes) {
+    ctx.check(size >= 0 && !__builtin_add_overflow(total, size, &total), "split " + listStr(sizes) + " is invalid");
+    Shape part = x.shape;
+    part[axis] = size;
+    out.push_back({x.dtype, part});
+  }
+  ctx.check(total == x.shape[axis], "split " + listStr(sizes) + " does not add up to dim " + std::to_string(axis) +
+                                        " of " + x.str());
+  return out;
+}
+
+std::vector<TensorType> inferExpand(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  const std::vector<int64_t>& shape = ctx.attrs().getInts("shape");
+  ctx.check(std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d >= 0; }),
+            "shape " + listStr(shape) + " has a negative dim");
+  return {TensorType{x.dtype, broadcastShapes(ctx, x.shape, Shape(shape))}};
+}
+
+std::vector<TensorType> inferTile(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  const std::vector<int64_t>& repeats = ctx.attrs().getInts("repeats");
+  ctx.check(repeats.size() == x.shape.rank(),
+            "repeats " + listStr(repeats) + " must give one count per dim of " + x.str());
+  Shape out = x.shape;
+  for (size_t d = 0; d < repeats.size(); ++d) {
+    ctx.check(repeats[d] >= 0, "repeats " + listStr(repeats) + " has a negative count");
+    if (out[d] == kBatch) {
+      ctx.check(repeats[d] == 1, "tiling would repeat the symbolic batch of " + x.str());
+      continue;
+    }
+    ctx.check(!__builtin_mul_overflow(out[d], repeats[d], &out[d]), "tiling " + x.str() + " overflows");
+  }
+  return {TensorType{x.dtype, out}};
+}
+
+// DepthToSpace and SpaceToDepth: 4-D [N, C, H, W] and a block size >= 1.
+int64_t blockSizeOf(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  ctx.check(x.shape.rank() == 4, "input " + x.str() + " must be 4-D (N, C, H, W)");
+  const int64_t block = ctx.attrs().getInt("blocksize");
+  ctx.check(block >= 1, "blocksize must be >= 1");
+  return block;
+}
+
+std::vector<TensorType> inferDepthToSpace(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  const int64_t block = blockSizeOf(ctx);
+  const std::string& mode = ctx.attrs().getString("mode");
+  ctx.check(mode == "DCR" || mode == "CRD", "mode '" + mode + "' is not DCR or CRD");
+  ctx.check(x.shape[1] % (block * block) == 0,
+            "the " + std::to_string(x.shape[1]) + " channels of " + x.str() + " are not a multiple of blocksize^2");
+  return {TensorType{x.dtype, Shape{x.shape[0], x.shape[1] / (block * block), x.shape[2] * block, x.shape[3] * block}}};
+}
+
+std::vector<TensorType> inferSpaceToDepth(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  const int64_t block = blockSizeOf(ctx);
+  ctx.check(x.shape[2] % block == 0 && x.shape[3] % block == 0,
+            "the spatial dims of " + x.str() + " are not multiples of blocksize " + std::to_string(block));
+  return {TensorType{x.dtype, Shape{x.shape[0], x.shape[1] * block * block, x.shape[2] / block, x.shape[3] / block}}};
+}
+
+void plannedCopyKernel(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  for (size_t o = 0; o < ctx.node().outputs.size(); ++o) {
+    Tensor& y = ctx.output(o);
+    const CopyPlan plan = copyPlan(ctx.node().opName(), ctx.attrs(), x.shape(), y.shape(), o);
+    visitDType(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* in = x.data<T>() + plan.inBase;
+      T* out = y.data<T>();
+      forEachBroadcast(Shape(plan.dims), {plan.outStrides, plan.inStrides},
+                       [&](int64_t, const std::vector<int64_t>& off) { out[off[0]] = in[off[1]]; });
+    });
+  }
+}
+
 OpDef shapeOp(std::string name, std::vector<AttrSpec> attrs, InferFn infer, KernelFn kernel) {
   OpDef d;
   d.name = std::move(name);
@@ -554,6 +645,47 @@ OpDef shapeOp(std::string name, std::vector<AttrSpec> attrs, InferFn infer, Kern
 }
 
 }  // namespace
+
+CopyPlan copyPlan(std::string_view op, const Attributes& attrs, const Shape& in, const Shape& out, size_t output) {
+  const std::vector<int64_t> inStrides = stridesOf(in);
+  if (op == "Split") {
+    const size_t axis = normalizeAxis(attrs.getInt("axis"), in.rank());
+    const std::vector<int64_t>& sizes = attrs.getInts("split");
+    int64_t offset = 0;
+    for (size_t i = 0; i < output; ++i) offset += sizes[i];
+    return {out.dims, stridesOf(out), inStrides, offset * inStrides[axis]};
+  }
+  if (op == "Expand") return {out.dims, stridesOf(out), broadcastStrides(in, out), 0};
+  if (op == "Tile") {
+    // The output viewed as [r0, i0, r1, i1, ...]: repeat r_d of the input's dim d, index i_d in it.
+    const std::vector<int64_t> outStrides = stridesOf(out);
+    CopyPlan p;
+    for (size_t d = 0; d < in.rank(); ++d) {
+      p.dims.insert(p.dims.end(), {attrs.getInts("repeats")[d], in[d]});
+      p.outStrides.insert(p.outStrides.end(), {in[d] * outStrides[d], outStrides[d]});
+      p.inStrides.insert(p.inStrides.end(), {0, inStrides[d]});
+    }
+    return p;
+  }
+  const int64_t block = attrs.getInt("blocksize");
+  const int64_t n = in[0], channels = in[1], height = in[2], width = in[3], plane = height * width;
+  if (op == "DepthToSpace") {
+    // The output [N][C'][H][b][W][b] in its own order reads input channel
+    // (i*b + j)*C' + c (DCR: depth, column, row) or c*b*b + i*b + j (CRD).
+    const int64_t depth = channels / (block * block);
+    const bool crd = attrs.getString("mode") == "CRD";
+    const std::vector<int64_t> dims = {n, depth, height, block, width, block};
+    return {dims,
+            stridesOf(Shape(dims)),
+            {channels * plane, crd ? block * block * plane : plane, width, crd ? block * plane : block * depth * plane,
+             1, crd ? plane : depth * plane},
+            0};
+  }
+  // SpaceToDepth: the output [N][b][b][C][H/b][W/b] in its own order (channel
+  // (i*b + j)*C + c) reads input [n][c][h*b + i][w*b + j].
+  const std::vector<int64_t> dims = {n, block, block, channels, height / block, width / block};
+  return {dims, stridesOf(Shape(dims)), {channels * plane, width, 1, plane, block * width, block}, 0};
+}
 
 void registerShapeOps(OpRegistry& r) {
   r.add(shapeOp("Reshape", {requiredAttr("shape", AttrKind::Ints), intAttr("allowzero", 0)}, inferReshape, viewKernel));
@@ -596,6 +728,16 @@ void registerShapeOps(OpRegistry& r) {
                                   inferConstantOfShape, constantOfShapeKernel);
   constantOfShape.minInputs = constantOfShape.maxInputs = 0;
   r.add(std::move(constantOfShape));
+  OpDef split = shapeOp("Split", {requiredAttr("axis", AttrKind::Int), requiredAttr("split", AttrKind::Ints)},
+                        inferSplit, plannedCopyKernel);
+  split.numOutputs = kVariadic;
+  r.add(std::move(split));
+  r.add(shapeOp("Expand", {requiredAttr("shape", AttrKind::Ints)}, inferExpand, plannedCopyKernel));
+  r.add(shapeOp("Tile", {requiredAttr("repeats", AttrKind::Ints)}, inferTile, plannedCopyKernel));
+  r.add(shapeOp("DepthToSpace",
+                {requiredAttr("blocksize", AttrKind::Int), {"mode", AttrKind::String, AttrValue{std::string("DCR")}}},
+                inferDepthToSpace, plannedCopyKernel));
+  r.add(shapeOp("SpaceToDepth", {requiredAttr("blocksize", AttrKind::Int)}, inferSpaceToDepth, plannedCopyKernel));
 }
 
 }  // namespace kiln

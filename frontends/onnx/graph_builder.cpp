@@ -51,7 +51,7 @@ std::string GraphBuilder::freshName(const std::string& base) {
 std::vector<Value*> GraphBuilder::emit(std::string_view op, const std::string& nodeName, const std::vector<Value*>& inputs,
                                        const Attributes& attrs, std::vector<std::string> outputNames) {
   const OpDef& def = OpRegistry::instance().get(op);
-  outputNames.resize(static_cast<size_t>(def.numOutputs));
+  if (def.numOutputs != kVariadic) outputNames.resize(static_cast<size_t>(def.numOutputs));
   for (std::string& name : outputNames)
     if (name.empty()) name = freshName(nodeName);
   bool tainted = std::any_of(inputs.begin(), inputs.end(), [&](const Value* v) { return v && isBatchTainted(v); });

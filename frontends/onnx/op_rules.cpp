@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 
+#include "compiler/ops/reduce.h"
 #include "frontends/onnx/graph_builder.h"
 #include "frontends/onnx/importer_internal.h"
 
@@ -50,6 +51,7 @@ class NodeConverter {
   NodeConverter(const FlatNode& n, GraphBuilder& b) : n_(n), b_(b), site_{"", n.label, n.proto.op_type()} {}
 
   int64_t opset() const { return n_.opset; }
+  int numOutputs() const { return n_.proto.output_size(); }
   [[noreturn]] void fail(const std::string& message) const { throw Error(message, site_); }
 
   // Input i, or nullptr when omitted.
@@ -159,8 +161,9 @@ class NodeConverter {
   Value* emit(std::string_view op, std::vector<Value*> ins, const Attributes& attrs = {}) {
     while (!ins.empty() && !ins.back()) ins.pop_back();
     std::vector<std::string> names(n_.proto.output().begin(), n_.proto.output().end());
-    size_t irOutputs = static_cast<size_t>(OpRegistry::instance().get(op).numOutputs);
-    names.resize(irOutputs);
+    // A variadic op has as many outputs as the ONNX node (the converter's attributes say so).
+    if (int irOutputs = OpRegistry::instance().get(op).numOutputs; irOutputs != kVariadic)
+      names.resize(static_cast<size_t>(irOutputs));
     std::vector<Value*> outs = b_.emit(op, n_.label, ins, attrs, names);
     for (size_t i = 0; i < outs.size() && i < static_cast<size_t>(n_.proto.output_size()); ++i)
       if (!n_.proto.output(static_cast<int>(i)).empty()) b_.bind(n_.proto.output(static_cast<int>(i)), outs[i]);
@@ -385,6 +388,72 @@ void convertUnsqueeze(NodeConverter& c) {
   c.emit("Unsqueeze", {c.required(0)}, a);
 }
 
+// Reduction axes: an attribute, or input 1 in the forms that take them as an
+// operand (ReduceSum from opset 13, the others from 18); there,
+// noop_with_empty_axes=1 makes an empty or omitted axes list the identity
+// instead of a reduction over every axis.
+void convertReduce(NodeConverter& c, const std::string& op) {
+  std::vector<int64_t> axes = c.input(1) ? c.constantInts(1, "axes") : c.intsAttr("axes").value_or(std::vector<int64_t>{});
+  if (axes.empty() && c.intAttr("noop_with_empty_axes", 0) != 0) {
+    c.emit("Identity", {c.required(0)});
+    return;
+  }
+  Attributes a;
+  a.set("axes", axes);
+  a.set("keepdims", c.intAttr("keepdims", 1));
+  c.emit(op, {c.required(0)}, a);
+}
+
+// Split sizes: the `split` attribute before opset 13, input 1 from 13 on;
+// omitted, the dim is cut into as many equal parts as the node has outputs.
+void convertSplit(NodeConverter& c) {
+  Value* x = c.required(0);
+  const Shape& shape = x->type.shape;
+  const int64_t axis = c.intAttr("axis", 0), rank = static_cast<int64_t>(shape.rank());
+  if (axis < -rank || axis >= rank) c.fail("axis " + std::to_string(axis) + " is out of range for " + x->type.str());
+  std::optional<std::vector<int64_t>> sizes = c.opset() < 13 ? c.intsAttr("split") : std::nullopt;
+  if (c.opset() >= 13 && c.input(1)) sizes = c.constantInts(1, "split");
+  if (!sizes) {
+    const int64_t dim = shape[normalizeAxis(axis, shape.rank())], parts = c.numOutputs();
+    if (dim == kBatch) c.fail("cannot split the symbolic batch of " + x->type.str());
+    if (parts < 1 || dim % parts != 0)
+      c.fail("dim " + std::to_string(axis) + " of " + x->type.str() + " does not split into " + std::to_string(parts) +
+             " equal parts");
+    sizes.emplace(static_cast<size_t>(parts), dim / parts);
+  }
+  if (static_cast<int>(sizes->size()) != c.numOutputs())
+    c.fail("split lists " + std::to_string(sizes->size()) + " parts for " + std::to_string(c.numOutputs()) + " outputs");
+  Attributes a;
+  a.set("axis", axis);
+  a.set("split", *sizes);
+  c.emit("Split", {x}, a);
+}
+
+// Expand's shape operand becomes an attribute; a symbolic batch in it (from
+// x.expand(x.size(0), ...)) is written as 1, which broadcasts to the batch.
+void convertExpand(NodeConverter& c) {
+  Value* x = c.required(0);
+  const Tensor* shapeTensor = c.constant(1, "shape", /*allowBatchSentinel=*/true);
+  if (!shapeTensor) c.fail("operand 'shape' (input 1) is required");
+  std::vector<int64_t> shape = c.ints(*shapeTensor, "shape");
+  if (c.isBatchTainted(1))
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (shape[i] == kBatchSentinel) {
+        if (i != 0 || shape.size() != x->type.shape.rank() || !x->type.shape.hasSymbolicBatch())
+          throw Unsupported{kBatchArithmeticMessage};
+        shape[i] = 1;
+      }
+  Attributes a;
+  a.set("shape", shape);
+  c.emit("Expand", {x}, a);
+}
+
+void convertTile(NodeConverter& c) {
+  Attributes a;
+  a.set("repeats", c.constantInts(1, "repeats"));
+  c.emit("Tile", {c.required(0)}, a);
+}
+
 void convertPad(NodeConverter& c) {
   Attributes a;
   a.set("pads", c.constantInts(1, "pads"));
@@ -540,8 +609,17 @@ const std::map<std::string, OpRule>& rules() {
     r["Flatten"] = direct("Flatten", {"axis"});
     r["Concat"] = direct("Concat", {"axis"});
     r["Gather"] = direct("Gather", {"axis"});
-    r["ReduceMean"] = direct("ReduceMean", {"axes", "keepdims"});
+    for (const Reduction& red : reductions())
+      r[red.op] = {[op = std::string(red.op)](NodeConverter& c) { convertReduce(c, op); }, nullptr};
+    r["Split"] = {convertSplit, nullptr};
+    r["Expand"] = {convertExpand, nullptr};
+    r["Tile"] = {convertTile, nullptr};
+    r["DepthToSpace"] = direct("DepthToSpace", {"blocksize", "mode"});
+    r["SpaceToDepth"] = direct("SpaceToDepth", {"blocksize"});
+    for (const char* op : {"ArgMax", "ArgMin"}) r[op] = direct(op, {"axis", "keepdims", "select_last_index"});
     r["BatchNormalization"] = direct("BatchNormalization", {"epsilon"}, checkBatchNorm);
+    r["InstanceNormalization"] = direct("InstanceNormalization", {"epsilon"});
+    r["LRN"] = direct("LRN", {"size", "alpha", "beta", "bias"});
     r["Conv"] = {convertConv, nullptr};
     r[std::string(kKerasDomain) + ":SeparableConv2D"] = {convertSeparableConv2D, nullptr};
     r["MaxPool"] = {[](NodeConverter& c) { convertPool(c, true); }, extraOutputsUnused(1, "the Indices output")};

@@ -11,6 +11,7 @@
 
 #include "compiled_model.h"
 #include "compiler/interp/interpreter.h"
+#include "compiler/ops/reduce.h"
 
 using namespace kiln;
 using namespace kiln::testing;
@@ -381,6 +382,114 @@ TEST_CASE("ReduceMean over axis sets with and without kept dims", "[codegen][red
     for (int64_t keepdims : {0, 1})
       checkAgainstInterpreter(
           unaryGraph("ReduceMean", Shape{3, 4, 5}, attrs({{"axes", axes}, {"keepdims", keepdims}})));
+}
+
+TEST_CASE("every reduction over axis sets, contiguous runs and strided ones", "[codegen][reduce]") {
+  // Long rows (unrolled vectors and a partial last one), short ones (scalar
+  // steps) and reductions across a non-innermost axis. LogSum reads positive
+  // inputs; everything else [-3, 3).
+  const std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {
+      {Shape{3, 4, 5}, {1}}, {Shape{3, 4, 5}, {-1, 1}}, {Shape{3, 4, 5}, {1, 2, 3}}, {Shape{3, 130}, {-1}},
+      {Shape{2, 5, 40}, {1}}, {Shape{6, 7, 7}, {2, 3}}, {Shape{3, 20, 11}, {1, 2}}};
+  for (const Reduction& red : reductions())
+    for (const auto& [shape, axes] : cases)
+      for (int64_t keepdims : {0, 1}) {
+        Graph g = unaryGraph(red.op, shape, attrs({{"axes", axes}, {"keepdims", keepdims}}));
+        auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+        Shape batched{2};
+        batched.dims.insert(batched.dims.end(), shape.dims.begin(), shape.dims.end());
+        // ReduceProd over up to 420 elements stays finite in [0.5, 1.5).
+        const bool positive = red.finish == ReduceFinish::Log || red.combine == ReduceCombine::Mul;
+        std::vector<Tensor> in{randomTensor(batched, 21, positive ? 0.5 : -3, positive ? 1.5 : 3)};
+        const double error = maxRelativeError(model->run(in), interpret(g, in));
+        INFO(red.op << " " << shape.str() << " keepdims " << keepdims << ": worst relative error " << error);
+        CHECK(error <= 1e-5);
+      }
+  // i64 Max and Min; the narrower vector widths.
+  for (const char* op : {"ReduceMax", "ReduceMin"})
+    checkAgainstInterpreter(unaryGraph(op, Shape{3, 20}, attrs({{"axes", std::vector<int64_t>{-1}}}), DType::I64));
+  for (const char* cpu : {"x86-64-v3", "x86-64"})
+    for (const char* op : {"ReduceSum", "ReduceMax", "ReduceL2"})
+      checkAgainstInterpreter(unaryGraph(op, Shape{3, 20, 11}, attrs({{"axes", std::vector<int64_t>{1, 2}}})), cpu);
+}
+
+TEST_CASE("Max and Min reductions let a NaN win in vectors and tails", "[codegen][reduce]") {
+  for (const char* op : {"ReduceMax", "ReduceMin"}) {
+    Graph g = unaryGraph(op, Shape{37}, attrs({{"axes", std::vector<int64_t>{1}}}));
+    auto model = CompiledModel::compile(g, "native", false);
+    for (int64_t at : {0, 15, 36}) {  // in the first vector, the last full one, the tail
+      Tensor x = randomTensor(Shape{1, 37}, 5);
+      x.data<float>()[at] = NAN;
+      INFO(op << " NaN at " << at);
+      CHECK(std::isnan(model->run({x}).at(0).data<float>()[0]));
+    }
+  }
+}
+
+TEST_CASE("ReduceLogSumExp shifts by the maximum in vectors and tails", "[codegen][reduce]") {
+  Graph g = unaryGraph("ReduceLogSumExp", Shape{37}, attrs({{"axes", std::vector<int64_t>{1}}}));
+  auto model = CompiledModel::compile(g, "native", false);
+  Tensor x = randomTensor(Shape{3, 37}, 9, 995, 1005);
+  for (int i = 37; i < 74; ++i) x.data<float>()[i] = -kInf;
+  x.data<float>()[74 + 36] = kInf;
+  const Tensor y = model->run({x}).at(0);
+  CHECK(std::isfinite(y.data<float>()[0]));
+  CHECK(y.data<float>()[1] == -kInf);
+  CHECK(y.data<float>()[2] == kInf);
+  CHECK(maxRelativeError({y}, interpret(g, {x})) <= 1e-6);
+}
+
+TEST_CASE("ArgMax and ArgMin along every axis, with ties and NaN", "[codegen][reduce]") {
+  for (const char* op : {"ArgMax", "ArgMin"})
+    for (int64_t axis : {1, 2, -1})
+      for (int64_t last : {0, 1})
+        for (DType dtype : {DType::F32, DType::I64}) {
+          // i64 inputs in [-3, 3) are full of ties.
+          Graph g = unaryGraph(op, Shape{4, 5, 6},
+                               attrs({{"axis", axis}, {"keepdims", last}, {"select_last_index", last}}), dtype);
+          checkAgainstInterpreter(g);
+        }
+  Graph g = unaryGraph("ArgMax", Shape{4}, attrs({{"axis", int64_t{1}}, {"select_last_index", int64_t{1}}}));
+  auto model = CompiledModel::compile(g, "native", false);
+  const Tensor x = Tensor::fromVector<float>(Shape{3, 4}, {1, NAN, 5, NAN, 2, 2, 1, 0, -kInf, -kInf, -kInf, -kInf});
+  const Tensor y = model->run({x}).at(0);
+  CHECK(std::vector<int64_t>(y.data<int64_t>(), y.data<int64_t>() + 3) == std::vector<int64_t>{3, 1, 3});
+}
+
+TEST_CASE("Split, Expand, Tile, DepthToSpace and SpaceToDepth copy by their plans", "[codegen][shape]") {
+  Graph split;
+  split.name = "Split";
+  Value* x = split.addInput("x", typeOf(Shape{kBatch, 3, 10}));
+  for (Value* part :
+       split.addNode("Split", "n", {x}, attrs({{"axis", int64_t{2}}, {"split", std::vector<int64_t>{3, 0, 7}}}))->outputs)
+    split.addOutput(part);
+  checkAgainstInterpreter(split);
+  checkAgainstInterpreter(unaryGraph("Expand", Shape{3, 1, 5}, attrs({{"shape", std::vector<int64_t>{1, 3, 4, 1}}})));
+  checkAgainstInterpreter(unaryGraph("Tile", Shape{2, 3, 5}, attrs({{"repeats", std::vector<int64_t>{1, 2, 1, 3}}})));
+  for (const char* mode : {"DCR", "CRD"})
+    checkAgainstInterpreter(
+        unaryGraph("DepthToSpace", Shape{12, 3, 5}, attrs({{"blocksize", int64_t{2}}, {"mode", std::string(mode)}})));
+  checkAgainstInterpreter(unaryGraph("SpaceToDepth", Shape{3, 6, 9}, attrs({{"blocksize", int64_t{3}}})));
+}
+
+TEST_CASE("InstanceNormalization and LRN over planes with partial vectors", "[codegen][normalization]") {
+  for (const Shape& perSample : {Shape{3, 7, 7}, Shape{2, 16}, Shape{4, 5, 40}, Shape{5, 1, 3}})
+    for (const char* cpu : {"native", "x86-64-v3", "x86-64"}) {
+      Graph norm;
+      norm.name = "InstanceNormalization";
+      Shape shape{kBatch};
+      shape.dims.insert(shape.dims.end(), perSample.dims.begin(), perSample.dims.end());
+      Value* x = norm.addInput("x", typeOf(shape));
+      Value* scale = norm.addInput("scale", typeOf(Shape{perSample[0]}));
+      Value* bias = norm.addInput("bias", typeOf(Shape{perSample[0]}));
+      norm.addOutput(norm.addNode("InstanceNormalization", "n", {x, scale, bias}, attrs({{"epsilon", 1e-3f}}))->output());
+      checkAgainstInterpreter(norm, cpu);
+      for (int64_t size : {1, 2, 5})
+        checkAgainstInterpreter(
+            unaryGraph("LRN", perSample,
+                       attrs({{"size", size}, {"alpha", 0.5f}, {"beta", 0.75f}, {"bias", 2.f}})),
+            cpu);
+    }
 }
 
 TEST_CASE("Softmax, LogSoftmax and ReduceMean over rows longer than a vector", "[codegen][softmax][reduce]") {

@@ -241,6 +241,7 @@ const std::map<std::string, std::set<int>>& staticOperandSlots() {
       {"Reshape", {1}},        {"Slice", {1, 2, 3, 4}}, {"Squeeze", {1}}, {"Unsqueeze", {1}},
       {"Pad", {1, 2, 3}},      {"ConstantOfShape", {0}},
       {"ReduceMean", {1}},     {"Gather", {1}},
+      {"ReduceSum", {1}},      {"Split", {1}},          {"Expand", {1}},  {"Tile", {1}},
   };
   return slots;
 }

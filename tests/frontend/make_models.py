@@ -115,6 +115,19 @@ save("op_Pad_value", [helper.make_node("Pad", ["X", "pads", "v"], ["Y"], name="n
      [vinfo("Y", None)], [init("pads", np.array([0, 1, 0, 2], np.int64)), init("v", np.float32(3))])
 single("op_Dropout", "Dropout", n_outputs=1)
 single("op_ReduceMean", "ReduceMean", {"axes": [2, 3], "keepdims": 0}, shape=["N", 3, 4, 4])
+single("op_ReduceSum_axes_input", "ReduceSum", {"keepdims": 0}, [init("axes", np.array([-1], np.int64))],
+       shape=["N", 3, 4])
+single("op_ReduceSum_noop", "ReduceSum", {"noop_with_empty_axes": 1}, shape=["N", 3, 4])
+single("op_ReduceSum_opset11", "ReduceSum", {"axes": [1]}, shape=["N", 3, 4], opset=11)
+single("op_Split_equal", "Split", {"axis": 1}, shape=["N", 6], n_outputs=3)
+single("op_Split_opset11", "Split", {"axis": -1, "split": [1, 3]}, shape=["N", 4], opset=11, n_outputs=2)
+single("op_Tile", "Tile", inits=[init("repeats", np.array([1, 2], np.int64))])
+# Expand by the shape of the (batched) input: the batch in the shape operand.
+save("op_Expand_batch", [
+    helper.make_node("ReduceMean", ["X"], ["r"], name="mean", axes=[1]),
+    helper.make_node("Shape", ["X"], ["s"], name="shape"),
+    helper.make_node("Expand", ["r", "s"], ["Y"], name="n0")],
+    [vinfo("X", ["N", 3, 4])], [vinfo("Y", None)])
 single("op_Cast", "Cast", {"to": TensorProto.INT64}, out_elem=TensorProto.INT64)
 single("op_Gather", "Gather", {"axis": 1}, [init("idx", np.array([0, 2], np.int64))], shape=["N", 5])
 single("op_Slice", "Slice", inits=[init(n, np.array([v], np.int64)) for n, v in

@@ -130,6 +130,28 @@ TEST_CASE("shape operands become attributes", "[frontend]") {
   CHECK(mean.attrs.getInt("keepdims") == 0);
 }
 
+TEST_CASE("reduction, Split, Tile and Expand operands become attributes", "[frontend]") {
+  Graph g;
+  const Node& sum = importSingle("op_ReduceSum_axes_input", g);
+  CHECK(sum.opName() == "ReduceSum");
+  CHECK(sum.attrs.getInts("axes") == Ints{-1});
+  CHECK(sum.output()->type.shape == Shape{kBatch, 3});
+  CHECK(importSingle("op_ReduceSum_opset11", g).attrs.getInts("axes") == Ints{1});
+  // noop_with_empty_axes and no axes: the identity, not a reduction over everything.
+  CHECK(importSingle("op_ReduceSum_noop", g).opName() == "Identity");
+  const Node& equal = importSingle("op_Split_equal", g);
+  CHECK(equal.attrs.getInts("split") == Ints{2, 2, 2});
+  CHECK(equal.outputs.size() == 3);
+  const Node& sized = importSingle("op_Split_opset11", g);
+  CHECK(sized.attrs.getInts("split") == Ints{1, 3});
+  CHECK(sized.output(1)->type.shape == Shape{kBatch, 3});
+  CHECK(importSingle("op_Tile", g).attrs.getInts("repeats") == Ints{1, 2});
+  g = importTestModel("op_Expand_batch");
+  CHECK(opSequence(g) == std::vector<std::string>{"ReduceMean", "Expand"});
+  CHECK(g.nodes().back()->attrs.getInts("shape") == Ints{1, 3, 4});
+  CHECK(g.outputs().front()->type.shape == Shape{kBatch, 3, 4});
+}
+
 TEST_CASE("Constant and ConstantOfShape", "[frontend]") {
   Graph g = importTestModel("op_Constant_ConstantOfShape");
   CHECK(opSequence(g) == std::vector<std::string>{"ConstantOfShape", "Add", "Add"});

@@ -545,3 +545,41 @@ TEST_CASE("BatchNormalization normalizes per channel for ranks 2 to 4", "[ops][n
   CHECK_THROWS_WITH(OneOp("BatchNormalization", f32({1, 4, 2}), channelParams()),
                     Catch::Contains("node 'op' (BatchNormalization)") && Catch::Contains("scale 3 must have shape 4"));
 }
+
+TEST_CASE("InstanceNormalization normalizes each sample's channel planes", "[ops][norm]") {
+  Attributes noEpsilon;
+  noEpsilon.set("epsilon", 0.f);
+  OneOp op("InstanceNormalization", f32({kBatch, 2, 1, 4}),
+           {Tensor::fromVector<float>({2}, {2.f, -1.f}), Tensor::fromVector<float>({2}, {1.f, 0.5f})}, noEpsilon);
+  CHECK(op.outShape() == Shape{kBatch, 2, 1, 4});
+  // Plane {1, 2, 3, 4}: mean 2.5, biased variance 1.25; the second plane is
+  // the first shifted by 10, which the mean removes.
+  const Tensor x = Tensor::fromVector<float>({1, 2, 1, 4}, {1, 2, 3, 4, 11, 12, 13, 14});
+  const std::vector<float> z{-1.3416408f, -0.4472136f, 0.4472136f, 1.3416408f};
+  std::vector<float> want;
+  for (float v : z) want.push_back(2 * v + 1);
+  for (float v : z) want.push_back(-v + 0.5f);
+  requireClose(op.run(x), want, 1e-5f);
+  CHECK_THROWS_WITH(OneOp("InstanceNormalization", f32({1, 2}), {Tensor::fromVector<float>({2}, {1, 1}),
+                                                                 Tensor::fromVector<float>({2}, {0, 0})}),
+                    Catch::Contains("node 'op' (InstanceNormalization)") && Catch::Contains("rank >= 3"));
+}
+
+TEST_CASE("LRN divides by the windowed sum of squares across channels", "[ops][norm]") {
+  // alpha/size = 1, beta = 1, bias = 1: y = x / (1 + sum of squares in the window).
+  Attributes a;
+  a.set("size", int64_t{3});
+  a.set("alpha", 3.f);
+  a.set("beta", 1.f);
+  a.set("bias", 1.f);
+  OneOp odd("LRN", f32({kBatch, 3, 1, 1}), {}, a);
+  const Tensor x = Tensor::fromVector<float>({1, 3, 1, 1}, {1, 2, 3});
+  requireClose(odd.run(x), {1.f / 6, 2.f / 15, 3.f / 14}, 1e-6f);
+  // An even size reaches one channel further after c than before it: [c, c+1].
+  a.set("size", int64_t{2});
+  a.set("alpha", 2.f);
+  OneOp even("LRN", f32({kBatch, 3, 1, 1}), {}, a);
+  requireClose(even.run(x), {1.f / 6, 2.f / 14, 3.f / 10}, 1e-6f);
+  a.set("size", int64_t{0});
+  CHECK_THROWS_WITH(OneOp("LRN", f32({1, 3, 1, 1}), {}, a), Catch::Contains("size must be >= 1"));
+}

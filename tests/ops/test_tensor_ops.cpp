@@ -325,6 +325,139 @@ TEST_CASE("ReduceMean keeps the symbolic batch and refuses to reduce it", "[redu
   requireError([] { oneNode("ReduceMean", {typeOf(DType::F32, {kBatch, 2})}); }, "ReduceMean", "symbolic batch");
 }
 
+TEST_CASE("every reduction over a row, kept or dropped", "[reduce]") {
+  const Tensor x = f32({2, 3}, {-1, 2, -3, 4, -5, 6});
+  const Attributes row = attrs({{"axes", Ints{-1}}, {"keepdims", int64_t{0}}});
+  requireFloats(apply("ReduceSum", {x}, row), {2}, {-2, 5});
+  requireFloats(apply("ReduceSumSquare", {x}, row), {2}, {14, 77});
+  requireFloats(apply("ReduceL1", {x}, row), {2}, {6, 15});
+  requireFloats(apply("ReduceL2", {x}, row), {2}, {3.7416574f, 8.7749644f});
+  requireFloats(apply("ReduceLogSumExp", {x}, row), {2}, {2.0549852f, 6.1269427f});
+  requireFloats(apply("ReduceProd", {x}, row), {2}, {6, -120});
+  requireFloats(apply("ReduceMax", {x}, row), {2}, {2, 6});
+  requireFloats(apply("ReduceMin", {x}, row), {2}, {-3, -5});
+  requireFloats(apply("ReduceLogSum", {f32({2, 3}, {1, 2, 3, 4, 5, 6})}, row), {2}, {1.7917595f, 2.7080502f});
+  // LogSumExp shifts by the maximum: no overflow at 1000, and infinite rows stay infinite.
+  const float inf = std::numeric_limits<float>::infinity();
+  requireFloats(apply("ReduceLogSumExp", {f32({3, 2}, {1000, 1000, -inf, -inf, inf, 1})}, row), {3},
+                {1000.6931472f, -inf, inf});
+  // Kept dims and every axis (the empty default).
+  requireFloats(apply("ReduceMax", {x}, attrs({{"axes", Ints{0}}})), {1, 3}, {4, 2, 6});
+  requireFloats(apply("ReduceProd", {x}), {1, 1}, {-720});
+  // A NaN wins Max and Min wherever it is.
+  const Tensor withNaN = f32({1, 3}, {1, NAN, 3});
+  requireFloats(apply("ReduceMax", {withNaN}), {1, 1}, {NAN});
+  requireFloats(apply("ReduceMin", {withNaN}), {1, 1}, {NAN});
+  // Max and Min also reduce i64, exactly at the extremes.
+  const Tensor ints = i64({2, 2}, {kMin, 5, kMax, -7});
+  requireExact<int64_t>(apply("ReduceMax", {ints}, row), {2}, {5, kMax});
+  requireExact<int64_t>(apply("ReduceMin", {ints}, row), {2}, {kMin, -7});
+  requireError([] { oneNode("ReduceSum", {typeOf(DType::I64, {2})}); }, "ReduceSum", "expected f32");
+  requireError([] { oneNode("ReduceL2", {typeOf(DType::F32, {2, 3})}, attrs({{"axes", Ints{-3}}})); }, "ReduceL2",
+               "out of range");
+}
+
+TEST_CASE("reductions keep the symbolic batch and refuse to reduce it", "[reduce][batch]") {
+  for (const char* op : {"ReduceSum", "ReduceMax", "ReduceLogSumExp"}) {
+    const Graph g =
+        oneNode(op, {typeOf(DType::F32, {kBatch, 2, 3})}, attrs({{"axes", Ints{-1, 1}}, {"keepdims", int64_t{0}}}));
+    CHECK(outputType(g).shape == Shape{kBatch});
+    CHECK(runGraph(g, {iota({4, 2, 3})}).shape() == Shape{4});
+    requireError([&] { oneNode(op, {typeOf(DType::F32, {kBatch, 2})}, attrs({{"axes", Ints{-2}}})); }, op,
+                 "symbolic batch");
+    requireError([&] { oneNode(op, {typeOf(DType::F32, {kBatch, 2})}); }, op, "symbolic batch");
+  }
+}
+
+TEST_CASE("ArgMax and ArgMin: first or last extreme, NaN first", "[reduce]") {
+  const Tensor x = f32({3, 3}, {1, 3, 3, 2, NAN, 0, NAN, 1, NAN});
+  const Attributes first = attrs({{"axis", int64_t{-1}}, {"keepdims", int64_t{0}}});
+  const Attributes last = attrs({{"axis", int64_t{1}}, {"keepdims", int64_t{0}}, {"select_last_index", int64_t{1}}});
+  requireExact<int64_t>(apply("ArgMax", {x}, first), {3}, {1, 1, 0});
+  requireExact<int64_t>(apply("ArgMax", {x}, last), {3}, {2, 1, 2});
+  requireExact<int64_t>(apply("ArgMin", {x}, first), {3}, {0, 1, 0});
+  requireExact<int64_t>(apply("ArgMin", {x}, last), {3}, {0, 1, 2});
+  // The default axis 0, kept, on i64.
+  requireExact<int64_t>(apply("ArgMax", {i64({2, 3}, {1, 9, kMin, 1, 8, kMax})}), {1, 3}, {0, 0, 1});
+  requireExact<int64_t>(apply("ArgMin", {i64({2, 3}, {1, 9, kMin, 1, 8, kMax})}, attrs({{"select_last_index", int64_t{1}}})),
+                        {1, 3}, {1, 1, 0});
+  const Graph g = oneNode("ArgMax", {typeOf(DType::F32, {kBatch, 4})}, attrs({{"axis", int64_t{1}}}));
+  CHECK(outputType(g).shape == Shape{kBatch, 1});
+  CHECK(outputType(g).dtype == DType::I64);
+  requireError([] { oneNode("ArgMin", {typeOf(DType::F32, {kBatch, 4})}); }, "ArgMin", "symbolic batch");
+  requireError([] { oneNode("ArgMax", {typeOf(DType::F32, {2, 0})}, attrs({{"axis", int64_t{1}}})); }, "ArgMax",
+               "empty");
+}
+
+// ------------------------------------------------- planned copies (copy_plan.h)
+
+TEST_CASE("Split cuts one axis into parts, empty ones included", "[shape]") {
+  Graph g;
+  Value* x = g.addInput("x", typeOf(DType::F32, {kBatch, 6}));
+  Node* n = g.addNode("Split", "n", {x}, attrs({{"axis", int64_t{-1}}, {"split", Ints{1, 0, 2, 3}}}));
+  REQUIRE(n->outputs.size() == 4);
+  for (Value* out : n->outputs) g.addOutput(out);
+  CHECK(n->output(2)->type.shape == Shape{kBatch, 2});
+  const std::vector<Tensor> parts = interpret(g, {iota({2, 6})});
+  requireFloats(parts[0], {2, 1}, {0, 6});
+  requireFloats(parts[1], {2, 0}, {});
+  requireFloats(parts[2], {2, 2}, {1, 2, 7, 8});
+  requireFloats(parts[3], {2, 3}, {3, 4, 5, 9, 10, 11});
+  requireError([] { oneNode("Split", {typeOf(DType::F32, {2, 6})}, attrs({{"axis", int64_t{1}}, {"split", Ints{2, 3}}})); },
+               "Split", "does not add up");
+  requireError([] { oneNode("Split", {typeOf(DType::F32, {kBatch, 6})}, attrs({{"axis", int64_t{0}}, {"split", Ints{1}}})); },
+               "Split", "symbolic batch");
+}
+
+TEST_CASE("Expand broadcasts numpy-style and passes the batch through", "[shape]") {
+  requireFloats(apply("Expand", {f32({3, 1}, {1, 2, 3})}, attrs({{"shape", Ints{2, 1, 2}}})), {2, 3, 2},
+                {1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3});
+  // A shape smaller than the input keeps the input's dims.
+  requireFloats(apply("Expand", {f32({2, 1}, {1, 2})}, attrs({{"shape", Ints{1}}})), {2, 1}, {1, 2});
+  const Graph g = oneNode("Expand", {typeOf(DType::F32, {kBatch, 1, 2})}, attrs({{"shape", Ints{1, 3, 1}}}));
+  CHECK(outputType(g).shape == Shape{kBatch, 3, 2});
+  requireFloats(runGraph(g, {iota({2, 1, 2})}), {2, 3, 2}, {0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3});
+  requireError([] { oneNode("Expand", {typeOf(DType::F32, {kBatch, 2})}, attrs({{"shape", Ints{3, 1, 1}}})); }, "Expand",
+               "symbolic batch");
+  requireError([] { oneNode("Expand", {typeOf(DType::F32, {2, 3})}, attrs({{"shape", Ints{4, 1}}})); }, "Expand",
+               "cannot broadcast");
+}
+
+TEST_CASE("Tile repeats every dim, never the batch", "[shape]") {
+  requireFloats(apply("Tile", {f32({2, 2}, {1, 2, 3, 4})}, attrs({{"repeats", Ints{2, 1}}})), {4, 2},
+                {1, 2, 3, 4, 1, 2, 3, 4});
+  requireFloats(apply("Tile", {f32({1, 2}, {1, 2})}, attrs({{"repeats", Ints{2, 3}}})), {2, 6},
+                {1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2});
+  CHECK(apply("Tile", {f32({1, 2}, {1, 2})}, attrs({{"repeats", Ints{0, 1}}})).shape() == Shape{0, 2});
+  const Graph g = oneNode("Tile", {typeOf(DType::F32, {kBatch, 2})}, attrs({{"repeats", Ints{1, 2}}}));
+  CHECK(outputType(g).shape == Shape{kBatch, 4});
+  requireError([] { oneNode("Tile", {typeOf(DType::F32, {kBatch, 2})}, attrs({{"repeats", Ints{2, 1}}})); }, "Tile",
+               "symbolic batch");
+  requireError([] { oneNode("Tile", {typeOf(DType::F32, {2, 2})}, attrs({{"repeats", Ints{2}}})); }, "Tile",
+               "one count per dim");
+}
+
+TEST_CASE("DepthToSpace (DCR and CRD) and SpaceToDepth move channel blocks", "[shape]") {
+  const Tensor x = iota({1, 8, 1, 1});
+  // DCR: output channel c at block (i, j) reads input channel (i*2 + j)*2 + c; CRD: c*4 + i*2 + j.
+  requireFloats(apply("DepthToSpace", {x}, attrs({{"blocksize", int64_t{2}}})), {1, 2, 2, 2}, {0, 2, 4, 6, 1, 3, 5, 7});
+  requireFloats(apply("DepthToSpace", {x}, attrs({{"blocksize", int64_t{2}}, {"mode", std::string("CRD")}})),
+                {1, 2, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
+  requireFloats(apply("SpaceToDepth", {iota({1, 1, 2, 4})}, attrs({{"blocksize", int64_t{2}}})), {1, 4, 1, 2},
+                {0, 2, 1, 3, 4, 6, 5, 7});
+  // SpaceToDepth undoes DCR DepthToSpace.
+  const Tensor y = iota({2, 8, 3, 2});
+  const Tensor back = apply("SpaceToDepth", {apply("DepthToSpace", {y}, attrs({{"blocksize", int64_t{2}}}))},
+                            attrs({{"blocksize", int64_t{2}}}));
+  requireFloats(back, y.shape(), std::vector<float>(y.values<float>().begin(), y.values<float>().end()));
+  CHECK(outputType(oneNode("DepthToSpace", {typeOf(DType::F32, {kBatch, 8, 3, 3})}, attrs({{"blocksize", int64_t{2}}})))
+            .shape == Shape{kBatch, 2, 6, 6});
+  requireError([] { oneNode("DepthToSpace", {typeOf(DType::F32, {1, 6, 2, 2})}, attrs({{"blocksize", int64_t{2}}})); },
+               "DepthToSpace", "multiple of blocksize^2");
+  requireError([] { oneNode("SpaceToDepth", {typeOf(DType::F32, {1, 1, 3, 2})}, attrs({{"blocksize", int64_t{2}}})); },
+               "SpaceToDepth", "multiples of blocksize");
+}
+
 // ---------------------------------------------------------- Reshape, Flatten
 
 TEST_CASE("Reshape with 0 and -1", "[shape]") {

@@ -10,9 +10,9 @@ void registerElementwiseEmitters(EmitterRegistry& r);    // elementwise.cpp: bro
 void registerConvEmitters(EmitterRegistry& r);           // conv.cpp: Conv (+epilogue), SeparableConv2D
 void registerPoolEmitters(EmitterRegistry& r);           // pool.cpp
 void registerLinearEmitters(EmitterRegistry& r);         // linear.cpp: Gemm (+epilogue), MatMul
-void registerNormalizationEmitters(EmitterRegistry& r);  // normalization.cpp: BatchNormalization, ScaleShift
+void registerNormalizationEmitters(EmitterRegistry& r);  // normalization.cpp: BN, ScaleShift, InstanceNorm, LRN
 void registerSoftmaxEmitters(EmitterRegistry& r);        // softmax.cpp
-void registerReduceEmitters(EmitterRegistry& r);         // reduce.cpp
+void registerReduceEmitters(EmitterRegistry& r);         // reduce.cpp: the reductions, ArgMax, ArgMin
 void registerLayoutEmitters(EmitterRegistry& r);         // layout.cpp: Reorder
 void registerShapeEmitters(EmitterRegistry& r);          // shape.cpp: Reshape, Transpose, Concat, Pad, Slice, ...
 

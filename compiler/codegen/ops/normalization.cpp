@@ -4,9 +4,21 @@
 // BatchNormalization's scale/shift, scale / sqrt(var + epsilon) and
 // B - mean * that, are computed at compile time when its parameters are
 // constants and once per channel at run time otherwise.
+//
+// InstanceNormalization and LRN work in explicit f32 vectors along each
+// channel's plane (contiguous in the plain layout they keep), the last
+// vector of a plane narrower when the plane is not a whole number of them.
+// InstanceNormalization takes the mean, then the mean squared deviation from
+// it (two passes, like the reference, so a large mean cannot cancel the
+// variance away), each summed in vectors and reduced across lanes once; LRN
+// sums each pixel vector's squares over the channel window and divides by
+// (bias + alpha/size * sum)^beta computed as exp(-beta * log(...)).
 #include <cmath>
 
+#include "compiler/codegen/math.h"
 #include "compiler/codegen/ops/families.h"
+#include "compiler/codegen/ops/loops.h"
+#include "compiler/codegen/ops/vector_kernels.h"
 
 namespace kiln::codegen {
 
@@ -99,6 +111,104 @@ void emitBatchNormalization(EmitContext& ctx) {
   });
 }
 
+Value* sumLanes(EmitContext& ctx, Value* v) {
+  llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(-0.f), v);
+  sum->setHasAllowReassoc(true);
+  return sum;
+}
+
+// The sum over the `plane` floats at x[base...] of term(vector, width).
+Value* emitPlaneSum(EmitContext& ctx, Value* base, int64_t plane,
+                    const std::function<Value*(Value* v, int64_t width)>& term) {
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t lanes = ctx.target.vectorFloats;
+  llvm::AllocaInst* vectorSum = entryBlockSlot(ctx, kernels::vectorType(ctx, lanes));
+  llvm::AllocaInst* tailSum = entryBlockSlot(ctx, ctx.f32Type());
+  b.CreateStore(kernels::splat(ctx, ctx.f32(0.f), lanes), vectorSum);
+  b.CreateStore(ctx.f32(0.f), tailSum);
+  kernels::forEachTile(ctx, 0, plane, lanes, [&](Value* start, int64_t width) {
+    Value* v = term(kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, b.CreateAdd(base, start)), width),
+                    width);
+    if (width == lanes)
+      b.CreateStore(b.CreateFAdd(b.CreateLoad(vectorSum->getAllocatedType(), vectorSum), v), vectorSum);
+    else
+      b.CreateStore(b.CreateFAdd(b.CreateLoad(ctx.f32Type(), tailSum), sumLanes(ctx, v)), tailSum);
+  });
+  return b.CreateFAdd(sumLanes(ctx, b.CreateLoad(vectorSum->getAllocatedType(), vectorSum)),
+                      b.CreateLoad(ctx.f32Type(), tailSum));
+}
+
+void emitInstanceNormalization(EmitContext& ctx) {
+  const Operand& x = ctx.input(0);
+  const Operand& y = ctx.output();
+  const Shape& shape = x.type.shape;
+  const int64_t channels = shape[1], plane = shape.product(2, shape.rank());
+  const int64_t lanes = ctx.target.vectorFloats;
+  Value* epsilon = ctx.f32(ctx.attrs().getFloat("epsilon"));
+  Value* count = ctx.f32(static_cast<float>(plane));
+  llvm::IRBuilder<>& b = ctx.b;
+  ctx.loop(shape[0], [&](Value* n) {
+    ctx.loop(channels, [&](Value* c) {
+      Value* base = b.CreateMul(b.CreateAdd(b.CreateMul(n, ctx.i64(channels)), c), ctx.i64(plane));
+      Value* mean = b.CreateFDiv(emitPlaneSum(ctx, base, plane, [](Value* v, int64_t) { return v; }), count);
+      Value* squares = emitPlaneSum(ctx, base, plane, [&](Value* v, int64_t width) {
+        Value* d = b.CreateFSub(v, kernels::splat(ctx, mean, width));
+        return b.CreateFMul(d, d);
+      });
+      Value* deviation =
+          b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, b.CreateFAdd(b.CreateFDiv(squares, count), epsilon));
+      Value* scale = b.CreateFDiv(ctx.load(ctx.input(1), c), deviation);
+      Value* shift = b.CreateFSub(ctx.load(ctx.input(2), c), b.CreateFMul(mean, scale));
+      kernels::forEachTile(ctx, 0, plane, lanes, [&](Value* start, int64_t width) {
+        Value* at = b.CreateAdd(base, start);
+        Value* v = kernels::loadVector(ctx, kernels::floatPtr(ctx, x.data, at), width);
+        Value* normalized =
+            kernels::fmulAdd(ctx, v, kernels::splat(ctx, scale, width), kernels::splat(ctx, shift, width));
+        kernels::storeVector(ctx, kernels::floatPtr(ctx, y.data, at), normalized);
+      });
+    });
+  });
+}
+
+void emitLRN(EmitContext& ctx) {
+  const Operand& x = ctx.input(0);
+  const Operand& y = ctx.output();
+  const Shape& shape = x.type.shape;
+  const int64_t channels = shape[1], plane = shape.product(2, shape.rank());
+  const int64_t size = ctx.attrs().getInt("size"), lanes = ctx.target.vectorFloats;
+  const float alphaOverSize = ctx.attrs().getFloat("alpha") / static_cast<float>(size);
+  const float beta = ctx.attrs().getFloat("beta"), bias = ctx.attrs().getFloat("bias");
+  llvm::IRBuilder<>& b = ctx.b;
+  ctx.loop(shape[0], [&](Value* n) {
+    Value* sample = b.CreateMul(n, ctx.i64(channels * plane));
+    ctx.loop(channels, [&](Value* c) {
+      // The window [c - floor((size-1)/2), c + ceil((size-1)/2)] clamped to the channels.
+      Value* low = b.CreateSub(c, ctx.i64((size - 1) / 2));
+      Value* first = b.CreateSelect(b.CreateICmpSLT(low, ctx.i64(0)), ctx.i64(0), low);
+      Value* high = b.CreateAdd(c, ctx.i64(size / 2 + 1));
+      Value* end = b.CreateSelect(b.CreateICmpSGT(high, ctx.i64(channels)), ctx.i64(channels), high);
+      Value* base = b.CreateAdd(sample, b.CreateMul(c, ctx.i64(plane)));
+      kernels::forEachTile(ctx, 0, plane, lanes, [&](Value* start, int64_t width) {
+        llvm::AllocaInst* squares = entryBlockSlot(ctx, kernels::vectorType(ctx, width));
+        b.CreateStore(kernels::splat(ctx, ctx.f32(0.f), width), squares);
+        ctx.loop(first, end, [&](Value* k) {
+          Value* at = b.CreateAdd(b.CreateAdd(sample, b.CreateMul(k, ctx.i64(plane))), start);
+          Value* v = kernels::loadVector(ctx, kernels::floatPtr(ctx, x.data, at), width);
+          b.CreateStore(kernels::fmulAdd(ctx, v, v, b.CreateLoad(squares->getAllocatedType(), squares)), squares);
+        });
+        Value* denominator = kernels::fmulAdd(ctx, kernels::splat(ctx, ctx.f32(alphaOverSize), width),
+                                              b.CreateLoad(squares->getAllocatedType(), squares),
+                                              kernels::splat(ctx, ctx.f32(bias), width));
+        Value* factor =
+            emitExp(b, b.CreateFMul(kernels::splat(ctx, ctx.f32(-beta), width), emitLog(b, denominator)));
+        Value* at = b.CreateAdd(base, start);
+        Value* v = kernels::loadVector(ctx, kernels::floatPtr(ctx, x.data, at), width);
+        kernels::storeVector(ctx, kernels::floatPtr(ctx, y.data, at), b.CreateFMul(v, factor));
+      });
+    });
+  });
+}
+
 }  // namespace
 
 void registerNormalizationEmitters(EmitterRegistry& r) {
@@ -109,6 +219,8 @@ void registerNormalizationEmitters(EmitterRegistry& r) {
       return ChannelAffine{ctx.load(ctx.input(1), c), ctx.load(ctx.input(2), c)};
     });
   }, {0});
+  r.add("InstanceNormalization", emitInstanceNormalization, {0});
+  r.add("LRN", emitLRN, {0});
 }
 
 }  // namespace kiln::codegen

@@ -1,6 +1,7 @@
 // Emits the shape and data-movement ops. Reshape, Flatten, Squeeze,
 // Unsqueeze, Identity and Dropout copy bytes (skipped at run time when the
-// output aliases the input); Transpose, Slice, Concat and Gather are strided
+// output aliases the input); Transpose, Slice, Concat, Gather and the
+// planned copies (Split, Expand, Tile, DepthToSpace, SpaceToDepth) are strided
 // copies (loops.h) whose innermost loop runs along the output; Pad, Cast,
 // Shape and ConstantOfShape write each output element from its source.
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/loops.h"
+#include "compiler/ops/copy_plan.h"
 
 namespace kiln::codegen {
 
@@ -214,6 +216,18 @@ void emitGather(EmitContext& ctx) {
   });
 }
 
+// Split, Expand, Tile, DepthToSpace, SpaceToDepth: each output is the
+// strided copy its plan (compiler/ops/copy_plan.h) describes.
+void emitPlannedCopy(EmitContext& ctx) {
+  const Operand& x = ctx.input(0);
+  for (size_t o = 0; o < ctx.node.outputs.size(); ++o) {
+    const Operand& y = ctx.output(o);
+    const CopyPlan plan = copyPlan(ctx.node.opName(), ctx.attrs(), x.type.shape, y.type.shape, o);
+    emitStridedCopy(ctx, x, y, StridedWalk{plan.dims, {plan.outStrides, plan.inStrides}},
+                    {ctx.i64(0), ctx.i64(plan.inBase)});
+  }
+}
+
 void emitCast(EmitContext& ctx) {
   const Operand& x = ctx.input(0);
   const Operand& y = ctx.output();
@@ -251,6 +265,7 @@ void registerShapeEmitters(EmitterRegistry& r) {
   r.add("Cast", emitCast);
   r.add("Shape", emitShape);
   r.add("ConstantOfShape", emitConstantOfShape);
+  for (const char* op : {"Split", "Expand", "Tile", "DepthToSpace", "SpaceToDepth"}) r.add(op, emitPlannedCopy);
 }
 
 }  // namespace kiln::codegen
