@@ -309,7 +309,8 @@ Shape transposedOutputShape(const InferContext& ctx, const Shape& x, const Shape
               "output_padding >= 0");
     int64_t size = 0, reach = 0;
     ctx.check(!__builtin_mul_overflow(in - 1, stride, &size) && !__builtin_mul_overflow(kernel - 1, dilation, &reach) &&
-                  !__builtin_add_overflow(size, reach + 1 + extra, &size),
+                  !__builtin_add_overflow(size, reach, &size) && !__builtin_add_overflow(size, extra, &size) &&
+                  !__builtin_add_overflow(size, 1, &size),
               "spatial dim " + str(int64_t(d)) + " overflows");
     size -= padBegin + padEnd;
     ctx.check(size >= 1, "spatial dim " + str(int64_t(d)) + ": pads " + str(padBegin) + "+" + str(padEnd) +
