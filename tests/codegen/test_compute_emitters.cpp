@@ -536,15 +536,35 @@ TEST_CASE("compute emitters for AVX2", "[codegen][avx2]") {
 
 // Throughput of a ResNet-style 3x3 conv (64 -> 64 channels at 56x56, pad 1);
 // run with `kiln_codegen_tests "[.benchmark]"`.
-TEST_CASE("Conv 3x3 64->64 56x56 throughput", "[.benchmark]") {
-  OneNode node = conv2d(Conv2D{64, 64, 56, 56, 3, 3, 1, 1, 1, 1}, true);
-  auto model = CompiledModel::compile(node.g, "native", false);
-  const std::vector<Tensor> in{Tensor::uniform({1, 64, 56, 56}, 5)};
+namespace {
+
+// Seconds per run of a one-input node's compiled model (after a warm-up run).
+double secondsPerRun(const OneNode& node, bool optimize) {
+  auto model = CompiledModel::compile(node.g, "native", optimize);
+  const std::vector<Tensor> in{Tensor::uniform(withBatch(node.inputShapes.at(0), 1), 5)};
   model->run(in);
   const int runs = 20;
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < runs; ++i) model->run(in);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / runs;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / runs;
+}
+
+}  // namespace
+
+TEST_CASE("Conv 3x3 64->64 56x56 throughput", "[.benchmark]") {
+  const double seconds = secondsPerRun(conv2d(Conv2D{64, 64, 56, 56, 3, 3, 1, 1, 1, 1}, true), false);
   const double flops = 2.0 * 64 * 64 * 9 * 56 * 56;
   WARN("3x3 conv 64->64 56x56: " << seconds * 1e3 << " ms, " << flops / seconds * 1e-9 << " GFLOP/s");
+}
+
+// A U-Net decoder's upsampling, 64 -> 32 channels from 28x28 to 56x56, plain
+// and (optimized) NCHWc.
+TEST_CASE("ConvTranspose 64->32 28x28 -> 56x56 throughput", "[.benchmark]") {
+  for (const Transposed2D& c : {Transposed2D{64, 32, 28, 28, 2, 2, 0, 1, 1, 0}, Transposed2D{64, 32, 28, 28, 3, 2, 1, 1, 1, 1}})
+    for (bool optimize : {false, true}) {
+      const double seconds = secondsPerRun(convTranspose2d(c, true), optimize);
+      const double flops = 2.0 * 64 * 32 * c.kernel * c.kernel * 28 * 28;
+      WARN("ConvTranspose k" << c.kernel << " s2 " << (optimize ? "NCHWc" : "plain") << ": " << seconds * 1e3 << " ms, "
+                             << flops / seconds * 1e-9 << " GFLOP/s");
+    }
 }

@@ -55,7 +55,7 @@ TEST_CASE("fold-batchnorm folds BN into Conv, depthwise Conv, Gemm and MatMul+Ad
 
 // W is [C, M/group, k, k]: with groups the BN's channel g*M/group + j is W's
 // dim 1 index j in group g's rows, which a fold along dim 0 would get wrong.
-TEST_CASE("fold-batchnorm folds BN into ConvTranspose, grouped or not; fuse-activation fuses its Relu",
+TEST_CASE("fold-batchnorm folds BN into ConvTranspose, grouped or not; fuse-activation fuses Relu and residual",
           "[passes]") {
   GraphBuilder b(3);
   Value* x = b.input("x", {kBatch, 6, 5, 5});
@@ -66,11 +66,13 @@ TEST_CASE("fold-batchnorm folds BN into ConvTranspose, grouped or not; fuse-acti
   Value* y = b.op("Relu", {b.batchNorm(b.op("ConvTranspose", {x, b.constant(Shape{6, 6, 3, 3})}, a))});
   a.set("group", int64_t{3});
   y = b.batchNorm(b.op("ConvTranspose", {y, b.constant(Shape{6, 2, 3, 3}), b.constant(Shape{6})}, a));
-  b.output(b.op("Relu", {y}));
+  b.output(b.op("Relu", {b.op("Add", {y, b.input("skip", {kBatch, 6, 20, 20})})}));
   std::vector<PassRun> runs;
   Graph opt = optimize(b.graph, {"fold-batchnorm", "fuse-activation"}, &runs);
   CHECK(runs[0].stats.get("BN folded") == 2);
   CHECK(runs[1].stats.get("activations fused") == 2);
+  CHECK(runs[1].stats.get("residual adds fused") == 1);
+  CHECK(countOps(opt, "Add") == 0);
   CHECK(countOps(opt, "BatchNormalization") == 0);
   CHECK(countOps(opt, "Relu") == 0);
   CHECK(countOps(opt, "ConvTranspose") == 2);
