@@ -438,6 +438,34 @@ class ReduceSplitShuffle(nn.Module):
         return s + m.mean(dim=1, keepdim=True) + torch.argmax(s, dim=1, keepdim=True).float(), up.sum(dim=1)
 
 
+class UNetDecoder(nn.Module):
+    """A tiny U-Net: Conv+BN+ReLU encoder stages with MaxPool down, decoder
+    stages upsampling with ConvTranspose2d (k=2, s=2 with bias; k=3, s=2,
+    p=1, output_padding=1 without) + BN + ReLU, each concatenated with its
+    skip connection, and a 1x1 head."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc1 = conv_bn(3, 8, 3, padding=1, act=nn.ReLU())
+        self.enc2 = conv_bn(8, 16, 3, padding=1, act=nn.ReLU())
+        self.mid = conv_bn(16, 32, 3, padding=1, act=nn.ReLU())
+        self.pool = nn.MaxPool2d(2)
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(32, 16, 2, stride=2), nn.BatchNorm2d(16), nn.ReLU())
+        self.dec2 = conv_bn(32, 16, 3, padding=1, act=nn.ReLU())
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1, bias=False),
+                                 nn.BatchNorm2d(8), nn.ReLU())
+        self.dec1 = conv_bn(16, 8, 3, padding=1, act=nn.ReLU())
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        m = self.mid(self.pool(e2))
+        d2 = self.dec2(torch.cat([self.up2(m), e2], 1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
+        return self.head(d1)
+
+
 def shufflenet_v2():
     return torchvision.models.shufflenet_v2_x0_5(num_classes=10)
 
@@ -479,6 +507,8 @@ FIXTURES = {
     "functional_ops_dynamic": (FunctionalOps, (3, 3, 8, 8), 13, True),
     "reduce_split_shuffle_dynamic": (ReduceSplitShuffle, (3, 3, 12, 12), 13, True),
     "shufflenet_v2": (shufflenet_v2, (1, 3, 64, 64), 13, False),
+    "unet_decoder": (UNetDecoder, (1, 3, 32, 32), 13, False),
+    "unet_decoder_dynamic": (UNetDecoder, (2, 3, 32, 32), 13, True),
     "mobilenet_v3_small": (mobilenet_v3_small, (1, 3, 64, 64), 17, False),
     # Exported with a fixed batch (no dynamic axes): the batch is a static dim
     # 0 of every tensor, and `x.view(x.size(0), -1)` bakes it into Reshape.

@@ -1,7 +1,9 @@
 // Convolutions: Conv (any spatial rank, groups, strides, pads, dilations,
 // optional bias, and the fused epilogue: optional residual input 3 and an
-// activation) and SeparableConv2D (depthwise Conv then 1x1 Conv + bias).
-// Both run on the one direct-loop reference kernel `convolve`. Conv's output
+// activation), SeparableConv2D (depthwise Conv then 1x1 Conv + bias) and
+// ConvTranspose (any spatial rank, Conv's attributes plus output_padding,
+// the same epilogue). The first two run on the one direct-loop reference
+// kernel `convolve`; ConvTranspose scatters (`convolveTransposed`). Conv's output
 // has its input's layout, or NCHW`out_block`c when the layout pass starts an
 // NCHWc region at it; its residual has the output's type, layout included.
 #include <algorithm>
@@ -268,11 +270,155 @@ void registerSeparableConv2D(OpRegistry& r) {
   r.add(std::move(d));
 }
 
+// ConvTranspose: the adjoint of a strided convolution. Input pixel i of
+// channel c spreads x[c, i] * w[c, m, k] onto output o = i*stride - padBegin
+// + k*dilation of every output channel m of c's group; output_padding adds
+// rows/columns at the end (which only the bias reaches). W is [C, M/group,
+// kernel...] (the output channel is W's dim 1 within each group).
+struct TransposedParams {
+  ConvParams conv;
+  std::vector<int64_t> outputPadding;
+};
+
+TransposedParams transposedParams(const Attributes& a) {
+  return {convParams(a, a.getInt("group")), a.getInts("output_padding")};
+}
+
+// Checks x [N, C, spatial...] against w [C, M/group, kernel...] and returns
+// [N, M, out...] with out = stride*(in-1) + output_padding + dilation*(kernel-1)
+// + 1 - padBegin - padEnd.
+Shape transposedOutputShape(const InferContext& ctx, const Shape& x, const Shape& w, const TransposedParams& t) {
+  const ConvParams& p = t.conv;
+  ctx.check(x.rank() >= 3, "input " + x.str() + " needs rank >= 3 (N, C, at least one spatial dim)");
+  ctx.check(w.rank() == x.rank(), "weight " + w.str() + " must have the input's rank " + str(int64_t(x.rank())));
+  ctx.check(w.isStatic(), "weight " + w.str() + " must have a static shape");
+  const size_t spatial = x.rank() - 2;
+  ctx.check(p.strides.size() == spatial && p.dilations.size() == spatial && t.outputPadding.size() == spatial &&
+                p.pads.size() == 2 * spatial,
+            "strides, dilations and output_padding need " + str(int64_t(spatial)) + " values, pads " +
+                str(int64_t(2 * spatial)) + " (begins then ends)");
+  ctx.check(p.group >= 1 && x[1] % p.group == 0,
+            "group " + str(p.group) + " must be >= 1 and divide input channels " + str(x[1]));
+  ctx.check(w[0] == x[1], "weight " + w.str() + " must have the input's " + str(x[1]) + " channels in dim 0");
+  Shape out({x[0], w[1] * p.group});
+  for (size_t d = 0; d < spatial; ++d) {
+    const int64_t in = x[2 + d], kernel = w[2 + d], stride = p.strides[d], dilation = p.dilations[d];
+    const int64_t padBegin = p.pads[d], padEnd = p.pads[spatial + d], extra = t.outputPadding[d];
+    ctx.check(kernel >= 1 && stride >= 1 && dilation >= 1 && padBegin >= 0 && padEnd >= 0 && extra >= 0,
+              "spatial dim " + str(int64_t(d)) + ": kernel, strides and dilations must be >= 1, pads and "
+              "output_padding >= 0");
+    int64_t size = 0, reach = 0;
+    ctx.check(!__builtin_mul_overflow(in - 1, stride, &size) && !__builtin_mul_overflow(kernel - 1, dilation, &reach) &&
+                  !__builtin_add_overflow(size, reach, &size) && !__builtin_add_overflow(size, extra, &size) &&
+                  !__builtin_add_overflow(size, 1, &size),
+              "spatial dim " + str(int64_t(d)) + " overflows");
+    size -= padBegin + padEnd;
+    ctx.check(size >= 1, "spatial dim " + str(int64_t(d)) + ": pads " + str(padBegin) + "+" + str(padEnd) +
+                             " leave no output (" + str(size) + ")");
+    out.dims.push_back(size);
+  }
+  return out;
+}
+
+// y = convTranspose(x, w) + bias, y allocated with the inferred shape: a
+// scatter of every input pixel through every kernel tap, dropping the
+// outputs that land in the cropped pads.
+void convolveTransposed(const Tensor& x, const Tensor& w, const Tensor* bias, const TransposedParams& t, Tensor& y) {
+  const ConvParams& p = t.conv;
+  const Shape &xs = x.shape(), &ws = w.shape(), &ys = y.shape();
+  const size_t rank = xs.rank() - 2;
+  const int64_t batch = xs[0], channels = xs[1], groupChannels = channels / p.group;
+  const int64_t groupOutChannels = ws[1], outChannels = ys[1];
+  const Shape inSpatial(std::vector<int64_t>(xs.dims.begin() + 2, xs.dims.end()));
+  const Shape outSpatial(std::vector<int64_t>(ys.dims.begin() + 2, ys.dims.end()));
+  const Shape kernel(std::vector<int64_t>(ws.dims.begin() + 2, ws.dims.end()));
+  const int64_t inPlane = inSpatial.numElements(), outPlane = outSpatial.numElements(), taps = kernel.numElements();
+  const std::vector<int64_t> outStrides = stridesOf(outSpatial);
+
+  // Output offset of every (input pixel, tap) pair, -1 where it is cropped.
+  std::vector<int64_t> target(static_cast<size_t>(inPlane * taps));
+  const std::vector<int64_t> zero(rank, 0);
+  std::vector<int64_t> i(rank, 0);
+  size_t at = 0;
+  do {
+    std::vector<int64_t> k(rank, 0);
+    do {
+      int64_t offset = 0;
+      for (size_t d = 0; d < rank && offset >= 0; ++d) {
+        const int64_t o = i[d] * p.strides[d] - p.pads[d] + k[d] * p.dilations[d];
+        offset = o >= 0 && o < outSpatial[d] ? offset + o * outStrides[d] : -1;
+      }
+      target[at++] = offset;
+    } while (nextInBox(k, zero, kernel.dims));
+  } while (nextInBox(i, zero, inSpatial.dims));
+
+  const float* xd = x.data<float>();
+  const float* wd = w.data<float>();
+  float* yd = y.data<float>();
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t m = 0; m < outChannels; ++m) {
+      float* yPlane = yd + (n * outChannels + m) * outPlane;
+      std::fill(yPlane, yPlane + outPlane, bias ? bias->data<float>()[m] : 0.f);
+      const int64_t group = m / groupOutChannels, mInGroup = m % groupOutChannels;
+      for (int64_t c = group * groupChannels; c < (group + 1) * groupChannels; ++c) {
+        const float* xPlane = xd + (n * channels + c) * inPlane;
+        const float* wTaps = wd + (c * groupOutChannels + mInGroup) * taps;
+        for (int64_t pixel = 0; pixel < inPlane; ++pixel)
+          for (int64_t tap = 0; tap < taps; ++tap)
+            if (const int64_t o = target[static_cast<size_t>(pixel * taps + tap)]; o >= 0)
+              yPlane[o] += xPlane[pixel] * wTaps[tap];
+      }
+    }
+}
+
+void registerConvTranspose(OpRegistry& r) {
+  OpDef d;
+  d.name = "ConvTranspose";
+  d.minInputs = 2;
+  d.maxInputs = 4;  // X, W, [B], [residual] (fuse-activation)
+  d.attrs = {{"strides", AttrKind::Ints, std::nullopt},
+             {"pads", AttrKind::Ints, std::nullopt},
+             {"dilations", AttrKind::Ints, std::nullopt},
+             {"output_padding", AttrKind::Ints, std::nullopt},
+             {"group", AttrKind::Int, AttrValue{int64_t{1}}}};
+  for (AttrSpec& s : epilogueAttrSpecs()) d.attrs.push_back(std::move(s));
+  d.infer = [](const InferContext& ctx) {
+    requireFloat(ctx, 0);
+    requireFloat(ctx, 1);
+    const Shape out = transposedOutputShape(ctx, ctx.input(0).shape, ctx.input(1).shape, transposedParams(ctx.attrs()));
+    requireBias(ctx, 2, out[1]);
+    const TensorType y{DType::F32, out, ctx.input(0).layout, ctx.input(0).block};
+    ctx.check(!ctx.hasInput(3) || ctx.input(3) == y,
+              "residual " + (ctx.hasInput(3) ? ctx.input(3).str() : std::string()) + " must have the output type " +
+                  y.str());
+    checkEpilogue(ctx);
+    return std::vector<TensorType>{y};
+  };
+  d.reference = [](KernelContext& ctx) {
+    Tensor& y = ctx.output(0);
+    convolveTransposed(ctx.input(0), ctx.input(1), ctx.hasInput(2) ? &ctx.input(2) : nullptr,
+                       transposedParams(ctx.attrs()), y);
+    float* out = y.data<float>();
+    if (ctx.hasInput(3)) {
+      const float* residual = ctx.input(3).data<float>();
+      for (int64_t i = 0; i < y.numElements(); ++i) out[i] += residual[i];
+    }
+    Epilogue(ctx.attrs()).apply(out, y.numElements());
+  };
+  // Every input pixel meets every tap of its group's output channels.
+  d.macs = [](const Node& n) {
+    const Shape x = n.input(0)->type.shape.withBatch(1);
+    return x.product(0, x.rank()) * n.input(1)->type.shape.product(1, n.input(1)->type.shape.rank());
+  };
+  r.add(std::move(d));
+}
+
 }  // namespace
 
 void registerConvOps(OpRegistry& r) {
   registerConv(r);
   registerSeparableConv2D(r);
+  registerConvTranspose(r);
 }
 
 }  // namespace kiln

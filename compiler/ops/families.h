@@ -7,7 +7,7 @@ namespace kiln {
 
 void registerActivationOps(OpRegistry& r);     // activation.cpp: Relu, Sigmoid, Clip, PRelu, Log, ...
 void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul, Div, Sum, Max, Min, Mean
-void registerConvOps(OpRegistry& r);           // conv.cpp: Conv, SeparableConv2D
+void registerConvOps(OpRegistry& r);           // conv.cpp: Conv, SeparableConv2D, ConvTranspose
 void registerPoolOps(OpRegistry& r);           // pool.cpp: MaxPool, AveragePool, Global*Pool
 void registerLinearOps(OpRegistry& r);         // linear.cpp: Gemm, MatMul
 void registerNormalizationOps(OpRegistry& r);  // normalization.cpp: BatchNormalization, InstanceNorm..., LRN

@@ -1,9 +1,11 @@
 // fold-batchnorm: an inference BatchNormalization computes y = s*x + t per
 // channel with s = gamma / sqrt(var + eps) and t = beta - s*mean. When its
-// input comes from a Conv (any group count, with or without bias), a Gemm or
-// a MatMul(+Add) with constant weights, and nothing else reads that input,
-// the affine map folds into the producer: weights of output channel c scale by
-// s[c] and the bias becomes s*(b - mean) + beta. That is exact algebra (up to
+// input comes from a Conv or ConvTranspose (any group count, with or without
+// bias), a Gemm or a MatMul(+Add) with constant weights, and nothing else
+// reads that input, the affine map folds into the producer: weights of output
+// channel c scale by s[c] and the bias becomes s*(b - mean) + beta
+// (ConvTranspose's W is [C, M/group, kernel...]: output channel g*M/group + j
+// is W's dim 1 index j in the rows of group g). That is exact algebra (up to
 // float rounding), so the BN node disappears. A BN that cannot fold becomes a
 // single per-channel ScaleShift(x, s, t).
 #include <cmath>
@@ -61,6 +63,21 @@ Tensor scaleChannels(const Tensor& w, const std::vector<float>& s, size_t axis) 
   return out;
 }
 
+// ConvTranspose's weights: row c of W belongs to group c / (C/group), whose
+// output channels are W's dim 1.
+Tensor scaleTransposedChannels(const Tensor& w, const std::vector<float>& s, int64_t group) {
+  Tensor out = w.clone();
+  const Shape& shape = w.shape();
+  const int64_t channels = shape[0], groupOutChannels = shape[1], inner = shape.product(2, shape.rank());
+  const int64_t groupChannels = channels / group;
+  float* p = out.data<float>();
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t j = 0; j < groupOutChannels; ++j)
+      for (int64_t i = 0; i < inner; ++i)
+        p[(c * groupOutChannels + j) * inner + i] *= s[static_cast<size_t>(c / groupChannels * groupOutChannels + j)];
+  return out;
+}
+
 bool isConstantF32(const Value* v) { return v && v->isConstant() && v->type.dtype == DType::F32; }
 
 // Bias of a Gemm as one value per output column, if C is absent or constant
@@ -80,7 +97,11 @@ std::optional<std::vector<float>> gemmColumnBias(const Node& gemm, size_t column
 
 bool foldIntoConv(Graph& g, Node& conv, const ChannelAffine& a) {
   if (!isConstantF32(conv.input(1)) || (conv.input(2) && !isConstantF32(conv.input(2)))) return false;
-  Value* w = g.addConstant(g.uniqueName(conv.input(1)->name + "_bnfold"), scaleChannels(conv.input(1)->constant, a.scale, 0));
+  const Tensor& weights = conv.input(1)->constant;
+  Value* w = g.addConstant(g.uniqueName(conv.input(1)->name + "_bnfold"),
+                           conv.opName() == "ConvTranspose"
+                               ? scaleTransposedChannels(weights, a.scale, conv.attrs.getInt("group"))
+                               : scaleChannels(weights, a.scale, 0));
   Value* b = g.addConstant(g.uniqueName(conv.name + "_bias_bnfold"), foldedBias(a, conv.input(2)));
   conv.inputs.resize(3);
   conv.inputs[1] = w;
@@ -131,7 +152,7 @@ bool tryFold(Graph& g, Node& bn, const ChannelAffine& a) {
   Node* producer = x->producer;
   if (!producer || !hasSingleUse(g, x)) return false;
   const std::string& op = producer->opName();
-  if (op == "Conv") return foldIntoConv(g, *producer, a) && replaceValue(g, bn.output(), x);
+  if (op == "Conv" || op == "ConvTranspose") return foldIntoConv(g, *producer, a) && replaceValue(g, bn.output(), x);
   if (x->type.shape.rank() != 2) return false;
   if (op == "Gemm") return foldIntoGemm(g, *producer, a) && replaceValue(g, bn.output(), x);
   if (op == "MatMul") {
@@ -153,7 +174,7 @@ bool tryFold(Graph& g, Node& bn, const ChannelAffine& a) {
 }  // namespace
 
 PassDef foldBatchNormPass() {
-  return {"fold-batchnorm", "fold inference BatchNormalization into Conv/Gemm/MatMul, else into a ScaleShift",
+  return {"fold-batchnorm", "fold inference BatchNormalization into Conv/ConvTranspose/Gemm/MatMul, else into a ScaleShift",
           [](Graph& g, PassStats& stats, const PassOptions&) {
             for (Node* bn : g.nodes()) {
               if (bn->opName() != "BatchNormalization") continue;

@@ -1,4 +1,4 @@
-// fuse-activation: Conv or Gemm followed by an activation (Relu, Clip,
+// fuse-activation: Conv, ConvTranspose or Gemm followed by an activation (Relu, Clip,
 // LeakyRelu, Sigmoid, HardSwish) and/or a residual Add becomes one node with
 // an epilogue: y = act(conv(x) + bias + residual). Legal because the epilogue
 // applies exactly those elementwise ops to each output value in the same
@@ -46,7 +46,7 @@ bool fuseResidual(Graph& g, Node& producer, Node& add) {
   Value* self = producer.output();
   Value* other = add.input(0) == self ? add.input(1) : add.input(0);
   if (other == self || add.output()->type != self->type) return false;  // the residual must not broadcast
-  if (producer.opName() == "Conv") {
+  if (producer.opName() != "Gemm") {  // Conv, ConvTranspose: input 3
     if (producer.input(3) || other->type != self->type) return false;
     producer.inputs.resize(4);
     producer.inputs[3] = other;
@@ -62,13 +62,13 @@ bool fuseResidual(Graph& g, Node& producer, Node& add) {
 }  // namespace
 
 PassDef fuseActivationPass() {
-  return {"fuse-activation", "fuse activations and residual Adds into the preceding Conv/Gemm",
+  return {"fuse-activation", "fuse activations and residual Adds into the preceding Conv/ConvTranspose/Gemm",
           [](Graph& g, PassStats& stats, const PassOptions&) {
             bool changed = true;
             while (changed) {
               changed = false;
               for (Node* n : g.nodes()) {
-                if (n->opName() != "Conv" && n->opName() != "Gemm") continue;
+                if (n->opName() != "Conv" && n->opName() != "ConvTranspose" && n->opName() != "Gemm") continue;
                 if (!hasSingleUse(g, n->output())) continue;
                 Node* user = g.users(n->output()).front();
                 if (isFusableActivation(*user) && fuseActivation(g, *n, *user)) {

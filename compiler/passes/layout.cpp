@@ -2,10 +2,12 @@
 // channel layout NCHWc (c = PassOptions::channelBlock, the target's f32
 // vector width; 0 leaves the graph alone). A region is a maximal connected
 // set of nodes that have an NCHWc implementation in the backend -- Conv
-// (dense or depthwise, constant weights), MaxPool/AveragePool, the global
+// (dense or depthwise, constant weights), dense ConvTranspose (constant
+// weights; with padded output channels only when its fused activation maps
+// 0 to 0, so pad lanes stay zero), MaxPool/AveragePool, the global
 // pools, ScaleShift, unary activations, same-shape Add/Sub/Mul/Max/Min and
 // channel Concats whose inputs but the last hold whole blocks --
-// and holds at least one Conv (a region of pools and activations alone
+// and holds at least one Conv or ConvTranspose (a region of pools and activations alone
 // would only pay for its reorders). The values produced inside a region get
 // Layout::NCHWc; a Reorder node converts at the region's edges only: where a
 // region reads a value from outside (graph inputs, plain nodes) and where a
@@ -28,6 +30,7 @@
 #include <numeric>
 
 #include "compiler/interp/interpreter.h"
+#include "compiler/ops/epilogue.h"
 #include "compiler/passes/passes.h"
 #include "compiler/passes/rewrite.h"
 
@@ -62,6 +65,9 @@ bool isEntryConv(const Node& n, int64_t block) {
   return !fewPadLanes(x->type.shape[1], block) && fewPadLanes(w->type.shape[0], block);
 }
 
+// Conv and ConvTranspose: the ops regions start at and need.
+bool isConvolution(const Node& n) { return n.opName() == "Conv" || n.opName() == "ConvTranspose"; }
+
 bool hasNCHWcForm(const Node& n, int64_t block) {
   if (isEntryConv(n, block)) return true;
   const std::string& op = n.opName();
@@ -77,6 +83,15 @@ bool hasNCHWcForm(const Node& n, int64_t block) {
     const bool depthwise = group == channels && group == outChannels && group > 1;
     if (group != 1 && !depthwise) return false;
     return fewPadLanes(channels, block) && fewPadLanes(outChannels, block);
+  }
+  if (op == "ConvTranspose") {
+    const Value* w = n.input(1);
+    const Value* bias = n.input(2);
+    if (!w->isConstant() || (bias && !bias->isConstant()) || n.attrs.getInt("group") != 1) return false;
+    const int64_t outChannels = n.output()->type.shape[1];
+    float zero = 0.f;
+    Epilogue(n.attrs).apply(&zero, 1);
+    return fewPadLanes(channels, block) && fewPadLanes(outChannels, block) && (outChannels % block == 0 || zero == 0.f);
   }
   if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "GlobalMaxPool") return true;
   if (op == "ScaleShift") return n.input(1)->isConstant() && n.input(2)->isConstant();
@@ -128,7 +143,7 @@ PassDef layoutPass() {
             for (bool peeled = true; peeled;) {
               peeled = false;
               for (size_t i = 0; i < nodes.size(); ++i) {
-                if (!blocked[i] || nodes[i]->opName() == "Conv") continue;
+                if (!blocked[i] || isConvolution(*nodes[i])) continue;
                 bool readsRegion = false;
                 for (const Value* in : nodes[i]->inputs)
                   readsRegion = readsRegion || (in && in->producer && blocked[index.at(in->producer)]);
@@ -150,7 +165,7 @@ PassDef layoutPass() {
                 }
             std::vector<bool> hasConv(nodes.size());
             for (size_t i = 0; i < nodes.size(); ++i)
-              if (blocked[i] && nodes[i]->opName() == "Conv" && !entry[i]) hasConv[regions.find(i)] = true;
+              if (blocked[i] && isConvolution(*nodes[i]) && !entry[i]) hasConv[regions.find(i)] = true;
             for (size_t i = 0; i < nodes.size(); ++i) blocked[i] = blocked[i] && hasConv[regions.find(i)];
             auto inRegion = [&](const Node* n) { return n && blocked[index.at(n)]; };
 

@@ -287,6 +287,74 @@ void convertConv(NodeConverter& c) {
   c.emit("Conv", {x, w, c.input(2)}, a);
 }
 
+// ConvTranspose: pads and output_padding come out explicit. output_shape
+// (the spatial dims, or all dims) and SAME_* (output = input * stride) fix
+// the output size: the natural size stride*(in-1) + output_padding +
+// dilation*(kernel-1) + 1 minus the target is the total padding, split as
+// ONNX defines (SAME_UPPER: the odd pixel at the end, otherwise at the
+// begin); a target beyond the natural size grows output_padding instead.
+void convertConvTranspose(NodeConverter& c) {
+  Value* x = c.required(0);
+  Value* w = c.required(1);
+  const Shape& xs = x->type.shape;
+  const Shape& ws = w->type.shape;
+  if (xs.rank() < 3) c.fail("input X is " + x->type.str() + "; ConvTranspose needs rank 3 or more (N, C, spatial...)");
+  if (ws.rank() != xs.rank()) c.fail("W " + ws.str() + " must have X's rank " + std::to_string(xs.rank()));
+  if (ws.hasSymbolicBatch()) c.fail("kernel W must have a static shape");
+  const int64_t group = c.intAttr("group", 1);
+  if (group < 1 || xs[1] % group != 0 || ws[0] != xs[1])
+    c.fail("W " + ws.str() + " must be [C, M/group, kernel...] for X " + xs.str() + " and group " +
+           std::to_string(group));
+  const size_t n = xs.rank() - 2;
+  const std::vector<int64_t> kernel(ws.dims.begin() + 2, ws.dims.end());
+  if (std::optional<std::vector<int64_t>> given = c.intsAttr("kernel_shape"); given && *given != kernel)
+    c.fail("kernel_shape does not match W " + ws.str());
+  Window win;
+  win.strides = c.intsAttr("strides").value_or(std::vector<int64_t>(n, 1));
+  win.dilations = c.intsAttr("dilations").value_or(std::vector<int64_t>(n, 1));
+  std::vector<int64_t> outputPadding = c.intsAttr("output_padding").value_or(std::vector<int64_t>(n, 0));
+  if (win.strides.size() != n || win.dilations.size() != n || outputPadding.size() != n)
+    c.fail("strides, dilations and output_padding need " + std::to_string(n) + " values");
+  for (size_t i = 0; i < n; ++i)
+    if (win.strides[i] < 1 || win.dilations[i] < 1 || kernel[i] < 1 || outputPadding[i] < 0)
+      c.fail("kernel sizes, strides and dilations must be positive, output_padding not negative");
+  const std::string autoPad = c.stringAttr("auto_pad", "NOTSET");
+  if (autoPad != "NOTSET" && autoPad != "VALID" && autoPad != "SAME_UPPER" && autoPad != "SAME_LOWER")
+    c.fail("auto_pad '" + autoPad + "' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID");
+  std::optional<std::vector<int64_t>> target = c.intsAttr("output_shape");
+  if (target && target->size() == n + 2) target->erase(target->begin(), target->begin() + 2);
+  if (target && target->size() != n) c.fail("output_shape needs " + std::to_string(n) + " (spatial) values");
+  if (!target && (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER")) {
+    target.emplace();
+    for (size_t i = 0; i < n; ++i) target->push_back(xs[2 + i] * win.strides[i]);
+  }
+  if (!target) {
+    win.pads = autoPad == "VALID" ? std::vector<int64_t>(2 * n, 0)
+                                  : c.intsAttr("pads").value_or(std::vector<int64_t>(2 * n, 0));
+    if (win.pads.size() != 2 * n) c.fail("pads needs " + std::to_string(2 * n) + " values");
+    for (int64_t p : win.pads)
+      if (p < 0) c.fail("pads must not be negative");
+  } else {
+    win.pads.assign(2 * n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t natural =
+          win.strides[i] * (xs[2 + i] - 1) + outputPadding[i] + (kernel[i] - 1) * win.dilations[i] + 1;
+      const int64_t total = natural - (*target)[i];
+      if (total < 0) {
+        outputPadding[i] -= total;
+        continue;
+      }
+      const int64_t small = total / 2, big = total - small;
+      win.pads[i] = autoPad == "SAME_UPPER" ? small : big;
+      win.pads[n + i] = autoPad == "SAME_UPPER" ? big : small;
+    }
+  }
+  Attributes a = windowAttrs(win, true);
+  a.set("output_padding", outputPadding);
+  a.set("group", group);
+  c.emit("ConvTranspose", {x, w, c.input(2)}, a);
+}
+
 void convertSeparableConv2D(NodeConverter& c) {
   Value* x = c.required(0);
   const Shape& xs = x->type.shape;
@@ -621,6 +689,7 @@ const std::map<std::string, OpRule>& rules() {
     r["InstanceNormalization"] = direct("InstanceNormalization", {"epsilon"});
     r["LRN"] = direct("LRN", {"size", "alpha", "beta", "bias"});
     r["Conv"] = {convertConv, nullptr};
+    r["ConvTranspose"] = {convertConvTranspose, nullptr};
     r[std::string(kKerasDomain) + ":SeparableConv2D"] = {convertSeparableConv2D, nullptr};
     r["MaxPool"] = {[](NodeConverter& c) { convertPool(c, true); }, extraOutputsUnused(1, "the Indices output")};
     r["AveragePool"] = {[](NodeConverter& c) { convertPool(c, false); }, nullptr};

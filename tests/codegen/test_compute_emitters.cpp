@@ -242,6 +242,111 @@ TEST_CASE("Conv followed by a Clip with run-time bounds, optimized", "[codegen][
   }
 }
 
+namespace {
+
+struct Transposed2D {
+  int64_t channels, outChannels, height, width, kernel, stride, pad, dilation, group, outputPadding;
+};
+
+Attributes transposedAttrs(const Transposed2D& c) {
+  Attributes a = convAttrs({c.stride, c.stride}, {c.pad, c.pad, c.pad, c.pad}, {c.dilation, c.dilation}, c.group);
+  a.set("output_padding", std::vector<int64_t>{c.outputPadding, c.outputPadding});
+  return a;
+}
+
+// W is [C, M/group, k, k].
+OneNode convTranspose2d(const Transposed2D& c, bool bias, Kind weights = Kind::Constant) {
+  return OneNode("ConvTranspose",
+                 {{Shape({1, c.channels, c.height, c.width}), Kind::Input},
+                  {Shape({c.channels, c.outChannels / c.group, c.kernel, c.kernel}), weights},
+                  {bias ? Shape({c.outChannels}) : Shape(), Kind::Constant}},
+                 transposedAttrs(c));
+}
+
+}  // namespace
+
+// Every stride's phases, pads cropping taps, dilations, output_padding rows
+// only the bias reaches, strides wider than the kernel (outputs no tap
+// hits), channel counts off the vector width, one and several channel blocks.
+TEST_CASE("ConvTranspose 2-D: kernels, strides, pads, dilations, output_padding", "[codegen][convtranspose]") {
+  for (int64_t kernel : {1, 2, 3, 4})
+    for (int64_t stride : {1, 2, 3})
+      for (int64_t pad : {0, 1})
+        for (int64_t dilation : {1, 2}) {
+          const int64_t outputPadding = stride > 1 ? (kernel + pad) % stride : 0;
+          const Transposed2D c{5, 11, 7, 9, kernel, stride, pad, dilation, 1, outputPadding};
+          if (stride * 6 + dilation * (kernel - 1) + 1 + outputPadding <= 2 * pad) continue;
+          INFO("kernel " << kernel << " stride " << stride << " pad " << pad << " dilation " << dilation
+                         << " output_padding " << outputPadding);
+          convTranspose2d(c, (kernel + stride) % 2 == 0).check();
+        }
+  for (const Transposed2D& c : {Transposed2D{32, 16, 8, 8, 2, 2, 0, 1, 1, 0}, Transposed2D{16, 40, 5, 6, 3, 2, 1, 1, 1, 1},
+                                Transposed2D{3, 70, 4, 21, 3, 3, 1, 1, 1, 2}, Transposed2D{7, 3, 10, 3, 5, 2, 2, 1, 1, 0}}) {
+    INFO(c.channels << "->" << c.outChannels << " k" << c.kernel << " s" << c.stride << " p" << c.pad);
+    convTranspose2d(c, true).check();
+  }
+  // Asymmetric pads and per-axis strides.
+  Attributes a = convAttrs({3, 2}, {0, 2, 1, 0}, {1, 2});
+  a.set("output_padding", std::vector<int64_t>{1, 0});
+  OneNode("ConvTranspose",
+          {{Shape({1, 4, 5, 6}), Kind::Input}, {Shape({4, 6, 3, 2}), Kind::Constant}, {Shape({6}), Kind::Constant}},
+          a)
+      .check();
+}
+
+TEST_CASE("ConvTranspose: groups, run-time weights, 1-D", "[codegen][convtranspose]") {
+  convTranspose2d(Transposed2D{6, 9, 7, 8, 3, 2, 1, 1, 3, 1}, true).check();
+  convTranspose2d(Transposed2D{8, 8, 6, 6, 4, 2, 1, 1, 8, 0}, false).check();  // depthwise
+  convTranspose2d(Transposed2D{6, 10, 5, 7, 3, 2, 1, 1, 2, 1}, true, Kind::Computed).check();
+  convTranspose2d(Transposed2D{5, 7, 6, 5, 3, 3, 0, 2, 1, 0}, false, Kind::Computed).check();
+  Attributes a = convAttrs({2}, {1, 0}, {1}, 1);
+  a.set("output_padding", std::vector<int64_t>{1});
+  OneNode("ConvTranspose",
+          {{Shape({1, 5, 13}), Kind::Input}, {Shape({5, 7, 3}), Kind::Constant}, {Shape({7}), Kind::Constant}}, a)
+      .check();
+}
+
+// At -O2 the layout pass makes a lone dense ConvTranspose an NCHWc region:
+// whole blocks, padded output channels (pad lanes must stay zero), a fused
+// Relu, for AVX-512 (blocks of 16) and AVX2 (blocks of 8).
+TEST_CASE("ConvTranspose 2-D in NCHWc", "[codegen][convtranspose][layout]") {
+  for (const char* cpu : {"native", "x86-64-v3"})
+    for (const Transposed2D& c : {Transposed2D{32, 16, 6, 7, 2, 2, 0, 1, 1, 0},
+                                  Transposed2D{24, 28, 5, 6, 3, 2, 1, 1, 1, 1},
+                                  Transposed2D{16, 48, 4, 9, 3, 3, 1, 2, 1, 2}}) {
+      INFO(c.channels << "->" << c.outChannels << " k" << c.kernel << " s" << c.stride);
+      convTranspose2d(c, true).check(cpu, /*optimize=*/true);
+    }
+  Attributes a = transposedAttrs(Transposed2D{24, 28, 5, 6, 3, 2, 1, 1, 1, 1});
+  a.set("activation", std::string("Relu"));
+  OneNode("ConvTranspose",
+          {{Shape({1, 24, 5, 6}), Kind::Input},
+           {Shape({24, 28, 3, 3}), Kind::Constant},
+           {Shape({28}), Kind::Constant},
+           {Shape({1, 28, 10, 12}), Kind::Input}},
+          a)
+      .check("native", true);
+}
+
+TEST_CASE("ConvTranspose with a fused residual and epilogue activations", "[codegen][convtranspose]") {
+  for (const char* activation : {"", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish"})
+    for (bool residual : {false, true}) {
+      const Transposed2D c{6, 19, 5, 6, 3, 2, 1, 1, 1, 1};
+      Attributes a = transposedAttrs(c);
+      a.set("activation", std::string(activation));
+      a.set("activation_alpha", std::string(activation) == "Clip" ? -0.5f : 0.1f);
+      a.set("activation_beta", 0.75f);
+      INFO("activation '" << activation << "' residual " << residual);
+      OneNode("ConvTranspose",
+              {{Shape({1, 6, 5, 6}), Kind::Input},
+               {Shape({6, 19, 3, 3}), Kind::Constant},
+               {Shape({19}), Kind::Constant},
+               {residual ? Shape({1, 19, 10, 12}) : Shape(), Kind::Input}},
+              a)
+          .check();
+    }
+}
+
 TEST_CASE("SeparableConv2D", "[codegen][conv]") {
   struct Case {
     int64_t channels, multiplier, outChannels, size, kernel, stride, pad, dilation;
@@ -425,19 +530,41 @@ TEST_CASE("compute emitters for AVX2", "[codegen][avx2]") {
           gemm)
       .check("x86-64-v3");
   OneNode("MatMul", {{Shape({1, 9, 13}), Kind::Input}, {Shape({13, 22}), Kind::Constant}}).check("x86-64-v3");
+  convTranspose2d(Transposed2D{16, 40, 5, 6, 3, 2, 1, 1, 1, 1}, true).check("x86-64-v3");
+  convTranspose2d(Transposed2D{6, 9, 7, 8, 3, 2, 1, 1, 3, 1}, true).check("x86-64-v3");
 }
 
 // Throughput of a ResNet-style 3x3 conv (64 -> 64 channels at 56x56, pad 1);
 // run with `kiln_codegen_tests "[.benchmark]"`.
-TEST_CASE("Conv 3x3 64->64 56x56 throughput", "[.benchmark]") {
-  OneNode node = conv2d(Conv2D{64, 64, 56, 56, 3, 3, 1, 1, 1, 1}, true);
-  auto model = CompiledModel::compile(node.g, "native", false);
-  const std::vector<Tensor> in{Tensor::uniform({1, 64, 56, 56}, 5)};
+namespace {
+
+// Seconds per run of a one-input node's compiled model (after a warm-up run).
+double secondsPerRun(const OneNode& node, bool optimize) {
+  auto model = CompiledModel::compile(node.g, "native", optimize);
+  const std::vector<Tensor> in{Tensor::uniform(withBatch(node.inputShapes.at(0), 1), 5)};
   model->run(in);
   const int runs = 20;
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < runs; ++i) model->run(in);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / runs;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / runs;
+}
+
+}  // namespace
+
+TEST_CASE("Conv 3x3 64->64 56x56 throughput", "[.benchmark]") {
+  const double seconds = secondsPerRun(conv2d(Conv2D{64, 64, 56, 56, 3, 3, 1, 1, 1, 1}, true), false);
   const double flops = 2.0 * 64 * 64 * 9 * 56 * 56;
   WARN("3x3 conv 64->64 56x56: " << seconds * 1e3 << " ms, " << flops / seconds * 1e-9 << " GFLOP/s");
+}
+
+// A U-Net decoder's upsampling, 64 -> 32 channels from 28x28 to 56x56, plain
+// and (optimized) NCHWc.
+TEST_CASE("ConvTranspose 64->32 28x28 -> 56x56 throughput", "[.benchmark]") {
+  for (const Transposed2D& c : {Transposed2D{64, 32, 28, 28, 2, 2, 0, 1, 1, 0}, Transposed2D{64, 32, 28, 28, 3, 2, 1, 1, 1, 1}})
+    for (bool optimize : {false, true}) {
+      const double seconds = secondsPerRun(convTranspose2d(c, true), optimize);
+      const double flops = 2.0 * 64 * 32 * c.kernel * c.kernel * 28 * 28;
+      WARN("ConvTranspose k" << c.kernel << " s2 " << (optimize ? "NCHWc" : "plain") << ": " << seconds * 1e3 << " ms, "
+                             << flops / seconds * 1e-9 << " GFLOP/s");
+    }
 }

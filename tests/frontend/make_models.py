@@ -87,6 +87,14 @@ for pad in ["SAME_UPPER", "SAME_LOWER", "VALID", "NOTSET"]:
 single("conv_group", "Conv", {"group": 2, "kernel_shape": [3, 3], "dilations": [2, 2]},
        [init("W", RNG.standard_normal([6, 2, 3, 3]).astype(np.float32)), init("B", np.ones([6], np.float32))],
        shape=["N", 4, 9, 9])
+# ConvTranspose on 4x4, 3x3 kernel, stride 2: natural output 9x9.
+for name, size, attrs in [("convtranspose_same_upper", 8, {"auto_pad": "SAME_UPPER"}),
+                          ("convtranspose_same_lower", 8, {"auto_pad": "SAME_LOWER"}),
+                          ("convtranspose_output_shape", 7, {"output_shape": [7, 7]}),
+                          ("convtranspose_output_shape_all_dims", 10, {"output_shape": [1, 6, 10, 10], "group": 2})]:
+    single(name, "ConvTranspose", {"strides": [2, 2], **attrs},
+           [init("W", np.full([4, 3 if "group" in attrs else 6, 3, 3], 0.5, np.float32))], shape=["N", 4, 4, 4],
+           out_shape=["N", 6, size, size])
 single("op_BatchNormalization", "BatchNormalization", {"epsilon": 1e-3},
        [init(n, np.full([3], v, np.float32)) for n, v in [("s", 2), ("b", 1), ("m", 0.5), ("v", 4)]],
        shape=["N", 3, 4, 4])

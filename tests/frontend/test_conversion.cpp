@@ -84,6 +84,29 @@ TEST_CASE("Conv group, dilations and bias", "[frontend]") {
   CHECK(conv.output()->type.shape == Shape{kBatch, 6, 5, 5});
 }
 
+TEST_CASE("ConvTranspose auto_pad and output_shape resolve to pads and output_padding", "[frontend]") {
+  // 4x4 input, 3x3 kernel, stride 2: the natural output is 9x9.
+  struct Case {
+    const char* model;
+    Ints pads, outputPadding;
+    int64_t size, group;
+  };
+  for (const Case& c : {Case{"convtranspose_same_upper", {0, 0, 1, 1}, {0, 0}, 8, 1},
+                        Case{"convtranspose_same_lower", {1, 1, 0, 0}, {0, 0}, 8, 1},
+                        Case{"convtranspose_output_shape", {1, 1, 1, 1}, {0, 0}, 7, 1},
+                        Case{"convtranspose_output_shape_all_dims", {0, 0, 0, 0}, {1, 1}, 10, 2}}) {
+    INFO(c.model);
+    Graph g;
+    const Node& n = importSingle(c.model, g);
+    CHECK(n.opName() == "ConvTranspose");
+    CHECK(n.attrs.getInts("pads") == c.pads);
+    CHECK(n.attrs.getInts("output_padding") == c.outputPadding);
+    CHECK(n.attrs.getInts("strides") == Ints{2, 2});
+    CHECK(n.attrs.getInt("group") == c.group);
+    CHECK(n.output()->type.shape == Shape{kBatch, 6, c.size, c.size});
+  }
+}
+
 TEST_CASE("pools resolve windows", "[frontend]") {
   Graph g;
   const Node& maxPool = importSingle("op_MaxPool", g);

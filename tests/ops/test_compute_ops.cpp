@@ -1,7 +1,8 @@
-// Edge cases of the compute ops (Conv, SeparableConv2D, pools, Gemm, MatMul,
-// BatchNormalization): values against independent oracles written
-// differently from the reference kernels (im2col + matmul for convolutions,
-// per-output window scans for pools, hand-computed numbers), shape inference
+// Edge cases of the compute ops (Conv, SeparableConv2D, ConvTranspose, pools,
+// Gemm, MatMul, BatchNormalization): values against independent oracles
+// written differently from the reference kernels (im2col + matmul for
+// convolutions, a gather for transposed ones, per-output window scans for
+// pools, hand-computed numbers), shape inference
 // with the symbolic batch, MAC counts and errors naming the node.
 #include <catch2/catch.hpp>
 #include <algorithm>
@@ -213,6 +214,117 @@ TEST_CASE("Conv MACs count one batch item", "[ops][conv]") {
            convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1}, 2));
   REQUIRE(op.node->op->macs);
   CHECK(op.node->op->macs(*op.node) == 6 * 5 * 5 * 4 * 3 * 3);
+}
+
+// ---------------------------------------------------------------- ConvTranspose
+
+namespace {
+
+// ConvTranspose oracle, a gather (the reference scatters): output o of
+// channel oc sums x[c, i] * w[c, oc % Mg, k] over the input channels c of
+// oc's group and the taps k with o = i*stride - padBegin + k*dilation, in
+// double precision.
+std::vector<float> convTransposeOracle(const Tensor& x, const Tensor& w, const Tensor* bias, const Attributes& a,
+                                       const Shape& outShape) {
+  const std::vector<int64_t>& strides = a.getInts("strides");
+  const std::vector<int64_t>& pads = a.getInts("pads");
+  const std::vector<int64_t>& dilations = a.getInts("dilations");
+  const int64_t group = a.getInt("group");
+  const size_t rank = x.shape().rank() - 2;
+  const int64_t n = x.shape()[0], c = x.shape()[1], mg = w.shape()[1], m = mg * group, cg = c / group;
+  const std::vector<int64_t> inDims(x.shape().dims.begin() + 2, x.shape().dims.end());
+  const std::vector<int64_t> kDims(w.shape().dims.begin() + 2, w.shape().dims.end());
+  const std::vector<int64_t> outDims(outShape.dims.begin() + 2, outShape.dims.end());
+  int64_t taps = 1, positions = 1, inPlane = 1;
+  for (size_t d = 0; d < rank; ++d) taps *= kDims[d], positions *= outDims[d], inPlane *= inDims[d];
+  std::vector<float> y(static_cast<size_t>(n * m * positions));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t oc = 0; oc < m; ++oc)
+      for (int64_t p = 0; p < positions; ++p) {
+        const std::vector<int64_t> o = unflatten(p, outDims);
+        double acc = bias ? bias->data<float>()[oc] : 0.0;
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          const std::vector<int64_t> k = unflatten(tap, kDims);
+          std::vector<int64_t> in(rank);
+          bool hit = true;
+          for (size_t d = 0; d < rank && hit; ++d) {
+            const int64_t shifted = o[d] + pads[d] - k[d] * dilations[d];
+            in[d] = shifted / strides[d];
+            hit = shifted >= 0 && shifted % strides[d] == 0 && in[d] < inDims[d];
+          }
+          if (!hit) continue;
+          for (int64_t ci = oc / mg * cg; ci < (oc / mg + 1) * cg; ++ci)
+            acc += double(x.data<float>()[(b * c + ci) * inPlane + flatten(in, inDims)]) *
+                   w.data<float>()[(ci * mg + oc % mg) * taps + tap];
+        }
+        y[static_cast<size_t>((b * m + oc) * positions + p)] = static_cast<float>(acc);
+      }
+  return y;
+}
+
+Attributes transposedAttrs(std::vector<int64_t> strides, std::vector<int64_t> pads, std::vector<int64_t> dilations,
+                           std::vector<int64_t> outputPadding, int64_t group = 1) {
+  Attributes a = convAttrs(std::move(strides), std::move(pads), std::move(dilations), group);
+  a.set("output_padding", std::move(outputPadding));
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("ConvTranspose matches the gather oracle: 1-D, 2-D, 3-D, groups, output_padding", "[ops][convtranspose]") {
+  struct Case {
+    Shape x, w;
+    Attributes attrs;
+    bool bias;
+  };
+  const std::vector<Case> cases = {
+      {{kBatch, 3, 4, 5}, {3, 2, 3, 3}, transposedAttrs({2, 2}, {1, 0, 0, 1}, {1, 1}, {1, 0}), true},
+      {{kBatch, 4, 3, 3}, {4, 3, 2, 4}, transposedAttrs({3, 2}, {0, 2, 1, 0}, {2, 1}, {2, 1}, 2), false},
+      {{kBatch, 2, 5}, {2, 3, 4}, transposedAttrs({3}, {2, 1}, {2}, {1}), true},
+      {{kBatch, 2, 3, 2, 3}, {2, 2, 2, 3, 2}, transposedAttrs({2, 1, 2}, {0, 1, 0, 1, 0, 0}, {1, 1, 2}, {1, 0, 0}), true},
+      {{kBatch, 1, 2, 2}, {1, 1, 1, 1}, transposedAttrs({3, 3}, {0, 0, 0, 0}, {1, 1}, {2, 2}), true},  // bias-only gaps
+  };
+  for (const Case& c : cases) {
+    INFO("x " << c.x.str() << " w " << c.w.str());
+    const Tensor w = Tensor::uniform(c.w, 3);
+    const Tensor b = c.bias ? Tensor::uniform(Shape({c.w[1] * c.attrs.getInt("group")}), 4) : Tensor();
+    OneOp op("ConvTranspose", f32(c.x), {w, b}, c.attrs);
+    CHECK(op.outShape()[0] == kBatch);
+    for (int64_t batch : {1, 3}) {
+      const Tensor x = Tensor::uniform(c.x.withBatch(batch), 5);
+      Shape out = op.outShape().withBatch(batch);
+      requireClose(op.run(x), convTransposeOracle(x, w, c.bias ? &b : nullptr, c.attrs, out), 1e-5f);
+    }
+  }
+}
+
+TEST_CASE("ConvTranspose shape: stride*(in-1) + output_padding + dilated kernel - pads", "[ops][convtranspose]") {
+  OneOp op("ConvTranspose", f32({kBatch, 4, 5, 7}), {Tensor(DType::F32, {4, 3, 3, 2})},
+           transposedAttrs({2, 3}, {1, 0, 2, 1}, {1, 2}, {1, 2}, 1));
+  CHECK(op.outShape() == Shape({kBatch, 3, 2 * 4 + 1 + 3 - 1 - 2, 3 * 6 + 2 + 3 - 0 - 1}));
+  REQUIRE(op.node->op->macs);
+  CHECK(op.node->op->macs(*op.node) == 4 * 5 * 7 * 3 * 3 * 2);
+}
+
+TEST_CASE("ConvTranspose rejects malformed nodes with errors naming the node", "[ops][convtranspose]") {
+  auto attempt = [](Shape x, Shape w, Attributes attrs) {
+    OneOp op("ConvTranspose", f32(std::move(x)), {Tensor(DType::F32, std::move(w))}, std::move(attrs));
+  };
+  const Attributes plain = transposedAttrs({1, 1}, {0, 0, 0, 0}, {1, 1}, {0, 0});
+  CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {6, 2, 3, 3}, plain),
+                    Catch::Contains("node 'op' (ConvTranspose)") && Catch::Contains("input's 8 channels in dim 0"));
+  CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {8, 2, 3, 3}, transposedAttrs({1, 1}, {0, 0, 0, 0}, {1, 1}, {0, 0}, 3)),
+                    Catch::Contains("group 3 must be >= 1 and divide input channels 8"));
+  CHECK_THROWS_WITH(attempt({1, 8, 2, 2}, {8, 2, 1, 1}, transposedAttrs({1, 1}, {1, 0, 1, 0}, {1, 1}, {0, 0})),
+                    Catch::Contains("leave no output"));
+  CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {8, 2, 3, 3}, transposedAttrs({1, 1}, {0, 0, 0, 0}, {1, 1}, {0})),
+                    Catch::Contains("need 2 values"));
+  CHECK_THROWS_WITH(attempt({1, 8, 5, 5}, {8, 2, 3, 3}, transposedAttrs({1, 1}, {0, 0, 0, 0}, {1, 1}, {-1, 0})),
+                    Catch::Contains("output_padding >= 0"));
+  CHECK_THROWS_WITH(
+      attempt({1, 8, 5, 5}, {8, 2, 3, 3},
+              transposedAttrs({std::numeric_limits<int64_t>::max(), 1}, {0, 0, 0, 0}, {1, 1}, {0, 0})),
+      Catch::Contains("overflows"));
 }
 
 // ---------------------------------------------------------------- SeparableConv2D

@@ -53,6 +53,31 @@ TEST_CASE("fold-batchnorm folds BN into Conv, depthwise Conv, Gemm and MatMul+Ad
   CHECK(opt.outputs()[0]->name == b.graph.outputs()[0]->name);
 }
 
+// W is [C, M/group, k, k]: with groups the BN's channel g*M/group + j is W's
+// dim 1 index j in group g's rows, which a fold along dim 0 would get wrong.
+TEST_CASE("fold-batchnorm folds BN into ConvTranspose, grouped or not; fuse-activation fuses Relu and residual",
+          "[passes]") {
+  GraphBuilder b(3);
+  Value* x = b.input("x", {kBatch, 6, 5, 5});
+  Attributes a = ints("strides", {2, 2});
+  a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  a.set("dilations", std::vector<int64_t>{1, 1});
+  a.set("output_padding", std::vector<int64_t>{1, 1});
+  Value* y = b.op("Relu", {b.batchNorm(b.op("ConvTranspose", {x, b.constant(Shape{6, 6, 3, 3})}, a))});
+  a.set("group", int64_t{3});
+  y = b.batchNorm(b.op("ConvTranspose", {y, b.constant(Shape{6, 2, 3, 3}), b.constant(Shape{6})}, a));
+  b.output(b.op("Relu", {b.op("Add", {y, b.input("skip", {kBatch, 6, 20, 20})})}));
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fold-batchnorm", "fuse-activation"}, &runs);
+  CHECK(runs[0].stats.get("BN folded") == 2);
+  CHECK(runs[1].stats.get("activations fused") == 2);
+  CHECK(runs[1].stats.get("residual adds fused") == 1);
+  CHECK(countOps(opt, "Add") == 0);
+  CHECK(countOps(opt, "BatchNormalization") == 0);
+  CHECK(countOps(opt, "Relu") == 0);
+  CHECK(countOps(opt, "ConvTranspose") == 2);
+}
+
 TEST_CASE("fold-batchnorm leaves a BN whose producer has other users as ScaleShift", "[passes]") {
   GraphBuilder b(2);
   Value* x = b.input("x", {kBatch, 4, 5, 5});
@@ -303,4 +328,40 @@ TEST_CASE("layout lays out conv regions in NCHWc with Reorders at the edges only
   Graph plain = b.graph.clone();
   runPipeline(plain, {"layout"});
   CHECK(countOps(plain, "Reorder") == 0);
+}
+
+// A decoder stage: Conv, a ConvTranspose upsampling it (fused Relu) and a
+// Conv after the Concat with a skip stay in one NCHWc region; a grouped
+// ConvTranspose has no NCHWc form and is an edge.
+TEST_CASE("layout keeps a dense ConvTranspose inside its conv region", "[passes][layout]") {
+  GraphBuilder b(8);
+  Value* x = b.input("x", {kBatch, 16, 6, 6});
+  Value* skip = b.input("skip", {kBatch, 16, 12, 12});
+  Attributes up;
+  up.set("strides", std::vector<int64_t>{2, 2});
+  up.set("pads", std::vector<int64_t>{0, 0, 0, 0});
+  up.set("dilations", std::vector<int64_t>{1, 1});
+  up.set("output_padding", std::vector<int64_t>{0, 0});
+  Value* u = b.op("Relu", {b.op("ConvTranspose", {b.conv(x, 16, 3, 1, 1), b.constant(Shape{16, 16, 2, 2})}, up)});
+  Attributes channels;
+  channels.set("axis", int64_t{1});
+  Value* d = b.conv(b.op("Concat", {u, skip}, channels), 16, 3, 1, 1);
+  up.set("group", int64_t{4});
+  b.output(b.op("ConvTranspose", {d, b.constant(Shape{16, 2, 2, 2})}, up));
+
+  Graph opt = b.graph.clone();
+  PipelineOptions options;
+  options.passes.channelBlock = 16;
+  std::vector<PassRun> runs = runPipeline(opt, {"fuse-activation", "layout"}, options);
+  INFO(printGraph(opt));
+  REQUIRE_NOTHROW(verify(opt));
+  CHECK(runs[1].stats.get("nodes laid out") == 4);  // Conv, ConvTranspose (Relu fused), Concat, Conv
+  CHECK(countOps(opt, "Reorder") == 3);             // x and skip in, d out to the grouped ConvTranspose
+  for (Node* n : opt.nodes())
+    if (n->opName() == "ConvTranspose")
+      CHECK((n->output()->type.layout == Layout::NCHWc) == (n->attrs.getInt("group") == 1));
+  for (int64_t batch : {1, 3}) {
+    std::vector<Tensor> in = randomInputs(b.graph, batch, 42);
+    CHECK(maxRelativeError(interpret(opt, in), interpret(b.graph, in)) <= kTolerance);
+  }
 }

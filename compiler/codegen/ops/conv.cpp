@@ -1,5 +1,6 @@
 // Emitters for Conv (1-D and 2-D, groups incl. depthwise, strides, pads,
-// dilations, bias, fused residual + epilogue activation) and SeparableConv2D.
+// dilations, bias, fused residual + epilogue activation), SeparableConv2D
+// and ConvTranspose (a gather kernel of its own, at the end).
 //
 // One direct-convolution mechanism serves every case. Output rows are walked
 // in spans whose valid kernel rows are known at compile time (padding never
@@ -698,11 +699,246 @@ void emitSeparableConv2D(EmitContext& ctx) {
     });
 }
 
+// ---------------------------------------------------------------- ConvTranspose
+
+// Outputs of one axis of a transposed convolution that gather the same
+// kernel taps: o = first + stride*t for t in [0, count) reads input
+// firstInput[j] + t through tap taps[j]. The outputs of one phase (o mod
+// stride) form a stride-1 convolution of the input with the phase's taps, so
+// a run is a phase's span whose taps all stay inside the input.
+struct GatherRun {
+  int64_t first, count;
+  std::vector<int64_t> taps, firstInput;
+};
+
+std::vector<GatherRun> gatherRuns(const AxisGeometry& a) {
+  std::vector<GatherRun> runs;
+  for (int64_t phase = 0; phase < std::min(a.stride, a.out); ++phase) {
+    const size_t phaseStart = runs.size();
+    for (int64_t o = phase; o < a.out; o += a.stride) {
+      std::vector<int64_t> taps, inputs;
+      for (int64_t k = 0; k < a.kernel; ++k)
+        if (const int64_t shifted = o + a.padBegin - k * a.dilation; shifted >= 0 && shifted % a.stride == 0 &&
+                                                                      shifted / a.stride < a.in) {
+          taps.push_back(k);
+          inputs.push_back(shifted / a.stride);
+        }
+      if (runs.size() > phaseStart && runs.back().taps == taps) ++runs.back().count;
+      else runs.push_back({o, 1, std::move(taps), std::move(inputs)});
+    }
+  }
+  return runs;
+}
+
+// ConvTranspose (1-D and 2-D, groups, strides, pads, dilations,
+// output_padding, bias, the fused residual + activation) as a gather: each
+// output pixel sums, over the input channels of its group (a run-time loop)
+// and the kernel taps that reach it (unrolled, known per run at compile
+// time), input pixel x broadcast times a vector of the tap's weights for a
+// block of output channels. A register tile holds a few pixels of one output
+// row's run x the block's channel vectors. Vectors run along the output
+// channels, so with NCHWc operands ([C/c][H][W][c], dense convs only) loads
+// and stores are contiguous; a plain output stores lanes a channel plane
+// apart. Constant weights are packed as [C][taps][M/group rounded up to
+// whole vectors] (contiguous channel vectors, zero pad lanes), others read
+// W [C][M/group][taps] with strided loads. Work splits over output rows.
+class TransposedConvKernel {
+ public:
+  explicit TransposedConvKernel(EmitContext& ctx) : ctx_(ctx), b_(ctx.b) {
+    const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
+    const Shape &xs = x.type.shape, &ws = w.type.shape, &ys = y.type.shape;
+    const size_t spatial = xs.rank() - 2;
+    if (spatial > 2) ctx.fail("the LLVM backend emits 1-D and 2-D transposed convolutions only (input " + xs.str() + ")");
+    const Attributes& a = ctx.attrs();
+    const std::vector<int64_t>& strides = a.getInts("strides");
+    const std::vector<int64_t>& pads = a.getInts("pads");
+    const std::vector<int64_t>& dilations = a.getInts("dilations");
+    auto axis = [&](size_t d) {
+      return AxisGeometry{xs[2 + d], ys[2 + d], ws[2 + d], strides[d], dilations[d], pads[d], pads[spatial + d]};
+    };
+    rows_ = spatial == 2 ? axis(0) : AxisGeometry{1, 1, 1, 1, 1, 0, 0};
+    cols_ = axis(spatial - 1);
+    groups_ = a.getInt("group");
+    channels_ = xs[1];
+    groupChannels_ = channels_ / groups_;
+    groupOutChannels_ = ws[1];
+    taps_ = rows_.kernel * cols_.kernel;
+    blocked_ = y.type.layout == Layout::NCHWc;
+    lanes_ = blocked_ ? y.type.block : ctx.target.vectorFloats;
+    if (blocked_ && (x.type.layout != Layout::NCHWc || x.type.block != lanes_ || groups_ != 1 || spatial != 2))
+      ctx.fail("NCHWc transposed convolutions are dense 2-D ones with NCHWc input and output, got " + x.type.str());
+    if (!blocked_ && (x.type.layout != Layout::Plain || y.type.layout != Layout::Plain))
+      ctx.fail("transposed convolution layouts must match, got " + x.type.str() + " -> " + y.type.str());
+    paddedOutChannels_ = (groupOutChannels_ + lanes_ - 1) / lanes_ * lanes_;
+    vectors_ = std::min<int64_t>(paddedOutChannels_ / lanes_, 4);
+    pixels_ = std::max<int64_t>(1, kernels::accumulatorBudget(ctx.target) / vectors_);
+    packOperands();
+  }
+
+  void emit() const {
+    const int64_t flops = 2 * rows_.in * cols_.in * channels_ * groupOutChannels_ * taps_;
+    const LoopRange part = ctx_.split(rows_.out, splitWays(flops, rows_.out));
+    const std::vector<GatherRun> colRuns = gatherRuns(cols_);
+    // Rows are numbered run after run (the runs' order, not the rows'), so
+    // the split's share is a range of that numbering.
+    int64_t at = 0;
+    for (const GatherRun& rowRun : gatherRuns(rows_)) {
+      ctx_.loop(part, at, at + rowRun.count, [&](llvm::Value* index) {
+        llvm::Value* t = b_.CreateSub(index, ctx_.i64(at));
+        llvm::Value* oh = b_.CreateAdd(ctx_.i64(rowRun.first), b_.CreateMul(t, ctx_.i64(rows_.stride)));
+        std::vector<llvm::Value*> inRows;
+        for (int64_t first : rowRun.firstInput) inRows.push_back(b_.CreateAdd(t, ctx_.i64(first)));
+        emitRow(oh, rowRun.taps, inRows, colRuns);
+      });
+      at += rowRun.count;
+    }
+  }
+
+ private:
+  // Every output channel of output row oh, which reads input rows inRows[j]
+  // through kernel rows rowTaps[j].
+  void emitRow(llvm::Value* oh, const std::vector<int64_t>& rowTaps, const std::vector<llvm::Value*>& inRows,
+               const std::vector<GatherRun>& colRuns) const {
+    const int64_t blockWidth = vectors_ * lanes_;
+    const int64_t fullBlocks = groupOutChannels_ / blockWidth, lastWidth = groupOutChannels_ % blockWidth;
+    ctx_.loop(groups_, [&](llvm::Value* g) {
+      auto blockAt = [&](llvm::Value* m, int64_t width) {
+        for (const GatherRun& colRun : colRuns)
+          kernels::forEachTile(ctx_, 0, colRun.count, pixels_, [&](llvm::Value* t0, int64_t count) {
+            emitTile(g, m, width, oh, rowTaps, inRows, colRun, t0, count);
+          });
+      };
+      ctx_.loop(fullBlocks, [&](llvm::Value* block) { blockAt(b_.CreateMul(block, ctx_.i64(blockWidth)), blockWidth); });
+      // NCHWc blocks cover the pad lanes too (their weights and bias are zero).
+      if (lastWidth)
+        blockAt(ctx_.i64(fullBlocks * blockWidth),
+                blocked_ ? (lastWidth + lanes_ - 1) / lanes_ * lanes_ : lastWidth);
+    });
+  }
+
+  // Output channels [m, m + width) of group g (m within the group) at
+  // output row oh, columns colRun.first + stride*(t0 + j) for j < count.
+  void emitTile(llvm::Value* g, llvm::Value* m, int64_t width, llvm::Value* oh, const std::vector<int64_t>& rowTaps,
+                const std::vector<llvm::Value*>& inRows, const GatherRun& colRun, llvm::Value* t0,
+                int64_t count) const {
+    kernels::AccumulatorTile acc(ctx_, count, kernels::chunkWidths(width, lanes_));
+    llvm::Value* outChannel = b_.CreateAdd(b_.CreateMul(g, ctx_.i64(groupOutChannels_)), m);
+    llvm::Value* ow0 = b_.CreateAdd(ctx_.i64(colRun.first), b_.CreateMul(t0, ctx_.i64(cols_.stride)));
+    auto outAt = [&](llvm::Value* data, int64_t p, int64_t chunkOffset) {
+      llvm::Value* ow = b_.CreateAdd(ow0, ctx_.i64(p * cols_.stride));
+      return outputPtr(data, b_.CreateAdd(outChannel, ctx_.i64(chunkOffset)), oh, ow);
+    };
+    const int64_t laneStride = blocked_ ? 1 : rows_.out * cols_.out;
+    for (int64_t p = 0; p < count; ++p)
+      for (size_t ch = 0; ch < acc.chunks().size(); ++ch) {
+        const int64_t lanes = acc.chunks()[ch], offset = acc.chunkOffset(ch);
+        llvm::Value* v =
+            bias_ ? kernels::loadVector(ctx_, kernels::floatPtr(ctx_, bias_, b_.CreateAdd(outChannel, ctx_.i64(offset))),
+                                        lanes)
+                  : kernels::splat(ctx_, ctx_.f32(0.f), lanes);
+        if (ctx_.hasInput(3))
+          v = b_.CreateFAdd(v, kernels::loadVector(ctx_, outAt(ctx_.input(3).data, p, offset), lanes, laneStride));
+        acc.set(p, ch, v);
+      }
+    if (!rowTaps.empty() && !colRun.taps.empty())
+      ctx_.loop(groupChannels_, [&](llvm::Value* c) {
+        llvm::Value* inChannel = b_.CreateAdd(b_.CreateMul(g, ctx_.i64(groupChannels_)), c);
+        for (size_t i = 0; i < rowTaps.size(); ++i)
+          for (size_t j = 0; j < colRun.taps.size(); ++j) {
+            const int64_t tap = rowTaps[i] * cols_.kernel + colRun.taps[j];
+            std::vector<llvm::Value*> weights;
+            for (size_t ch = 0; ch < acc.chunks().size(); ++ch)
+              weights.push_back(weightVector(inChannel, b_.CreateAdd(m, ctx_.i64(acc.chunkOffset(ch))), tap,
+                                             acc.chunks()[ch]));
+            llvm::Value* iw0 = b_.CreateAdd(t0, ctx_.i64(colRun.firstInput[j]));
+            acc.rankOneUpdate(
+                [&](int64_t p) { return inputPtr(inChannel, inRows[i], b_.CreateAdd(iw0, ctx_.i64(p))); }, weights);
+          }
+      });
+    for (int64_t p = 0; p < count; ++p)
+      for (size_t ch = 0; ch < acc.chunks().size(); ++ch)
+        kernels::storeVector(ctx_, outAt(ctx_.output().data, p, acc.chunkOffset(ch)),
+                             emitEpilogueActivation(b_, ctx_.attrs(), acc.get(p, ch)), laneStride);
+  }
+
+  // Element (channel, row, col) of x / of an output-shaped operand.
+  llvm::Value* inputPtr(llvm::Value* channel, llvm::Value* row, llvm::Value* col) const {
+    return elementPtr(ctx_.input(0).data, channel, b_.CreateAdd(b_.CreateMul(row, ctx_.i64(cols_.in)), col),
+                      rows_.in * cols_.in);
+  }
+  llvm::Value* outputPtr(llvm::Value* data, llvm::Value* channel, llvm::Value* row, llvm::Value* col) const {
+    return elementPtr(data, channel, b_.CreateAdd(b_.CreateMul(row, ctx_.i64(cols_.out)), col),
+                      rows_.out * cols_.out);
+  }
+  // Plain [C][pixels] or blocked [C/c][pixels][c].
+  llvm::Value* elementPtr(llvm::Value* data, llvm::Value* channel, llvm::Value* pixel, int64_t plane) const {
+    llvm::Value* index =
+        blocked_ ? b_.CreateAdd(b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(channel, ctx_.i64(lanes_)),
+                                                          ctx_.i64(plane * lanes_)),
+                                             b_.CreateMul(pixel, ctx_.i64(lanes_))),
+                                b_.CreateURem(channel, ctx_.i64(lanes_)))
+                 : b_.CreateAdd(b_.CreateMul(channel, ctx_.i64(plane)), pixel);
+    return kernels::floatPtr(ctx_, data, index);
+  }
+
+  // Weights of input channel c, tap `tap`, output channels [m, m + width) of c's group.
+  llvm::Value* weightVector(llvm::Value* c, llvm::Value* m, int64_t tap, int64_t width) const {
+    if (packed_)
+      return kernels::loadVector(
+          ctx_,
+          kernels::floatPtr(ctx_, weights_,
+                            b_.CreateAdd(b_.CreateMul(c, ctx_.i64(taps_ * paddedOutChannels_)),
+                                         b_.CreateAdd(ctx_.i64(tap * paddedOutChannels_), m))),
+          width);
+    llvm::Value* first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(c, ctx_.i64(groupOutChannels_)), m),
+                                                   ctx_.i64(taps_)),
+                                      ctx_.i64(tap));
+    return kernels::loadVector(ctx_, kernels::floatPtr(ctx_, weights_, first), width, taps_);
+  }
+
+  void packOperands() {
+    const Operand& w = ctx_.input(1);
+    packed_ = w.constant != nullptr;
+    weights_ = w.data;
+    bias_ = ctx_.hasInput(2) ? ctx_.input(2).data : nullptr;
+    if (blocked_ && (!packed_ || (bias_ && !ctx_.input(2).constant)))
+      ctx_.fail("NCHWc transposed convolutions need a constant weight and bias");
+    if (packed_) {
+      Tensor packed(DType::F32, Shape({channels_ * taps_ * paddedOutChannels_}));
+      const float* src = w.constant->data<float>();
+      float* dst = packed.data<float>();
+      for (int64_t c = 0; c < channels_; ++c)
+        for (int64_t m = 0; m < groupOutChannels_; ++m)
+          for (int64_t tap = 0; tap < taps_; ++tap)
+            dst[(c * taps_ + tap) * paddedOutChannels_ + m] = src[(c * groupOutChannels_ + m) * taps_ + tap];
+      weights_ = ctx_.packConstant(packed);
+    }
+    if (blocked_) {  // zero pad lanes after the real channels
+      Tensor bias(DType::F32, Shape({paddedOutChannels_}));
+      if (bias_) std::copy_n(ctx_.input(2).constant->data<float>(), groupOutChannels_, bias.data<float>());
+      bias_ = ctx_.packConstant(bias);
+    }
+  }
+
+  EmitContext& ctx_;
+  llvm::IRBuilder<>& b_;
+  AxisGeometry rows_{}, cols_{};
+  int64_t groups_ = 1, channels_ = 0, groupChannels_ = 0, groupOutChannels_ = 0, taps_ = 1;
+  bool blocked_ = false;
+  int64_t lanes_ = 1, paddedOutChannels_ = 0, vectors_ = 1, pixels_ = 1;
+  bool packed_ = false;
+  llvm::Value* weights_ = nullptr;
+  llvm::Value* bias_ = nullptr;
+};
+
+void emitConvTranspose(EmitContext& ctx) { TransposedConvKernel(ctx).emit(); }
+
 }  // namespace
 
 void registerConvEmitters(EmitterRegistry& r) {
   r.add("Conv", emitConv, {0, 3});  // X and the residual hold samples
   r.add("SeparableConv2D", emitSeparableConv2D, {0});
+  r.add("ConvTranspose", emitConvTranspose, {0, 3});
 }
 
 }  // namespace kiln::codegen

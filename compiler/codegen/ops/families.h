@@ -7,7 +7,7 @@ namespace kiln::codegen {
 
 void registerActivationEmitters(EmitterRegistry& r);     // activation.cpp: unary activations
 void registerElementwiseEmitters(EmitterRegistry& r);    // elementwise.cpp: broadcasting binary/variadic ops and PRelu
-void registerConvEmitters(EmitterRegistry& r);           // conv.cpp: Conv (+epilogue), SeparableConv2D
+void registerConvEmitters(EmitterRegistry& r);           // conv.cpp: Conv (+epilogue), SeparableConv2D, ConvTranspose
 void registerPoolEmitters(EmitterRegistry& r);           // pool.cpp
 void registerLinearEmitters(EmitterRegistry& r);         // linear.cpp: Gemm (+epilogue), MatMul
 void registerNormalizationEmitters(EmitterRegistry& r);  // normalization.cpp: BN, ScaleShift, InstanceNorm, LRN
