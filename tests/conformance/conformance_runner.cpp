@@ -324,6 +324,12 @@ void collectUnsupported(const onnx::NodeProto& n, const LocalFunctions& function
   else if (!kilnOps.count(n.op_type()) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
 }
 
+// The ONNX element types kiln's tensors hold (f32, i64, i32, bool).
+bool isKilnElemType(int elem) {
+  using TP = onnx::TensorProto;
+  return elem == TP::FLOAT || elem == TP::INT64 || elem == TP::INT32 || elem == TP::BOOL;
+}
+
 Scope classify(const onnx::ModelProto& model, const std::set<std::string>& kilnOps) {
   Scope s;
   const onnx::GraphProto& g = model.graph();
@@ -366,16 +372,16 @@ Scope classify(const onnx::ModelProto& model, const std::set<std::string>& kilnO
         s.staticInputs.insert(v.name());
       else
         reasons.insert(std::string(elemTypeName(elem)) + " static operand");
-    } else if (elem != onnx::TensorProto::FLOAT) {
+    } else if (!isKilnElemType(elem)) {
       reasons.insert(std::string(elemTypeName(elem)) + " input");
     }
   }
+  // Non-float outputs (shapes, comparison masks, indices) are compared exactly.
   for (const onnx::ValueInfoProto& v : g.output()) {
     int elem = 0;
     std::string kind = valueKind(v, &elem);
     if (!kind.empty()) reasons.insert(kind + " output");
-    // int64 outputs are shapes (Shape, folded shape arithmetic); compared exactly.
-    else if (elem != onnx::TensorProto::FLOAT && elem != onnx::TensorProto::INT64)
+    else if (!isKilnElemType(elem))
       reasons.insert(std::string(elemTypeName(elem)) + " output");
   }
   s.outOfScope.insert(s.outOfScope.end(), reasons.begin(), reasons.end());

@@ -4,9 +4,17 @@
 // BatchNormalization's scale/shift, scale / sqrt(var + epsilon) and
 // B - mean * that, are computed at compile time when its parameters are
 // constants and once per channel at run time otherwise.
+//
+// LayerNormalization walks its contiguous rows (the trailing dims from
+// axis) in three vector passes: the sum, the sum of squared deviations from
+// the mean (two passes rather than E[x^2] - mean^2, which cancels), then
+// y = (x - mean) * invStdDev * scale + B, which reads each element before
+// writing it, so Y may alias X. Sums are lane-wise vector accumulators,
+// reduced once per row (vector_kernels.h). Rows split across threads.
 #include <cmath>
 
 #include "compiler/codegen/ops/families.h"
+#include "compiler/codegen/ops/vector_kernels.h"
 
 namespace kiln::codegen {
 
@@ -99,10 +107,66 @@ void emitBatchNormalization(EmitContext& ctx) {
   });
 }
 
+// Sum over the row [start, start + n) of term(vector, offset in row).
+Value* rowSum(EmitContext& ctx, Value* start, int64_t n, const std::function<Value*(Value*, Value*)>& term) {
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t lanes = std::min<int64_t>(ctx.target.vectorFloats, n);
+  kernels::AccumulatorTile acc(ctx, 1, {lanes});
+  acc.set(0, 0, kernels::splat(ctx, ctx.f32(0.f), lanes));
+  Value* tail = nullptr;
+  kernels::forEachVector(ctx, start, n, lanes, [&](Value* at, int64_t width) {
+    Value* v = term(kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, at), width), b.CreateSub(at, start));
+    if (width == lanes)
+      acc.set(0, 0, b.CreateFAdd(acc.get(0, 0), v));
+    else
+      tail = kernels::horizontalSum(ctx, v);
+  });
+  Value* sum = kernels::horizontalSum(ctx, acc.get(0, 0));
+  return tail ? b.CreateFAdd(sum, tail) : sum;
+}
+
+void emitLayerNormalization(EmitContext& ctx) {
+  const Shape& shape = ctx.input(0).type.shape;
+  const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), shape.rank());
+  const int64_t outer = shape.product(0, axis), n = shape.product(axis, shape.rank());
+  if (outer == 0 || n == 0) return;
+  const float epsilon = ctx.attrs().getFloat("epsilon");
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t lanes = std::min<int64_t>(ctx.target.vectorFloats, n);
+  const LoopRange rows = ctx.split(outer, splitWays(8 * outer * n, outer));
+  ctx.loop(rows, 0, outer, [&](Value* r) {
+    Value* start = b.CreateMul(r, ctx.i64(n));
+    Value* inverseCount = ctx.f32(1.f / static_cast<float>(n));
+    Value* mean = b.CreateFMul(rowSum(ctx, start, n, [](Value* v, Value*) { return v; }), inverseCount);
+    Value* squares = rowSum(ctx, start, n, [&](Value* v, Value*) {
+      const auto width = llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements();
+      Value* d = b.CreateFSub(v, kernels::splat(ctx, mean, width));
+      return b.CreateFMul(d, d);
+    });
+    Value* deviation = b.CreateIntrinsic(llvm::Intrinsic::sqrt, {ctx.f32Type()},
+                                         {b.CreateFAdd(b.CreateFMul(squares, inverseCount), ctx.f32(epsilon))});
+    Value* invStdDev = b.CreateFDiv(ctx.f32(1.f), deviation);
+    kernels::forEachVector(ctx, start, n, lanes, [&](Value* at, int64_t width) {
+      Value* j = b.CreateSub(at, start);
+      Value* x = kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, at), width);
+      Value* scale = kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(1).data, j), width);
+      Value* normalized = b.CreateFMul(b.CreateFSub(x, kernels::splat(ctx, mean, width)),
+                                       kernels::splat(ctx, invStdDev, width));
+      Value* y = b.CreateFMul(normalized, scale);
+      if (ctx.hasInput(2))
+        y = b.CreateFAdd(y, kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(2).data, j), width));
+      kernels::storeVector(ctx, kernels::floatPtr(ctx, ctx.output(0).data, at), y);
+    });
+    ctx.store(ctx.output(1), r, mean);
+    ctx.store(ctx.output(2), r, invStdDev);
+  });
+}
+
 }  // namespace
 
 void registerNormalizationEmitters(EmitterRegistry& r) {
   r.add("BatchNormalization", emitBatchNormalization, {0});
+  r.add("LayerNormalization", emitLayerNormalization);
   r.add("ScaleShift", [](EmitContext& ctx) {
     if (ctx.input(0).type.layout == Layout::NCHWc) return emitBlockedScaleShift(ctx);
     emitPerChannelAffine(ctx, [&](Value* c) {
