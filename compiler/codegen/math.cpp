@@ -134,11 +134,11 @@ Value* emitRoundHalfToEven(llvm::IRBuilder<>& b, Value* x) {
 }
 
 // floor (down = true) or ceil: the nearest integer, one step back where it
-// passed x. Zeros keep their sign (rounding -0.3 gives -0).
+// passed x. The result has x's sign (ceil(-0.7) = -0, where -1 + 1 is +0).
 Value* emitFloorOrCeil(llvm::IRBuilder<>& b, Value* x, bool down) {
   Value* r = emitRoundHalfToEven(b, x);
   Value* overshot = down ? b.CreateFCmpOGT(r, x) : b.CreateFCmpOLT(r, x);
-  return b.CreateSelect(overshot, b.CreateFAdd(r, splat(x, down ? -1.f : 1.f)), r);
+  return copySign(b, b.CreateSelect(overshot, b.CreateFAdd(r, splat(x, down ? -1.f : 1.f)), r), x);
 }
 
 Value* emitSign(llvm::IRBuilder<>& b, Value* x) {
@@ -268,7 +268,9 @@ Value* emitPow(llvm::IRBuilder<>& b, Value* x, Value* y) {
   Value* half = b.CreateFMul(y, splat(y, 0.5f));
   Value* odd = b.CreateAnd(integral, b.CreateFCmpUNE(emitRoundHalfToEven(b, half), half));
   Value* result = b.CreateSelect(odd, copySign(b, magnitude, x), magnitude);
-  Value* negativeBase = b.CreateFCmpOLT(x, splat(x, 0.f));
+  // -inf to a fractional power is +inf or +0, like |x|.
+  const float inf = std::numeric_limits<float>::infinity();
+  Value* negativeBase = b.CreateAnd(b.CreateFCmpOLT(x, splat(x, 0.f)), b.CreateFCmpONE(x, splat(x, -inf)));
   result = b.CreateSelect(b.CreateAnd(negativeBase, b.CreateNot(integral)), splat(x, std::nanf("")), result);
   Value* one = b.CreateOr(b.CreateFCmpOEQ(y, splat(y, 0.f)), b.CreateFCmpOEQ(x, splat(x, 1.f)));
   return b.CreateSelect(one, splat(x, 1.f), result);

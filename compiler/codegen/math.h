@@ -15,7 +15,7 @@ llvm::Value* emitLog(llvm::IRBuilder<>& b, llvm::Value* x);  // log(0) = -inf, l
 llvm::Value* emitTanh(llvm::IRBuilder<>& b, llvm::Value* x);
 llvm::Value* emitSigmoid(llvm::IRBuilder<>& b, llvm::Value* x);
 llvm::Value* emitErf(llvm::IRBuilder<>& b, llvm::Value* x);
-// C's powf(x, y): a negative x needs an integral y (odd ones keep x's sign),
+// C's powf(x, y): a finite negative x needs an integral y (odd ones keep x's sign),
 // pow(x, 0) = pow(1, y) = 1 even for NaN; exp(y * log|x|) otherwise.
 llvm::Value* emitPow(llvm::IRBuilder<>& b, llvm::Value* x, llvm::Value* y);
 // powf(x, exponent) for a compile-time exponent: the exact cheap forms for
