@@ -70,7 +70,8 @@ std::vector<TensorType> inferLayerNorm(const InferContext& ctx) {
   ctx.check(axis >= -static_cast<int64_t>(x.rank()) && axis < static_cast<int64_t>(x.rank()),
             "axis " + std::to_string(axis) + " is out of range for " + ctx.input(0).str());
   const size_t a = normalizeAxis(axis, x.rank());
-  ctx.check(!(x.hasSymbolicBatch() && a == 0), "cannot normalize along the symbolic batch dim of " + ctx.input(0).str());
+  ctx.check(!(x.hasSymbolicBatch() && a == 0),
+            "cannot normalize along the symbolic batch dim of " + ctx.input(0).str());
   const Shape row(std::vector<int64_t>(x.dims.begin() + static_cast<std::ptrdiff_t>(a), x.dims.end()));
   requireRowParameter(ctx, 1, "Scale", row);
   if (ctx.hasInput(2)) requireRowParameter(ctx, 2, "B", row);

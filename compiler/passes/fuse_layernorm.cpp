@@ -133,7 +133,7 @@ PassDef fuseLayerNormPass() {
   return {"fuse-layernorm", "fuse torch.onnx's decomposed LayerNorm (ReduceMean ... Sqrt, Div) into LayerNormalization",
           [](Graph& g, PassStats& stats, const PassOptions&) {
             bool changed = false;
-            // A chain holds two ReduceMeans; the second is never a first.
+            // A fusion erases nodes of the scanned snapshot: the scan then starts over.
             for (bool fused = true; fused;) {
               fused = false;
               for (Node* mean : g.nodes()) {
@@ -144,8 +144,9 @@ PassDef fuseLayerNormPass() {
                 const std::vector<float> ones(static_cast<size_t>(row.numElements()), 1.f);
                 Value* scale = rowConstant(g, mean->name + "/layernorm_scale",
                                            m->gamma ? m->gamma->constant.data<float>() : ones.data(), row);
-                Value* bias = m->beta ? rowConstant(g, mean->name + "/layernorm_bias", m->beta->constant.data<float>(), row)
-                                      : nullptr;
+                Value* bias = nullptr;
+                if (m->beta)
+                  bias = rowConstant(g, mean->name + "/layernorm_bias", m->beta->constant.data<float>(), row);
                 Attributes a;
                 a.set("axis", static_cast<int64_t>(m->axis));
                 a.set("epsilon", m->epsilon);

@@ -596,7 +596,8 @@ TEST_CASE("unary math matches the reference over the float range", "[codegen][ma
       CHECK(error <= bound);
       // Zeros keep their sign (floor(-0.3) = -0, round(-0.4) = -0).
       for (int64_t i = 0; i < n; ++i)
-        if (want.data<float>()[i] == 0.f) CHECK(std::signbit(got.data<float>()[i]) == std::signbit(want.data<float>()[i]));
+        if (want.data<float>()[i] == 0.f)
+          CHECK(std::signbit(got.data<float>()[i]) == std::signbit(want.data<float>()[i]));
     }
   }
 }

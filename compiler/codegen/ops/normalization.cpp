@@ -115,7 +115,8 @@ Value* rowSum(EmitContext& ctx, Value* start, int64_t n, const std::function<Val
   acc.set(0, 0, kernels::splat(ctx, ctx.f32(0.f), lanes));
   Value* tail = nullptr;
   kernels::forEachVector(ctx, start, n, lanes, [&](Value* at, int64_t width) {
-    Value* v = term(kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, at), width), b.CreateSub(at, start));
+    Value* x = kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, at), width);
+    Value* v = term(x, b.CreateSub(at, start));
     if (width == lanes)
       acc.set(0, 0, b.CreateFAdd(acc.get(0, 0), v));
     else
