@@ -466,6 +466,33 @@ class UNetDecoder(nn.Module):
         return self.head(d1)
 
 
+class ConvNeXtBlock(nn.Module):
+    """A ConvNeXt block after a 3x3 stem: depthwise 7x7 conv, permute to
+    NHWC, nn.LayerNorm over the channels, Linear 4x expansion, GELU (exact
+    or tanh), Linear back, permute to NCHW, residual add. Below opset 17
+    torch.onnx decomposes the LayerNorm (ReduceMean ... Sqrt, Div, Mul, Add)
+    and writes GELU as Erf/Tanh arithmetic, what fuse-layernorm and
+    fuse-gelu match."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.dwconv = nn.Conv2d(16, 16, 7, padding=3, groups=16)
+        self.norm = nn.LayerNorm(16)
+        self.expand = nn.Linear(16, 64)
+        self.act = nn.GELU(approximate=approximate)
+        self.project = nn.Linear(64, 16)
+        with torch.no_grad():  # affine params away from the 1/0 defaults
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.project(self.act(self.expand(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
 def shufflenet_v2():
     return torchvision.models.shufflenet_v2_x0_5(num_classes=10)
 
@@ -510,6 +537,9 @@ FIXTURES = {
     "unet_decoder": (UNetDecoder, (1, 3, 32, 32), 13, False),
     "unet_decoder_dynamic": (UNetDecoder, (2, 3, 32, 32), 13, True),
     "mobilenet_v3_small": (mobilenet_v3_small, (1, 3, 64, 64), 17, False),
+    "convnext_block": (ConvNeXtBlock, (1, 3, 16, 16), 13, False),
+    "convnext_block_op17": (ConvNeXtBlock, (1, 3, 16, 16), 17, False),
+    "convnext_block_tanh_dynamic": (lambda: ConvNeXtBlock("tanh"), (3, 3, 16, 16), 13, True),
     # Exported with a fixed batch (no dynamic axes): the batch is a static dim
     # 0 of every tensor, and `x.view(x.size(0), -1)` bakes it into Reshape.
     "resnet18_batch3": (resnet18, (3, 3, 64, 64), 13, False),

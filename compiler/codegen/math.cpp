@@ -11,7 +11,16 @@
 //   log(x)   = k*ln2 + log(1+f), 1+f in [sqrt(1/2), sqrt(2)),
 //              log(1+f) = f - s*(f - 2s^2(1/3 + s^2/5 + s^4/7 + s^6/9)),
 //              s = f/(2+f) (the atanh series, |s| <= 0.172, truncation < 3e-9);
-//   tanh(x)  = sign(x) * -m/(2+m), m = expm1(-2|x|).
+//   tanh(x)  = sign(x) * -m/(2+m), m = expm1(-2|x|);
+//   erf(x)   = x * P(x^2) for |x| < 1 (P of degree 6), and for |x| >= 1
+//              sign(x) * (1 - e^(-x^2) Q(1/|x|)) with |x| clamped to 4
+//              (erfc(4) < 2e-8 rounds away), Q of degree 9 approximating
+//              erfc(x) e^(x^2). P and Q are weighted least-squares fits made
+//              for kiln (relative error of erf/x resp. erfc): evaluated in
+//              float, erf is within 2e-7 relative of the exact value;
+//   round(x) = (|x| + 2^23) - 2^23 with x's sign (the float add rounds half
+//              to even), x itself from 2^23 on (already integral), and
+//              floor/ceil step that by one where it overshot.
 #include "compiler/codegen/math.h"
 
 #include <cmath>
@@ -111,6 +120,43 @@ Value* emitExpm1OfNonPositive(llvm::IRBuilder<>& b, Value* x) {
   return propagateNaN(b, x, mulAdd(b, scale, expm1Polynomial(b, a.r), scaleMinusOne));
 }
 
+Value* fabs(llvm::IRBuilder<>& b, Value* x) { return b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x}); }
+
+Value* copySign(llvm::IRBuilder<>& b, Value* magnitude, Value* sign) {
+  return b.CreateIntrinsic(llvm::Intrinsic::copysign, {magnitude->getType()}, {magnitude, sign});
+}
+
+Value* emitRoundHalfToEven(llvm::IRBuilder<>& b, Value* x) {
+  constexpr float kTwoTo23 = 8388608.f;
+  Value* magnitude = fabs(b, x);
+  Value* rounded = b.CreateFSub(b.CreateFAdd(magnitude, splat(x, kTwoTo23)), splat(x, kTwoTo23));
+  return b.CreateSelect(b.CreateFCmpOLT(magnitude, splat(x, kTwoTo23)), copySign(b, rounded, x), x);
+}
+
+// floor (down = true) or ceil: the nearest integer, one step back where it
+// passed x. The result has x's sign (ceil(-0.7) = -0, where -1 + 1 is +0).
+Value* emitFloorOrCeil(llvm::IRBuilder<>& b, Value* x, bool down) {
+  Value* r = emitRoundHalfToEven(b, x);
+  Value* overshot = down ? b.CreateFCmpOGT(r, x) : b.CreateFCmpOLT(r, x);
+  return copySign(b, b.CreateSelect(overshot, b.CreateFAdd(r, splat(x, down ? -1.f : 1.f)), r), x);
+}
+
+Value* emitSign(llvm::IRBuilder<>& b, Value* x) {
+  Value* negative = b.CreateSelect(b.CreateFCmpOLT(x, splat(x, 0.f)), splat(x, -1.f), x);
+  return b.CreateSelect(b.CreateFCmpOGT(x, splat(x, 0.f)), splat(x, 1.f), negative);
+}
+
+Value* emitGelu(llvm::IRBuilder<>& b, Value* x, const std::string& approximate) {
+  Value* gate;
+  if (approximate == "tanh") {
+    Value* cubic = b.CreateFMul(b.CreateFMul(b.CreateFMul(splat(x, 0.044715f), x), x), x);
+    gate = emitTanh(b, b.CreateFMul(splat(x, 0.79788456080286535588f), b.CreateFAdd(x, cubic)));
+  } else {
+    gate = emitErf(b, b.CreateFMul(x, splat(x, 0.70710678118654752440f)));
+  }
+  return b.CreateFMul(b.CreateFMul(splat(x, 0.5f), x), b.CreateFAdd(splat(x, 1.f), gate));
+}
+
 // log(1+f) for 1+f in [sqrt(1/2), sqrt(2)), plus k*ln2.
 Value* logOfReduced(llvm::IRBuilder<>& b, Value* f, Value* k) {
   constexpr float kLn2High = 0.693145751953125f;
@@ -200,6 +246,51 @@ Value* emitTanh(llvm::IRBuilder<>& b, Value* x) {
   return b.CreateIntrinsic(llvm::Intrinsic::copysign, {x->getType()}, {tanhOfMagnitude, x});
 }
 
+Value* emitErf(llvm::IRBuilder<>& b, Value* x) {
+  Value* magnitude = fabs(b, x);
+  Value* small = b.CreateFMul(x, horner(b, b.CreateFMul(x, x),
+                                        {1.128379225730896f, -0.3761262893676758f, 0.11283634603023529f,
+                                         -0.0268560703843832f, 0.005192957818508148f, -0.0008053751080296934f,
+                                         8.006874122656882e-05f}));
+  Value* a = clampToRange(b, magnitude, 1.f, 4.f);
+  Value* q = horner(b, b.CreateFDiv(splat(x, 1.f), a),
+                    {0.00011182147136423737f, 0.5619505047798157f, 0.018990248441696167f, -0.3684885501861572f,
+                     0.20852583646774292f, 0.28018030524253845f, -0.5886861085891724f, 0.4781583547592163f,
+                     -0.197182759642601f, 0.0340239442884922f});
+  Value* erfc = b.CreateFMul(emitExp(b, b.CreateFNeg(b.CreateFMul(a, a))), q);
+  Value* large = copySign(b, b.CreateFSub(splat(x, 1.f), erfc), x);
+  return propagateNaN(b, x, b.CreateSelect(b.CreateFCmpOLT(magnitude, splat(x, 1.f)), small, large));
+}
+
+Value* emitPow(llvm::IRBuilder<>& b, Value* x, Value* y) {
+  Value* magnitude = emitExp(b, b.CreateFMul(y, emitLog(b, fabs(b, x))));
+  Value* integral = b.CreateFCmpOEQ(emitRoundHalfToEven(b, y), y);
+  Value* half = b.CreateFMul(y, splat(y, 0.5f));
+  Value* odd = b.CreateAnd(integral, b.CreateFCmpUNE(emitRoundHalfToEven(b, half), half));
+  Value* result = b.CreateSelect(odd, copySign(b, magnitude, x), magnitude);
+  // -inf to a fractional power is +inf or +0, like |x|.
+  const float inf = std::numeric_limits<float>::infinity();
+  Value* negativeBase = b.CreateAnd(b.CreateFCmpOLT(x, splat(x, 0.f)), b.CreateFCmpONE(x, splat(x, -inf)));
+  result = b.CreateSelect(b.CreateAnd(negativeBase, b.CreateNot(integral)), splat(x, std::nanf("")), result);
+  Value* one = b.CreateOr(b.CreateFCmpOEQ(y, splat(y, 0.f)), b.CreateFCmpOEQ(x, splat(x, 1.f)));
+  return b.CreateSelect(one, splat(x, 1.f), result);
+}
+
+Value* emitPowByConstant(llvm::IRBuilder<>& b, Value* x, float exponent) {
+  if (exponent == 0.f) return splat(x, 1.f);
+  if (exponent == 1.f) return x;
+  if (exponent == 2.f) return b.CreateFMul(x, x);
+  if (exponent == 3.f) return b.CreateFMul(b.CreateFMul(x, x), x);
+  if (exponent == -1.f) return b.CreateFDiv(splat(x, 1.f), x);
+  if (exponent == 0.5f) {
+    // powf(-0, 0.5) = +0 and powf(-inf, 0.5) = +inf, where sqrt keeps the sign.
+    const float inf = std::numeric_limits<float>::infinity();
+    Value* root = b.CreateFAdd(b.CreateIntrinsic(llvm::Intrinsic::sqrt, {x->getType()}, {x}), splat(x, 0.f));
+    return b.CreateSelect(b.CreateFCmpOEQ(x, splat(x, -inf)), splat(x, inf), root);
+  }
+  return emitPow(b, x, splat(x, exponent));
+}
+
 Value* emitSigmoid(llvm::IRBuilder<>& b, Value* x) {
   Value* one = splat(x, 1.f);
   return b.CreateFDiv(one, b.CreateFAdd(one, emitExp(b, b.CreateFNeg(x))));
@@ -223,6 +314,16 @@ Value* emitActivation(llvm::IRBuilder<>& b, const std::string& op, const Attribu
   if (op == "Softplus") return emitSoftplus(b, x);
   if (op == "Clip") return emitClip(b, x, splat(x, attrs.getFloat("min")), splat(x, attrs.getFloat("max")));
   if (op == "Log") return emitLog(b, x);
+  if (op == "Exp") return emitExp(b, x);
+  if (op == "Sqrt") return b.CreateIntrinsic(llvm::Intrinsic::sqrt, {x->getType()}, {x});
+  if (op == "Erf") return emitErf(b, x);
+  if (op == "Abs") return fabs(b, x);
+  if (op == "Neg") return b.CreateFNeg(x);
+  if (op == "Reciprocal") return b.CreateFDiv(splat(x, 1.f), x);
+  if (op == "Floor" || op == "Ceil") return emitFloorOrCeil(b, x, op == "Floor");
+  if (op == "Round") return emitRoundHalfToEven(b, x);
+  if (op == "Sign") return emitSign(b, x);
+  if (op == "Gelu") return emitGelu(b, x, attrs.getString("approximate"));
   throw Error("no activation emitter for op '" + op + "'");
 }
 

@@ -1,5 +1,6 @@
-// Elementwise activations and other unary math (Log): one output of the
-// input's type, computed value by value. Each is a scalar function of
+// Elementwise activations (Relu ... Gelu) and other unary math (Log, Exp,
+// Sqrt, Erf, Abs, Neg, Reciprocal, Floor, Ceil, Round, Sign): one output of
+// the input's type, computed value by value. Each is a scalar function of
 // (x, attributes); PRelu also reads a broadcast slope tensor, and Clip may
 // read its bounds from scalar inputs.
 #include <cmath>
@@ -76,6 +77,34 @@ void registerActivationOps(OpRegistry& r) {
            [](float x, const Attributes&) { return scalar::hardSwish(x); });
   addUnary(r, "Softplus", {}, [](float x, const Attributes&) { return scalar::softplus(x); });
   addUnary(r, "Log", {}, [](float x, const Attributes&) { return std::log(x); });
+  addUnary(r, "Exp", {}, [](float x, const Attributes&) { return std::exp(x); });
+  addUnary(r, "Sqrt", {}, [](float x, const Attributes&) { return std::sqrt(x); });
+  addUnary(r, "Erf", {}, [](float x, const Attributes&) { return std::erf(x); });
+  addUnary(r, "Abs", {}, [](float x, const Attributes&) { return std::fabs(x); });
+  addUnary(r, "Neg", {}, [](float x, const Attributes&) { return -x; });
+  addUnary(r, "Reciprocal", {}, [](float x, const Attributes&) { return 1.f / x; });
+  addUnary(r, "Floor", {}, [](float x, const Attributes&) { return std::floor(x); });
+  addUnary(r, "Ceil", {}, [](float x, const Attributes&) { return std::ceil(x); });
+  addUnary(r, "Round", {}, [](float x, const Attributes&) { return scalar::roundHalfToEven(x); });
+  addUnary(r, "Sign", {}, [](float x, const Attributes&) { return scalar::sign(x); });
+  // Only the fuse-gelu pass creates Gelu (ONNX has it from opset 20 only).
+  OpDef gelu;
+  gelu.name = "Gelu";
+  gelu.attrs = {{"approximate", AttrKind::String, AttrValue{std::string("none")}}};
+  gelu.infer = [](const InferContext& ctx) {
+    requireFloat(ctx, 0);
+    const std::string& approximate = ctx.attrs().getString("approximate");
+    ctx.check(approximate == "none" || approximate == "tanh",
+              "approximate is '" + approximate + "', expected 'none' or 'tanh'");
+    return sameAsFirstInput(ctx);
+  };
+  gelu.reference = [](KernelContext& ctx) {
+    if (ctx.attrs().getString("approximate") == "tanh")
+      mapValues(ctx, scalar::geluTanh);
+    else
+      mapValues(ctx, scalar::gelu);
+  };
+  r.add(std::move(gelu));
   // ONNX's optional min/max inputs (opset >= 11): the importer folds constant
   // ones into the attributes (what fused epilogues read) and passes bounds
   // known only at run time as inputs 1 and 2.

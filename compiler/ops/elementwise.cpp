@@ -1,6 +1,9 @@
-// Broadcasting elementwise arithmetic: the binary ops Add, Sub, Mul, Div and
-// the variadic Sum, Max, Min, Mean. Every op is a scalar functor folded over
-// its inputs by one broadcasting kernel, templated on the element type.
+// Broadcasting elementwise ops: the arithmetic Add, Sub, Mul, Div, Pow and
+// the variadic Sum, Max, Min, Mean, the comparisons Equal, Greater, Less,
+// GreaterOrEqual, LessOrEqual (bool results), the logic And, Or, Xor, Not
+// and the selection Where. Every op is a scalar functor applied by one
+// broadcasting kernel, templated on the element type: folded over the inputs
+// where inputs and output share a type, mapped over them otherwise.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -81,6 +84,54 @@ struct MinFn {
   }
 };
 
+// C's powf: a negative base needs an integral exponent (odd ones keep the
+// sign), pow(x, 0) = pow(1, y) = 1 even for NaN.
+struct PowFn {
+  float operator()(float a, float b) const { return std::pow(a, b); }
+};
+
+struct EqualFn {
+  template <class T>
+  bool operator()(T a, T b) const { return a == b; }
+};
+struct GreaterFn {
+  template <class T>
+  bool operator()(T a, T b) const { return a > b; }
+};
+struct LessFn {
+  template <class T>
+  bool operator()(T a, T b) const { return a < b; }
+};
+struct GreaterOrEqualFn {
+  template <class T>
+  bool operator()(T a, T b) const { return a >= b; }
+};
+struct LessOrEqualFn {
+  template <class T>
+  bool operator()(T a, T b) const { return a <= b; }
+};
+
+struct AndFn {
+  bool operator()(bool a, bool b) const { return a && b; }
+};
+struct OrFn {
+  bool operator()(bool a, bool b) const { return a || b; }
+};
+struct XorFn {
+  bool operator()(bool a, bool b) const { return a != b; }
+};
+
+// y[i] = fn(offsets) over y's shape, offsets[k] indexing input k broadcast
+// to it: the kernel of the ops whose output type differs from an input's.
+template <class Out, class Fn>
+void mapBroadcast(KernelContext& ctx, Fn fn) {
+  Tensor& y = ctx.output(0);
+  std::vector<std::vector<int64_t>> strides;
+  for (size_t k = 0; k < ctx.numInputs(); ++k) strides.push_back(broadcastStrides(ctx.input(k).shape(), y.shape()));
+  Out* out = y.data<Out>();
+  forEachBroadcast(y.shape(), strides, [&](int64_t i, const std::vector<int64_t>& off) { out[i] = fn(off); });
+}
+
 // y[i] = combine(a[...], b[...]) over the broadcast shape of y. `a` may be
 // y itself (read before written at the same index), which is how the
 // variadic ops fold input after input into the output.
@@ -147,6 +198,67 @@ OpDef elementwiseOp(std::string name, int maxInputs, std::vector<DType> allowed)
   return d;
 }
 
+// An op of one element type T (f32 for Pow, bool for And/Or/Xor) folded
+// like the arithmetic ops.
+template <class T, class Combine>
+OpDef singleTypeOp(std::string name, int maxInputs) {
+  OpDef d;
+  d.name = std::move(name);
+  d.minInputs = maxInputs == kVariadic ? 1 : maxInputs;
+  d.maxInputs = maxInputs;
+  d.infer = [](const InferContext& ctx) { return inferBroadcast(ctx, {dtypeOf<T>()}); };
+  d.reference = [](KernelContext& ctx) { foldInputs<T>(ctx, Combine{}); };
+  return d;
+}
+
+// A binary comparison of two inputs of one type: a broadcast bool output.
+template <class Compare>
+OpDef comparisonOp(std::string name, std::vector<DType> allowed) {
+  OpDef d;
+  d.name = std::move(name);
+  d.minInputs = d.maxInputs = 2;
+  d.infer = [allowed](const InferContext& ctx) {
+    std::vector<TensorType> out = inferBroadcast(ctx, allowed);
+    out[0].dtype = DType::Bool;
+    return out;
+  };
+  d.reference = [](KernelContext& ctx) {
+    visitDType(ctx.input(0).dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* a = ctx.input(0).data<T>();
+      const T* b = ctx.input(1).data<T>();
+      mapBroadcast<bool>(ctx, [&](const std::vector<int64_t>& off) { return Compare{}(a[off[0]], b[off[1]]); });
+    });
+  };
+  return d;
+}
+
+// Where(condition, X, Y): X where the bool condition holds, else Y, all
+// three broadcast together; X and Y share any one type.
+OpDef whereOp() {
+  OpDef d;
+  d.name = "Where";
+  d.minInputs = d.maxInputs = 3;
+  d.infer = [](const InferContext& ctx) {
+    const TensorType& condition = ctx.input(0);
+    ctx.check(condition.dtype == DType::Bool, "condition (input 0) is " + condition.str() + ", expected bool");
+    const TensorType &x = ctx.input(1), &y = ctx.input(2);
+    ctx.check(x.dtype == y.dtype, "X is " + x.str() + " but Y is " + y.str() + "; they must share a type");
+    const Shape shape = broadcastShapes(ctx, broadcastShapes(ctx, condition.shape, x.shape), y.shape);
+    return std::vector<TensorType>{TensorType{x.dtype, shape}};
+  };
+  d.reference = [](KernelContext& ctx) {
+    const bool* condition = ctx.input(0).data<bool>();
+    visitDType(ctx.input(1).dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = ctx.input(1).data<T>();
+      const T* y = ctx.input(2).data<T>();
+      mapBroadcast<T>(ctx, [&](const std::vector<int64_t>& off) { return condition[off[0]] ? x[off[1]] : y[off[2]]; });
+    });
+  };
+  return d;
+}
+
 void rejectIntegerZeroDivisor(KernelContext& ctx) {
   const Tensor& divisor = ctx.input(1);
   if (divisor.dtype() == DType::F32 || ctx.output(0).numElements() == 0) return;
@@ -167,10 +279,30 @@ void registerElementwiseOps(OpRegistry& r) {
     divide(ctx);
   };
   r.add(std::move(div));
+  r.add(singleTypeOp<float, PowFn>("Pow", 2));
+
+  const std::vector<DType> orderedTypes{DType::F32, DType::I64, DType::I32};
+  r.add(comparisonOp<EqualFn>("Equal", {DType::F32, DType::I64, DType::I32, DType::Bool}));
+  r.add(comparisonOp<GreaterFn>("Greater", orderedTypes));
+  r.add(comparisonOp<LessFn>("Less", orderedTypes));
+  r.add(comparisonOp<GreaterOrEqualFn>("GreaterOrEqual", orderedTypes));
+  r.add(comparisonOp<LessOrEqualFn>("LessOrEqual", orderedTypes));
+  r.add(singleTypeOp<bool, AndFn>("And", 2));
+  r.add(singleTypeOp<bool, OrFn>("Or", 2));
+  r.add(singleTypeOp<bool, XorFn>("Xor", 2));
+  OpDef negation;
+  negation.name = "Not";
+  negation.infer = [](const InferContext& ctx) { return inferBroadcast(ctx, {DType::Bool}); };
+  negation.reference = [](KernelContext& ctx) {
+    const bool* x = ctx.input(0).data<bool>();
+    mapBroadcast<bool>(ctx, [&](const std::vector<int64_t>& off) { return !x[off[0]]; });
+  };
+  r.add(std::move(negation));
+  r.add(whereOp());
 
   r.add(elementwiseOp<AddFn>("Sum", kVariadic, {DType::F32}));
-  r.add(elementwiseOp<MaxFn>("Max", kVariadic, {DType::F32, DType::I64}));
-  r.add(elementwiseOp<MinFn>("Min", kVariadic, {DType::F32, DType::I64}));
+  r.add(elementwiseOp<MaxFn>("Max", kVariadic, {DType::F32, DType::I64, DType::I32}));
+  r.add(elementwiseOp<MinFn>("Min", kVariadic, {DType::F32, DType::I64, DType::I32}));
   OpDef mean = elementwiseOp<AddFn>("Mean", kVariadic, {DType::F32});
   mean.reference = [sum = mean.reference](KernelContext& ctx) {
     sum(ctx);

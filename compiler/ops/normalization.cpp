@@ -2,9 +2,11 @@
 // y = (x - mean) / sqrt(var + epsilon) * scale + B, and ScaleShift,
 // y = scale * x + shift, what fold-batchnorm leaves of a BN it cannot fold;
 // InstanceNormalization, the same with mean and (biased) variance taken per
-// sample and channel over the spatial dims; and LRN, which divides each
+// sample and channel over the spatial dims; LRN, which divides each
 // element by (bias + alpha/size * the sum of squares over a window of
-// `size` neighbouring channels)^beta.
+// `size` neighbouring channels)^beta; and LayerNormalization, which
+// normalizes each row of the trailing dims from `axis` on (opset-17
+// semantics, statistics in f32).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -91,6 +93,78 @@ void lrnKernel(KernelContext& ctx) {
     }
 }
 
+// LayerNormalization's rows: X as [outer, row] split at the axis.
+struct Rows {
+  size_t axis;
+  int64_t outer, size;
+};
+
+Rows rowsOf(const Shape& x, int64_t axis) {
+  const size_t a = normalizeAxis(axis, x.rank());
+  return {a, x.product(0, a), x.product(a, x.rank())};
+}
+
+// Scale and B hold one value per row element: their shape broadcasts to the
+// normalized dims X[axis:] without repeating anything.
+void requireRowParameter(const InferContext& ctx, size_t i, const char* what, const Shape& row) {
+  const TensorType& t = ctx.input(i);
+  bool fits = t.shape.rank() <= row.rank() && t.shape.isStatic();
+  for (size_t d = 0; fits && d < t.shape.rank(); ++d) {
+    const int64_t want = row[row.rank() - t.shape.rank() + d];
+    fits = t.shape[d] == want;
+  }
+  fits = fits && t.shape.numElements() == row.numElements();
+  ctx.check(fits, std::string(what) + " " + t.shape.str() + " must have the normalized dims' shape " + row.str());
+}
+
+std::vector<TensorType> inferLayerNorm(const InferContext& ctx) {
+  for (size_t i = 0; i < 3; ++i)
+    if (i < 2 || ctx.hasInput(i)) requireFloat(ctx, i);
+  const Shape& x = ctx.input(0).shape;
+  const int64_t axis = ctx.attrs().getInt("axis");
+  ctx.check(axis >= -static_cast<int64_t>(x.rank()) && axis < static_cast<int64_t>(x.rank()),
+            "axis " + std::to_string(axis) + " is out of range for " + ctx.input(0).str());
+  const size_t a = normalizeAxis(axis, x.rank());
+  ctx.check(!(x.hasSymbolicBatch() && a == 0),
+            "cannot normalize along the symbolic batch dim of " + ctx.input(0).str());
+  const Shape row(std::vector<int64_t>(x.dims.begin() + static_cast<std::ptrdiff_t>(a), x.dims.end()));
+  requireRowParameter(ctx, 1, "Scale", row);
+  if (ctx.hasInput(2)) requireRowParameter(ctx, 2, "B", row);
+  // Mean and InvStdDev: X's shape with the normalized dims 1.
+  Shape stats = x;
+  for (size_t d = a; d < x.rank(); ++d) stats[d] = 1;
+  const TensorType statsType{DType::F32, stats};
+  return {ctx.input(0), statsType, statsType};
+}
+
+// Each row's mean and variance accumulated in double, so the reference
+// carries no f32 summation error.
+void layerNormReference(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Rows rows = rowsOf(x.shape(), ctx.attrs().getInt("axis"));
+  const float epsilon = ctx.attrs().getFloat("epsilon");
+  const float* in = x.data<float>();
+  const float* scale = ctx.input(1).data<float>();
+  const float* bias = ctx.hasInput(2) ? ctx.input(2).data<float>() : nullptr;
+  float* out = ctx.output(0).data<float>();
+  float* means = ctx.output(1).data<float>();
+  float* invStdDevs = ctx.output(2).data<float>();
+  for (int64_t r = 0; r < rows.outer; ++r) {
+    const float* row = in + r * rows.size;
+    double sum = 0, squares = 0;
+    for (int64_t j = 0; j < rows.size; ++j) sum += row[j];
+    const double mean = sum / static_cast<double>(rows.size);
+    for (int64_t j = 0; j < rows.size; ++j) squares += (row[j] - mean) * (row[j] - mean);
+    const double variance = squares / static_cast<double>(rows.size);
+    const double invStdDev = 1.0 / std::sqrt(variance + static_cast<double>(epsilon));
+    for (int64_t j = 0; j < rows.size; ++j)
+      out[r * rows.size + j] =
+          static_cast<float>((row[j] - mean) * invStdDev * scale[j] + (bias ? bias[j] : 0.f));
+    means[r] = static_cast<float>(mean);
+    invStdDevs[r] = static_cast<float>(invStdDev);
+  }
+}
+
 }  // namespace
 
 void registerNormalizationOps(OpRegistry& r) {
@@ -143,6 +217,15 @@ void registerNormalizationOps(OpRegistry& r) {
   };
   lrn.reference = lrnKernel;
   r.add(std::move(lrn));
+  OpDef ln;
+  ln.name = "LayerNormalization";
+  ln.minInputs = 2;
+  ln.maxInputs = 3;
+  ln.numOutputs = 3;
+  ln.attrs = {{"axis", AttrKind::Int, AttrValue{int64_t{-1}}}, {"epsilon", AttrKind::Float, AttrValue{1e-5f}}};
+  ln.infer = inferLayerNorm;
+  ln.reference = layerNormReference;
+  r.add(std::move(ln));
 }
 
 }  // namespace kiln

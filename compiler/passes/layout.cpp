@@ -106,8 +106,9 @@ bool hasNCHWcForm(const Node& n, int64_t block) {
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Max" || op == "Min")
     return n.inputs.size() == 2 && n.input(1) && !n.input(1)->isConstant() &&
            n.input(1)->type.shape == x->type.shape;
-  static const char* unary[] = {"Relu",        "LeakyRelu", "Elu",      "Selu", "Sigmoid", "Tanh",
-                                "HardSigmoid", "HardSwish", "Softplus", "Clip"};
+  static const char* unary[] = {"Relu", "LeakyRelu", "Elu",   "Selu",       "Sigmoid", "Tanh",  "HardSigmoid",
+                                "HardSwish", "Softplus", "Gelu", "Clip", "Abs", "Neg", "Sqrt", "Erf",
+                                "Exp", "Reciprocal", "Floor", "Ceil", "Round", "Sign"};
   // Clip's run-time bounds are plain scalars, and whether it maps 0 to 0
   // depends on their values: such a Clip stays plain.
   if (readsOnlyFirstInput(n) && std::find(std::begin(unary), std::end(unary), op) != std::end(unary))

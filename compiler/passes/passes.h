@@ -11,6 +11,8 @@ PassDef cancelTransposesPass();    // cancel_transposes.cpp
 PassDef splitSeparablePass();      // split_separable.cpp
 PassDef foldBatchNormPass();       // fold_batchnorm.cpp
 PassDef fuseActivationPass();      // fuse_activation.cpp
+PassDef fuseGeluPass();            // fuse_gelu.cpp
+PassDef fuseLayerNormPass();       // fuse_layernorm.cpp
 PassDef csePass();                 // cse.cpp
 PassDef dcePass();                 // dce.cpp
 PassDef layoutPass();              // layout.cpp

@@ -13,6 +13,7 @@ const std::vector<PassDef>& allPasses() {
   static const std::vector<PassDef> passes = {
       eliminateIdentityPass(), constantFoldPass(),   cancelTransposesPass(),
       splitSeparablePass(),    foldBatchNormPass(),  fuseActivationPass(),
+      fuseGeluPass(),          fuseLayerNormPass(),
       csePass(),               dcePass(),            layoutPass(),
       planMemoryPass(),
   };
@@ -33,11 +34,13 @@ std::vector<std::string> pipelineForLevel(int level) {
   if (level == 1) return {"eliminate-identity", "constant-fold", "cse", "dce"};
   // Order matters: separable convs split before BN folding so a BN after one
   // folds into its pointwise half; transposes cancel before fusion so the
-  // conv -> activation chains are adjacent; layouts are chosen on the final
-  // graph (a no-op without PassOptions::channelBlock); memory is planned
-  // last, sized by the laid-out types.
-  return {"eliminate-identity", "constant-fold", "cancel-transposes", "split-separable", "fold-batchnorm",
-          "eliminate-identity", "fuse-activation", "cse", "dce", "layout", "plan-memory"};
+  // conv -> activation chains are adjacent; LayerNorm and GELU chains are
+  // matched after constant folding resolved their constants; layouts are
+  // chosen on the final graph (a no-op without PassOptions::channelBlock);
+  // memory is planned last, sized by the laid-out types.
+  return {"eliminate-identity", "constant-fold",  "cancel-transposes", "split-separable", "fold-batchnorm",
+          "eliminate-identity", "fuse-layernorm", "fuse-gelu",         "fuse-activation", "cse",
+          "dce",                "layout",         "plan-memory"};
 }
 
 std::vector<PassRun> runPipeline(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options) {

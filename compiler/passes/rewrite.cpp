@@ -1,6 +1,7 @@
 #include "compiler/passes/rewrite.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "compiler/interp/interpreter.h"
 
@@ -46,6 +47,42 @@ bool hasSingleUse(const Graph& g, const Value* v) {
 
 bool readsOnlyFirstInput(const Node& n) {
   return std::all_of(n.inputs.begin() + 1, n.inputs.end(), [](const Value* v) { return !v; });
+}
+
+std::optional<float> scalarConstant(const Value* v) {
+  if (!v || !v->isConstant() || v->type.dtype != DType::F32 || v->constant.numElements() != 1) return std::nullopt;
+  return v->constant.data<float>()[0];
+}
+
+bool isScalarNear(const Value* v, float want) {
+  std::optional<float> c = scalarConstant(v);
+  return c && std::fabs(*c - want) <= 1e-6f * std::fabs(want);
+}
+
+Node* singleUser(const Graph& g, const Value* v, std::string_view op) {
+  if (!v || !hasSingleUse(g, v)) return nullptr;
+  Node* user = g.users(v).front();
+  return user->opName() == op ? user : nullptr;
+}
+
+Node* singleUseProducer(const Graph& g, const Value* v, std::string_view op) {
+  if (!v || !v->producer || v->producer->opName() != op || !hasSingleUse(g, v)) return nullptr;
+  return v->producer;
+}
+
+Value* otherInput(const Node& n, const Value* known) {
+  if (n.inputs.size() != 2) return nullptr;
+  if (n.input(0) == known) return n.input(1);
+  if (n.input(1) == known) return n.input(0);
+  return nullptr;
+}
+
+void eraseUnused(Graph& g, const std::vector<Node*>& chain) {
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    bool unused = true;
+    for (Value* out : (*it)->outputs) unused = unused && g.users(out).empty() && !g.isGraphOutput(out);
+    if (unused) g.eraseNode(*it);
+  }
 }
 
 }  // namespace kiln

@@ -1,6 +1,9 @@
 // Rewrite helpers shared by passes.
 #pragma once
 
+#include <optional>
+#include <string_view>
+
 #include "compiler/ir/graph.h"
 
 namespace kiln {
@@ -25,5 +28,29 @@ bool hasSingleUse(const Graph& g, const Value* v);
 // absent): an activation whose parameters are all attributes, unlike a Clip
 // with run-time bounds.
 bool readsOnlyFirstInput(const Node& n);
+
+// Pattern-matching helpers of the fusion passes (fuse-gelu, fuse-layernorm).
+
+// The value of `v` when it is an f32 constant of one element.
+std::optional<float> scalarConstant(const Value* v);
+
+// True when `v` is a one-element f32 constant within 1e-6 (relative) of
+// `want`: an exporter's float rounding of that constant.
+bool isScalarNear(const Value* v, float want);
+
+// The only node reading `v` when it is a `op` node and `v` has a single use
+// (so the reader may be fused away with v's producer); else null.
+Node* singleUser(const Graph& g, const Value* v, std::string_view op);
+
+// v's producer when it is a `op` node and v has a single use; else null.
+Node* singleUseProducer(const Graph& g, const Value* v, std::string_view op);
+
+// The input of two-input `n` that is not `known`; null when neither input
+// is `known` (both being `known` gives `known`).
+Value* otherInput(const Node& n, const Value* known);
+
+// Erases the nodes of a matched chain, last first, whose outputs nobody
+// reads any more (after the chain's result was replaced).
+void eraseUnused(Graph& g, const std::vector<Node*>& chain);
 
 }  // namespace kiln

@@ -569,6 +569,21 @@ void convertSoftmax(NodeConverter& c, const std::string& op) {
   c.emit("Reshape", {soft}, back);
 }
 
+// IR Pow is f32: an integer exponent (allowed from opset 12) is cast to f32
+// first; an integer base is unsupported.
+void convertPow(NodeConverter& c) {
+  Value* x = c.required(0);
+  Value* y = c.required(1);
+  if (x->type.dtype != DType::F32)
+    throw Unsupported{std::string("Pow of a ") + dtypeName(x->type.dtype) + " base is not supported (f32 only)"};
+  if (y->type.dtype == DType::I64 || y->type.dtype == DType::I32) {
+    Attributes a;
+    a.set("to", std::string("f32"));
+    y = c.emitStep("Cast", "exponent_f32", {y}, a);
+  }
+  c.emit("Pow", {x, y});
+}
+
 void convertDropout(NodeConverter& c) {
   if (const Tensor* training = c.constant(2, "training_mode"); training && c.scalarFloat(*training, "training_mode") != 0.f)
     throw Unsupported{"training_mode=1 (training-time Dropout) is not supported"};
@@ -635,6 +650,12 @@ std::vector<std::string> checkBatchNorm(const FlatNode& n, const std::set<std::s
   return out;
 }
 
+std::vector<std::string> checkLayerNorm(const FlatNode& n, const std::set<std::string>&) {
+  if (const AttrProto* stash = findAttr(n.proto, "stash_type"); stash && stash->i() != 1)
+    return {"stash_type " + std::to_string(stash->i()) + " is not supported (statistics are computed in f32)"};
+  return {};
+}
+
 std::vector<std::string> checkPad(const FlatNode& n, const std::set<std::string>&) {
   const AttrProto* mode = findAttr(n.proto, "mode");
   if (!mode || mode->s() == "constant" || mode->s() == "reflect" || mode->s() == "edge") return {};
@@ -666,8 +687,11 @@ std::string qualifiedOp(const ::onnx::NodeProto& n) {
 const std::map<std::string, OpRule>& rules() {
   static const std::map<std::string, OpRule> table = [] {
     std::map<std::string, OpRule> r;
-    for (const char* op : {"Relu", "Sigmoid", "Tanh", "HardSwish", "Softplus", "Log", "PRelu", "Add", "Sub", "Mul",
-                           "Div", "Sum", "Max", "Min", "Mean", "GlobalAveragePool", "GlobalMaxPool", "MatMul", "Identity"})
+    for (const char* op : {"Relu", "Sigmoid", "Tanh", "HardSwish", "Softplus", "Log", "Exp", "Sqrt", "Erf", "Abs",
+                           "Neg", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "PRelu", "Add", "Sub", "Mul", "Div",
+                           "Sum", "Max", "Min", "Mean", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual",
+                           "And", "Or", "Xor", "Not", "Where", "GlobalAveragePool", "GlobalMaxPool", "MatMul",
+                           "Identity"})
       r[op] = direct(op);
     r["LeakyRelu"] = direct("LeakyRelu", {"alpha"});
     r["Elu"] = direct("Elu", {"alpha"});
@@ -688,6 +712,7 @@ const std::map<std::string, OpRule>& rules() {
     r["BatchNormalization"] = direct("BatchNormalization", {"epsilon"}, checkBatchNorm);
     r["InstanceNormalization"] = direct("InstanceNormalization", {"epsilon"});
     r["LRN"] = direct("LRN", {"size", "alpha", "beta", "bias"});
+    r["LayerNormalization"] = direct("LayerNormalization", {"axis", "epsilon"}, checkLayerNorm);
     r["Conv"] = {convertConv, nullptr};
     r["ConvTranspose"] = {convertConvTranspose, nullptr};
     r[std::string(kKerasDomain) + ":SeparableConv2D"] = {convertSeparableConv2D, nullptr};
@@ -703,6 +728,7 @@ const std::map<std::string, OpRule>& rules() {
     r["Softmax"] = {[](NodeConverter& c) { convertSoftmax(c, "Softmax"); }, nullptr};
     r["LogSoftmax"] = {[](NodeConverter& c) { convertSoftmax(c, "LogSoftmax"); }, nullptr};
     r["Hardmax"] = {[](NodeConverter& c) { convertSoftmax(c, "Hardmax"); }, nullptr};
+    r["Pow"] = {convertPow, nullptr};
     r["Dropout"] = {convertDropout, extraOutputsUnused(1, "the mask output")};
     r["Cast"] = {convertCast, checkCast};
     r["Constant"] = {convertConstant, checkConstant};

@@ -678,3 +678,133 @@ TEST_CASE("Shape and ConstantOfShape produce static values", "[codegen][shape]")
   batched.addOutput(batched.addNode("Shape", "s", {y})->output());
   CHECK_THROWS_AS(CompiledModel::compile(batched, "native", false), Error);
 }
+
+// --- Unary math, Pow, masks, Gelu and LayerNormalization ---------------------
+
+TEST_CASE("unary math matches the reference over the float range", "[codegen][math]") {
+  std::vector<float> sweep = sweepValues();
+  // Halves round to even; 2^23 - 0.5 is the largest float with a fraction.
+  for (float x : {0.5f, 1.5f, 2.5f, 3.5f, 8388607.5f, 8388608.f, 16777216.f, 0.49999997f, 1e-30f})
+    for (float sign : {1.f, -1.f}) sweep.push_back(sign * x);
+  const int64_t n = static_cast<int64_t>(sweep.size());
+  // Rounding, sign and bit ops are exact; Exp, Sqrt, Reciprocal and Erf
+  // (kiln's polynomial approximation) within a few float ulp.
+  const std::vector<std::pair<std::string, double>> ops = {
+      {"Exp", 3e-7},  {"Sqrt", 0},  {"Erf", 3e-7},  {"Reciprocal", 0}, {"Abs", 0},  {"Neg", 0},
+      {"Floor", 0},   {"Ceil", 0},  {"Round", 0},   {"Sign", 0},
+  };
+  for (const char* cpu : {"native", "x86-64-v3", "x86-64"}) {
+    for (const auto& [op, bound] : ops) {
+      Graph g = unaryGraph(op, Shape{n});
+      auto model = CompiledModel::compile(g, cpu, /*optimize=*/false);
+      Tensor x(DType::F32, Shape{1, n});
+      std::copy(sweep.begin(), sweep.end(), x.data<float>());
+      const Tensor got = model->run({x})[0], want = interpret(g, {x})[0];
+      const double error = worstRelativeError(got, want);
+      INFO(op << " on " << cpu << ": worst relative error " << error);
+      CHECK(error <= bound);
+      // Zeros keep their sign (floor(-0.3) = -0, round(-0.4) = -0).
+      for (int64_t i = 0; i < n; ++i)
+        if (want.data<float>()[i] == 0.f)
+          CHECK(std::signbit(got.data<float>()[i]) == std::signbit(want.data<float>()[i]));
+    }
+  }
+}
+
+TEST_CASE("Gelu, exact and tanh-approximated", "[codegen][activation]") {
+  for (const char* approximate : {"none", "tanh"}) {
+    Graph g = unaryGraph("Gelu", Shape{3, 37}, attrs({{"approximate", std::string(approximate)}}));
+    const std::vector<Tensor> in{randomTensor(Shape{2, 3, 37}, 11, -9, 9)};
+    for (const char* cpu : {"native", "x86-64"}) {
+      auto model = CompiledModel::compile(g, cpu, /*optimize=*/false);
+      INFO(approximate << " on " << cpu);
+      CHECK(maxRelativeError(model->run(in), interpret(g, in)) <= 1e-6);
+    }
+  }
+}
+
+TEST_CASE("Pow: constant exponents, run-time exponents and negative bases", "[codegen][elementwise]") {
+  // Bases include negatives, zeros and +-inf; run-time exponents integral and fractional.
+  const std::vector<float> bases = {-3.f, -2.f, -1.f, -0.5f, -0.f, 0.f, 0.25f, 1.f, 1.5f, 2.f, 7.f, kInf, -kInf};
+  const std::vector<float> exponents = {0.f, 0.5f, 1.f, 2.f, 3.f, -1.f, -2.f, 2.5f, -0.5f, 4.f};
+  const int64_t nb = static_cast<int64_t>(bases.size()), ne = static_cast<int64_t>(exponents.size());
+  Tensor x = Tensor::fromVector<float>(Shape{1, nb, 1}, bases);
+  for (float e : exponents) {
+    Graph g;
+    g.name = "Pow by " + std::to_string(e);
+    Value* in = g.addInput("x", typeOf({kBatch, nb, 1}));
+    g.addOutput(g.addNode("Pow", "p", {in, g.addConstant("e", Tensor::scalar<float>(e))})->output());
+    auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+    INFO(g.name);
+    CHECK(worstRelativeError(model->run({x})[0], interpret(g, {x})[0]) <= 1e-6);
+  }
+  Graph g;
+  Value* in = g.addInput("x", typeOf({kBatch, nb, 1}));
+  Value* y = g.addInput("y", typeOf({kBatch, 1, ne}));
+  g.addOutput(g.addNode("Pow", "p", {in, y})->output());
+  Tensor ys = Tensor::fromVector<float>(Shape{1, 1, ne}, exponents);
+  for (const char* cpu : {"native", "x86-64"}) {
+    auto model = CompiledModel::compile(g, cpu, /*optimize=*/false);
+    INFO("run-time exponents on " << cpu);
+    CHECK(worstRelativeError(model->run({x, ys})[0], interpret(g, {x, ys})[0]) <= 1e-6);
+  }
+  checkAgainstInterpreter(binaryGraph("Pow", Shape{kBatch, 3, 4}, Shape{4}, true, false, DType::F32));
+}
+
+TEST_CASE("comparisons, logic ops and Where broadcast into bool masks", "[codegen][elementwise]") {
+  for (const char* op : {"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual"})
+    for (DType t : {DType::F32, DType::I64, DType::I32}) {
+      checkAgainstInterpreter(binaryGraph(op, Shape{kBatch, 3, 4}, Shape{3, 1}, true, false, t));
+      checkAgainstInterpreter(binaryGraph(op, Shape{kBatch, 3, 1}, Shape{kBatch, 1, 4}, false, false, t));
+    }
+  checkAgainstInterpreter(binaryGraph("Equal", Shape{kBatch, 2, 5}, Shape{5}, false, false, DType::Bool));
+  for (const char* op : {"And", "Or", "Xor"})
+    checkAgainstInterpreter(binaryGraph(op, Shape{kBatch, 2, 3, 4}, Shape{3, 1}, false, true, DType::Bool));
+  checkAgainstInterpreter(unaryGraph("Not", Shape{4, 5}, {}, DType::Bool));
+  // NaN compares false except under Not(Equal).
+  Tensor x = Tensor::fromVector<float>(Shape{1, 4}, {std::nanf(""), 1.f, -0.f, kInf});
+  Tensor y = Tensor::fromVector<float>(Shape{1, 4}, {std::nanf(""), std::nanf(""), 0.f, kInf});
+  for (const char* op : {"Equal", "Greater", "GreaterOrEqual"}) {
+    Graph g = binaryGraph(op, Shape{kBatch, 4}, Shape{kBatch, 4}, false, false, DType::F32);
+    auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+    INFO(op);
+    CHECK(maxRelativeError(model->run({x, y}), interpret(g, {x, y})) == 0);
+  }
+  for (DType t : {DType::F32, DType::I64, DType::Bool}) {
+    Graph g;
+    Value* condition = g.addInput("c", typeOf({kBatch, 3, 1}, DType::Bool));
+    Value* a = g.addInput("a", typeOf({kBatch, 1, 4}, t));
+    Value* b = g.addConstant("b", randomTensor(Shape{4}, 7, -3, 3, t));
+    g.addOutput(g.addNode("Where", "w", {condition, a, b})->output());
+    checkAgainstInterpreter(g);
+  }
+}
+
+TEST_CASE("LayerNormalization over trailing dims, with its Mean and InvStdDev", "[codegen][normalization]") {
+  struct Case {
+    Shape x;
+    int64_t axis;
+    bool bias;
+  };
+  // Rows shorter than a vector, with remainders, and several vectors long.
+  for (const Case& c : std::vector<Case>{{{kBatch, 3, 16}, -1, true},
+                                         {{kBatch, 2, 7}, -1, false},
+                                         {{kBatch, 4, 5, 6}, 2, true},
+                                         {{kBatch, 4, 5, 6}, 1, true},
+                                         {{kBatch, 70}, 1, true},
+                                         {{kBatch, 2, 300}, -1, true}}) {
+    Graph g;
+    g.name = "LayerNormalization " + c.x.str() + " axis " + std::to_string(c.axis);
+    Value* x = g.addInput("x", typeOf(c.x));
+    const size_t axis = normalizeAxis(c.axis, c.x.rank());
+    const Shape row(std::vector<int64_t>(c.x.dims.begin() + static_cast<std::ptrdiff_t>(axis), c.x.dims.end()));
+    std::vector<Value*> inputs{x, g.addConstant("scale", randomTensor(row, 3, 0.5, 1.5))};
+    if (c.bias) inputs.push_back(g.addConstant("bias", randomTensor(row, 4)));
+    Attributes a;
+    a.set("axis", c.axis);
+    Node* n = g.addNode("LayerNormalization", "ln", inputs, a);
+    for (Value* out : n->outputs) g.addOutput(out);
+    checkAgainstInterpreter(g);
+    checkAgainstInterpreter(g, "x86-64");
+  }
+}

@@ -64,7 +64,7 @@ namespace {
 // One structural check on the -O2 graph, optionally limited to the cases
 // whose name matches a regex ("check@regex").
 struct Expectation {
-  enum Kind { NoBatchNorm, NoSeparable, NoTransposePair, MaxTransposes, ArenaHalf } kind;
+  enum Kind { NoBatchNorm, NoSeparable, NoTransposePair, MaxTransposes, ArenaHalf, GeluFused, LayerNormFused } kind;
   int64_t limit = 0;  // MaxTransposes
   std::optional<std::regex> cases;
   std::string text;  // as given, for messages
@@ -97,7 +97,8 @@ struct Options {
             << "         [--engine interp|compiled] [--cpu NAME]\n"
             << "  checks: no-batchnorm, no-separable, no-transpose-pair (no Transpose fed by a\n"
             << "  Transpose), max-transposes=N, arena-half (arena bytes * 2 <= the bytes of all\n"
-            << "  intermediates); @REGEX limits a check to matching case names\n"
+            << "  intermediates), gelu-fused (no Erf or Tanh left), layernorm-fused (no\n"
+            << "  ReduceMean or Sqrt left); @REGEX limits a check to matching case names\n"
             << "  --engine compiled also compiles the -O2 graph for --cpu (default native), runs\n"
             << "  it and compares it with the interpreter and the expected outputs\n";
   std::exit(2);
@@ -130,6 +131,8 @@ Expectation parseExpectation(const std::string& text) {
   else if (check == "no-separable") e.kind = Expectation::NoSeparable;
   else if (check == "no-transpose-pair") e.kind = Expectation::NoTransposePair;
   else if (check == "arena-half") e.kind = Expectation::ArenaHalf;
+  else if (check == "gelu-fused") e.kind = Expectation::GeluFused;
+  else if (check == "layernorm-fused") e.kind = Expectation::LayerNormFused;
   else if (check.rfind(maxPrefix, 0) == 0) {
     e.kind = Expectation::MaxTransposes;
     e.limit = static_cast<int64_t>(parseNumber("max-transposes", check.substr(maxPrefix.size())));
@@ -325,6 +328,12 @@ void collectUnsupported(const onnx::NodeProto& n, const LocalFunctions& function
   else if (!kilnOps.count(n.op_type()) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
 }
 
+// The ONNX element types kiln's tensors hold (f32, i64, i32, bool).
+bool isKilnElemType(int elem) {
+  using TP = onnx::TensorProto;
+  return elem == TP::FLOAT || elem == TP::INT64 || elem == TP::INT32 || elem == TP::BOOL;
+}
+
 Scope classify(const onnx::ModelProto& model, const std::set<std::string>& kilnOps) {
   Scope s;
   const onnx::GraphProto& g = model.graph();
@@ -367,16 +376,16 @@ Scope classify(const onnx::ModelProto& model, const std::set<std::string>& kilnO
         s.staticInputs.insert(v.name());
       else
         reasons.insert(std::string(elemTypeName(elem)) + " static operand");
-    } else if (elem != onnx::TensorProto::FLOAT) {
+    } else if (!isKilnElemType(elem)) {
       reasons.insert(std::string(elemTypeName(elem)) + " input");
     }
   }
+  // Non-float outputs (shapes, comparison masks, indices) are compared exactly.
   for (const onnx::ValueInfoProto& v : g.output()) {
     int elem = 0;
     std::string kind = valueKind(v, &elem);
     if (!kind.empty()) reasons.insert(kind + " output");
-    // int64 outputs are shapes (Shape, folded shape arithmetic); compared exactly.
-    else if (elem != onnx::TensorProto::FLOAT && elem != onnx::TensorProto::INT64)
+    else if (!isKilnElemType(elem))
       reasons.insert(std::string(elemTypeName(elem)) + " output");
   }
   s.outOfScope.insert(s.outOfScope.end(), reasons.begin(), reasons.end());
@@ -507,6 +516,8 @@ struct GraphCounts {
   size_t nodes = 0;
   int batchNorms = 0, separables = 0, transposes = 0;
   int transposePairs = 0;  // Transposes whose input another Transpose produces
+  int geluParts = 0;       // Erf and Tanh nodes (what fuse-gelu removes)
+  int layerNormParts = 0;  // ReduceMean and Sqrt nodes (what fuse-layernorm removes)
   int64_t intermediateBytes = 0;
 };
 
@@ -521,6 +532,8 @@ GraphCounts countGraph(const kiln::Graph& g) {
     const std::string& op = n->opName();
     c.batchNorms += op == "BatchNormalization";
     c.separables += op == "SeparableConv2D";
+    c.geluParts += op == "Erf" || op == "Tanh";
+    c.layerNormParts += op == "ReduceMean" || op == "Sqrt";
     if (op == "Transpose") {
       ++c.transposes;
       const kiln::Node* from = n->input(0) ? n->input(0)->producer : nullptr;
@@ -573,6 +586,12 @@ std::string checkExpectations(const std::string& caseName, const GraphCounts& c,
         break;
       case Expectation::MaxTransposes:
         if (c.transposes > e.limit) fail(e, std::to_string(c.transposes) + " Transposes left");
+        break;
+      case Expectation::GeluFused:
+        if (c.geluParts) fail(e, std::to_string(c.geluParts) + " Erf/Tanh left");
+        break;
+      case Expectation::LayerNormFused:
+        if (c.layerNormParts) fail(e, std::to_string(c.layerNormParts) + " ReduceMean/Sqrt left");
         break;
       case Expectation::ArenaHalf:
         if (arenaBytes * 2 > c.intermediateBytes)

@@ -370,13 +370,20 @@ save("opset10_function", [helper.make_node("Act", ["X"], ["Y"], name="act", doma
 
 # --- unsupported: one report listing every problem ---
 save("unsupported_many", [
-    helper.make_node("Floor", ["X"], ["a"], name="floor"),
-    helper.make_node("Erf", ["a"], ["b"]),
+    helper.make_node("Det", ["X"], ["a"], name="det"),
+    helper.make_node("Multinomial", ["a"], ["b"]),
     helper.make_node("BatchNormalization", ["X4", "s", "s", "s", "s"], ["c"], name="bn_train", training_mode=1),
     helper.make_node("MaxPool", ["X4"], ["d", "idx"], name="pool_idx", kernel_shape=[2, 2]),
     helper.make_node("Relu", ["b"], ["Y"], name="relu")],
     [vinfo("X", ["N", 4]), vinfo("X4", ["N", 3, 4, 4])], [vinfo("Y", None), vinfo("idx", None, TensorProto.INT64), vinfo("c", None)],
     [init("s", np.ones([3], np.float32))], opset=15, check=False)
+# Pow with an integer exponent (cast to f32) and with an integer base (unsupported).
+save("pow_int_exponent", [helper.make_node("Pow", ["X", "E"], ["Y"], name="pow")],
+     [vinfo("X", ["N", 4]), vinfo("E", ["N", 4], TensorProto.INT64)], [vinfo("Y", None)], opset=15)
+save("pow_int_base", [helper.make_node("Pow", ["X", "E"], ["Y"], name="pow")],
+     [vinfo("X", ["N", 4], TensorProto.INT64), vinfo("E", ["N", 4])], [vinfo("Y", None, TensorProto.INT64)], opset=15)
+save("layernorm_stash_double", [helper.make_node("LayerNormalization", ["X", "s"], ["Y"], name="ln", stash_type=11)],
+     [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("s", np.ones([4], np.float32))], opset=17)
 save("unsupported_dropout_training", [
     helper.make_node("Dropout", ["X", "", "t"], ["Y"], name="drop")],
     [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("t", np.array(True))])

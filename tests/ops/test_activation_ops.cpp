@@ -122,3 +122,23 @@ TEST_CASE("PRelu broadcasts a per-channel slope", "[ops][activation]") {
   CHECK_THROWS_WITH(g.addNode("PRelu", "p", {in, g.addConstant("s", Tensor(DType::F32, {4}))}),
                     Catch::Contains("node 'p' (PRelu)"));
 }
+
+TEST_CASE("Round halves to even; Floor, Ceil and Sign", "[ops][activation]") {
+  const Tensor x = Tensor::fromVector<float>({1, 8}, {-2.5f, -1.5f, -0.5f, 0.5f, 1.5f, 2.5f, 2.7f, -2.2f});
+  requireValues(runActivation("Round", x), {-2.f, -2.f, -0.f, 0.f, 2.f, 2.f, 3.f, -2.f});
+  requireValues(runActivation("Floor", x), {-3.f, -2.f, -1.f, 0.f, 1.f, 2.f, 2.f, -3.f});
+  requireValues(runActivation("Ceil", x), {-2.f, -1.f, -0.f, 1.f, 2.f, 3.f, 3.f, -2.f});
+  requireValues(runActivation("Sign", kRow), {-1.f, -1.f, 0.f, 1.f, 1.f, 1.f});
+}
+
+TEST_CASE("Gelu: exact and tanh forms; unknown approximations are rejected", "[ops][activation]") {
+  // Phi(1) = 0.8413447, Phi(-1) = 0.1586553; tanh form at 1: 0.8411920.
+  const Tensor x = Tensor::fromVector<float>({1, 3}, {-1.f, 0.f, 1.f});
+  requireValues(runActivation("Gelu", x), {-0.1586553f, 0.f, 0.8413447f});
+  Attributes tanh;
+  tanh.set("approximate", std::string("tanh"));
+  requireValues(runActivation("Gelu", x, tanh), {-0.1588080f, 0.f, 0.8411920f});
+  Attributes bad;
+  bad.set("approximate", std::string("sigmoid"));
+  CHECK_THROWS_WITH(runActivation("Gelu", x, bad), Catch::Contains("expected 'none' or 'tanh'"));
+}

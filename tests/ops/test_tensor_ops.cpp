@@ -895,3 +895,83 @@ TEST_CASE("ConstantOfShape fills a static shape", "[shape]") {
       },
       "ConstantOfShape", "not one of");
 }
+
+// ------------------------------------------- Pow, comparisons, masks, LayerNorm
+
+namespace {
+
+Tensor bools(Shape s, std::initializer_list<int> v) {
+  Tensor t(DType::Bool, std::move(s));
+  size_t i = 0;
+  for (int b : v) t.data<bool>()[i++] = b != 0;
+  return t;
+}
+
+std::vector<int> boolValues(const Tensor& t) {
+  REQUIRE(t.dtype() == DType::Bool);
+  std::vector<int> out;
+  for (int64_t i = 0; i < t.numElements(); ++i) out.push_back(t.data<bool>()[i]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Pow follows C's powf for negative bases, zeros and NaN", "[elementwise]") {
+  const float nan = std::nanf("");
+  requireFloats(apply("Pow", {f32({6}, {-2, -2, -8, 0, nan, 1}), f32({6}, {3, 2, 1.f / 3, -1, 0, nan})}), {6},
+                {-8, 4, nan, INFINITY, 1, 1});
+  requireFloats(apply("Pow", {f32({2, 1}, {2, 3}), f32({2}, {0.5f, 2})}), {2, 2}, {1.4142135f, 4, 1.7320508f, 9});
+  requireError([] { oneNode("Pow", {typeOf(DType::I64, {2}), typeOf(DType::I64, {2})}); }, "Pow", "expected one of f32");
+}
+
+TEST_CASE("comparisons give bool masks; NaN compares false", "[elementwise]") {
+  const Tensor a = f32({4}, {1, 2, std::nanf(""), -0.f});
+  const Tensor b = f32({4}, {2, 2, std::nanf(""), 0.f});
+  CHECK(boolValues(apply("Equal", {a, b})) == std::vector<int>{0, 1, 0, 1});
+  CHECK(boolValues(apply("Less", {a, b})) == std::vector<int>{1, 0, 0, 0});
+  CHECK(boolValues(apply("LessOrEqual", {a, b})) == std::vector<int>{1, 1, 0, 1});
+  CHECK(boolValues(apply("Greater", {i64({2, 1}, {1, 5}), i64({3}, {0, 1, 9})})) == std::vector<int>{1, 0, 0, 1, 1, 0});
+  CHECK(boolValues(apply("GreaterOrEqual", {i32({2}, {3, 4}), i32({}, {4})})) == std::vector<int>{0, 1});
+  CHECK(boolValues(apply("Equal", {bools({2}, {1, 0}), bools({2}, {1, 1})})) == std::vector<int>{1, 0});
+  requireError([] { oneNode("Less", {typeOf(DType::F32, {2}), typeOf(DType::I64, {2})}); }, "Less", "expected f32");
+  requireError([] { oneNode("Greater", {typeOf(DType::Bool, {2}), typeOf(DType::Bool, {2})}); }, "Greater",
+               "expected one of");
+}
+
+TEST_CASE("And, Or, Xor broadcast, Not negates; Where selects", "[elementwise]") {
+  const Tensor a = bools({2, 2}, {0, 0, 1, 1}), b = bools({2}, {0, 1});
+  CHECK(boolValues(apply("And", {a, b})) == std::vector<int>{0, 0, 0, 1});
+  CHECK(boolValues(apply("Or", {a, b})) == std::vector<int>{0, 1, 1, 1});
+  CHECK(boolValues(apply("Xor", {a, b})) == std::vector<int>{0, 1, 1, 0});
+  CHECK(boolValues(apply("Not", {b})) == std::vector<int>{1, 0});
+  // condition [2,1], X [2], Y scalar -> [2,2]
+  requireFloats(apply("Where", {bools({2, 1}, {1, 0}), f32({2}, {1, 2}), f32({}, {9})}), {2, 2}, {1, 2, 9, 9});
+  requireExact<int64_t>(apply("Where", {bools({3}, {0, 1, 0}), i64({3}, {1, 2, 3}), i64({3}, {-1, -2, -3})}), {3},
+                        {-1, 2, -3});
+  requireError([] { oneNode("And", {typeOf(DType::F32, {2}), typeOf(DType::F32, {2})}); }, "And", "expected one of bool");
+  requireError([] { oneNode("Where", {typeOf(DType::F32, {2}), typeOf(DType::F32, {2}), typeOf(DType::F32, {2})}); },
+               "Where", "expected bool");
+  requireError([] { oneNode("Where", {typeOf(DType::Bool, {2}), typeOf(DType::F32, {2}), typeOf(DType::I64, {2})}); },
+               "Where", "must share a type");
+}
+
+TEST_CASE("LayerNormalization normalizes trailing dims and returns Mean and InvStdDev", "[norm]") {
+  Graph g;
+  Value* x = g.addInput("x", typeOf(DType::F32, {kBatch, 2, 4}));
+  Value* scale = g.addConstant("scale", f32({4}, {1, 2, 1, 1}));
+  Value* bias = g.addConstant("bias", f32({4}, {0, 0, 0, 10}));
+  Node* n = g.addNode("LayerNormalization", "n", {x, scale, bias});
+  for (Value* out : n->outputs) g.addOutput(out);
+  CHECK(n->output(1)->type.shape == Shape({kBatch, 2, 1}));
+  const std::vector<Tensor> out = interpret(g, {f32({1, 2, 4}, {1, 2, 3, 4, 5, 5, 5, 5})});
+  // Row 1: mean 2.5, variance 1.25; row 2 is constant: all (x - mean) = 0.
+  const float inv = 1.f / std::sqrt(1.25f + 1e-5f);
+  requireFloats(out[0], {1, 2, 4}, {-1.5f * inv, -1.f * inv, 0.5f * inv, 1.5f * inv + 10, 0, 0, 0, 10});
+  requireFloats(out[1], {1, 2, 1}, {2.5f, 5});
+  requireFloats(out[2], {1, 2, 1}, {inv, 1.f / std::sqrt(1e-5f)}, 1e-2f);
+  requireError([] { oneNode("LayerNormalization", {typeOf(DType::F32, {kBatch, 4}), typeOf(DType::F32, {kBatch, 4})},
+                            attrs({{"axis", int64_t{0}}})); },
+               "LayerNormalization", "symbolic batch");
+  requireError([] { oneNode("LayerNormalization", {typeOf(DType::F32, {2, 3, 4}), typeOf(DType::F32, {3})}); },
+               "LayerNormalization", "normalized dims' shape");
+}

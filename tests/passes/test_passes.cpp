@@ -365,3 +365,111 @@ TEST_CASE("layout keeps a dense ConvTranspose inside its conv region", "[passes]
     CHECK(maxRelativeError(interpret(opt, in), interpret(b.graph, in)) <= kTolerance);
   }
 }
+
+namespace {
+
+Value* scalar(GraphBuilder& b, float v) {
+  return b.graph.addConstant(b.graph.uniqueName("c"), Tensor::scalar<float>(v));
+}
+
+// 0.5 * x * (1 + gate): the three factors in the association `order` picks.
+Value* geluTail(GraphBuilder& b, Value* x, Value* gate, int order) {
+  Value* s = order % 2 ? b.op("Add", {scalar(b, 1.f), gate}) : b.op("Add", {gate, scalar(b, 1.f)});
+  if (order == 0) return b.op("Mul", {b.op("Mul", {x, s}), scalar(b, 0.5f)});
+  if (order == 1) return b.op("Mul", {b.op("Mul", {scalar(b, 0.5f), s}), x});
+  return b.op("Mul", {s, b.op("Mul", {x, scalar(b, 0.5f)})});
+}
+
+Value* erfGelu(GraphBuilder& b, Value* x, int order, float divisor = 1.41421356f) {
+  Value* u = order == 1 ? b.op("Mul", {scalar(b, 1.f / divisor), x}) : b.op("Div", {x, scalar(b, divisor)});
+  return geluTail(b, x, b.op("Erf", {u}), order);
+}
+
+Value* tanhGelu(GraphBuilder& b, Value* x, bool powCube, float coefficient = 0.044715f) {
+  Value* cube = powCube ? b.op("Pow", {x, scalar(b, 3.f)}) : b.op("Mul", {x, b.op("Mul", {x, x})});
+  Value* inner = b.op("Add", {x, b.op("Mul", {scalar(b, coefficient), cube})});
+  return geluTail(b, x, b.op("Tanh", {b.op("Mul", {scalar(b, 0.7978845608f), inner})}), powCube ? 2 : 1);
+}
+
+// torch.onnx's LayerNorm at opset < 17 over `axes`; gamma/beta of shape
+// `param` (none when empty); the square as Pow(d, 2) or d * d.
+Value* decomposedLayerNorm(GraphBuilder& b, Value* x, std::vector<int64_t> axes, Shape param, bool powSquare = true,
+                           std::vector<int64_t> varianceAxes = {}) {
+  Attributes reduce = ints("axes", axes);
+  Value* d = b.op("Sub", {x, b.op("ReduceMean", {x}, reduce)});
+  Value* square = powSquare ? b.op("Pow", {d, scalar(b, 2.f)}) : b.op("Mul", {d, d});
+  Value* variance =
+      b.op("ReduceMean", {square}, varianceAxes.empty() ? reduce : ints("axes", std::move(varianceAxes)));
+  Value* y = b.op("Div", {d, b.op("Sqrt", {b.op("Add", {variance, scalar(b, 1e-5f)})})});
+  if (param.rank() == 0) return y;
+  y = b.op("Mul", {b.constant(param, 0.5f, 1.5f), y});
+  return b.op("Add", {y, b.constant(param)});
+}
+
+}  // namespace
+
+TEST_CASE("fuse-gelu fuses erf and tanh GELU chains in every operand order", "[passes][gelu]") {
+  GraphBuilder b(21);
+  Value* x = b.input("x", {kBatch, 3, 8});
+  Value* y = x;
+  for (int order = 0; order < 3; ++order) y = erfGelu(b, y, order);
+  y = tanhGelu(b, tanhGelu(b, y, false), true);
+  b.output(y);
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fuse-gelu"}, &runs);
+  CHECK(runs[0].stats.get("erf gelus fused") == 3);
+  CHECK(runs[0].stats.get("tanh gelus fused") == 2);
+  CHECK(opt.numNodes() == 5);
+  CHECK(countOps(opt, "Gelu") == 5);
+  CHECK(opt.outputs()[0]->name == b.graph.outputs()[0]->name);
+}
+
+TEST_CASE("fuse-gelu leaves chains with other constants or shared intermediates alone", "[passes][gelu]") {
+  GraphBuilder b(22);
+  Value* x = b.input("x", {kBatch, 3, 8});
+  Value* wrongDivisor = erfGelu(b, x, 0, 1.5f);
+  Value* wrongCoefficient = tanhGelu(b, x, false, 0.05f);
+  Value* erf = b.op("Erf", {b.op("Div", {x, scalar(b, 1.41421356f)})});
+  Value* sharedErf = geluTail(b, x, erf, 0);
+  b.output(b.op("Add", {b.op("Add", {wrongDivisor, wrongCoefficient}), sharedErf}));
+  b.output(erf);  // the erf is read outside the chain
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fuse-gelu"}, &runs);
+  CHECK(countOps(opt, "Gelu") == 0);
+  CHECK(opt.numNodes() == b.graph.numNodes());
+}
+
+TEST_CASE("fuse-layernorm fuses torch.onnx's decomposition over trailing axes", "[passes][layernorm]") {
+  GraphBuilder b(23);
+  Value* x = b.input("x", {kBatch, 4, 6, 8});
+  Value* y = decomposedLayerNorm(b, x, {-1}, Shape{8});
+  y = decomposedLayerNorm(b, y, {2, 3}, Shape{}, /*powSquare=*/false);
+  y = decomposedLayerNorm(b, y, {3, 2}, Shape{1, 6, 8});
+  b.output(y);
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fuse-layernorm"}, &runs);
+  CHECK(runs[0].stats.get("layernorms fused") == 3);
+  CHECK(opt.numNodes() == 3);
+  std::vector<int64_t> axes;
+  for (const Node* n : opt.nodes()) {
+    REQUIRE(n->opName() == "LayerNormalization");
+    axes.push_back(n->attrs.getInt("axis"));
+    CHECK(n->attrs.getFloat("epsilon") == 1e-5f);
+  }
+  CHECK(axes == std::vector<int64_t>{3, 2, 2});
+}
+
+TEST_CASE("fuse-layernorm does not fuse over leading or mismatched axes", "[passes][layernorm]") {
+  GraphBuilder b(24);
+  Value* x = b.input("x", {kBatch, 4, 8});
+  Value* leading = decomposedLayerNorm(b, x, {1}, Shape{});
+  Value* mismatched = decomposedLayerNorm(b, x, {-1}, Shape{}, true, {1, 2});
+  // gamma varies along dim 1, not per row element: the LayerNorm fuses, its Mul stays.
+  Value* outerGamma = decomposedLayerNorm(b, x, {-1}, Shape{4, 1});
+  b.output(b.op("Add", {b.op("Add", {leading, mismatched}), outerGamma}));
+  std::vector<PassRun> runs;
+  Graph opt = optimize(b.graph, {"fuse-layernorm"}, &runs);
+  CHECK(runs[0].stats.get("layernorms fused") == 1);
+  CHECK(countOps(opt, "ReduceMean") == 4);
+  CHECK(countOps(opt, "Mul") == 1);
+}

@@ -1,5 +1,6 @@
 // Emits the unary activation ops (Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh,
-// HardSigmoid, HardSwish, Softplus, Clip) and Log: one contiguous loop
+// HardSigmoid, HardSwish, Softplus, Gelu, Clip) and the unary math ops (Log,
+// Exp, Sqrt, Erf, Abs, Neg, Reciprocal, Floor, Ceil, Round, Sign): one contiguous loop
 // applying the math library's function to each element. Element i only reads
 // element i, so the output may alias the input. Blocked (NCHWc) values are
 // walked as stored; the layout pass admits an activation on padded channels
@@ -29,8 +30,9 @@ llvm::Value* clipBound(EmitContext& ctx, size_t i, const char* attr) {
 }  // namespace
 
 void registerActivationEmitters(EmitterRegistry& r) {
-  for (const char* op :
-       {"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus", "Log"}) {
+  for (const char* op : {"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus",
+                         "Gelu", "Log", "Exp", "Sqrt", "Erf", "Abs", "Neg", "Reciprocal", "Floor", "Ceil", "Round",
+                         "Sign"}) {
     r.add(op, [](EmitContext& ctx) {
       emitMap(ctx, [&](llvm::Value* x) { return emitActivation(ctx.b, ctx.node.opName(), ctx.attrs(), x); });
     });

@@ -1,13 +1,16 @@
 // Emits the numpy-broadcasting elementwise ops: Add, Sub, Mul, Div (f32, i64,
-// i32), the variadic Sum, Max, Min, Mean, and PRelu (x with a broadcast
-// slope). Each is one walk over the output with per-operand broadcast strides
+// i32), Pow (f32), the variadic Sum, Max, Min, Mean, PRelu (x with a
+// broadcast slope), the comparisons (bool results), And, Or, Xor, Not and
+// Where. Bools are bytes holding 0 or 1. Each is one walk over the output with per-operand broadcast strides
 // computed at compile time (loops.h); after coalescing, the innermost loop
 // reads every operand either contiguously or as a loop-invariant scalar.
 // Output element i reads only element i of a same-shaped input, so the
 // output may alias such an input. Blocked (NCHWc) operands of one shape are
 // walked as stored.
+#include <optional>
 #include <string>
 
+#include "compiler/codegen/math.h"
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/loops.h"
 
@@ -44,6 +47,41 @@ Value* emitCombine(llvm::IRBuilder<>& b, const std::string& op, Value* x, Value*
   return isFloat ? b.CreateSelect(b.CreateFCmpUNO(y, y), y, result) : result;
 }
 
+// A comparison's i1 result: ordered for floats (NaN compares false but for
+// nothing), signed for integers; bools compare as bytes.
+Value* emitCompare(llvm::IRBuilder<>& b, const std::string& op, Value* x, Value* y) {
+  using P = llvm::CmpInst::Predicate;
+  const bool isFloat = x->getType()->isFloatTy();
+  P predicate = isFloat ? P::FCMP_OEQ : P::ICMP_EQ;
+  if (op == "Greater") predicate = isFloat ? P::FCMP_OGT : P::ICMP_SGT;
+  if (op == "Less") predicate = isFloat ? P::FCMP_OLT : P::ICMP_SLT;
+  if (op == "GreaterOrEqual") predicate = isFloat ? P::FCMP_OGE : P::ICMP_SGE;
+  if (op == "LessOrEqual") predicate = isFloat ? P::FCMP_OLE : P::ICMP_SLE;
+  return b.CreateCmp(predicate, x, y);
+}
+
+bool isComparison(const std::string& op) {
+  return op == "Equal" || op == "Greater" || op == "Less" || op == "GreaterOrEqual" || op == "LessOrEqual";
+}
+
+// The output element from the node's loaded input elements. `exponent`: Pow's
+// exponent when it is one constant value.
+Value* emitElement(EmitContext& ctx, const std::string& op, const std::vector<Value*>& in,
+                   std::optional<float> exponent) {
+  llvm::IRBuilder<>& b = ctx.b;
+  if (isComparison(op)) return b.CreateZExt(emitCompare(b, op, in[0], in[1]), b.getInt8Ty());
+  if (op == "Not") return b.CreateXor(in[0], b.getInt8(1));
+  if (op == "Where") return b.CreateSelect(b.CreateICmpNE(in[0], b.getInt8(0)), in[1], in[2]);
+  if (op == "Pow") return exponent ? emitPowByConstant(b, in[0], *exponent) : emitPow(b, in[0], in[1]);
+  if (op == "And") return b.CreateAnd(in[0], in[1]);
+  if (op == "Or") return b.CreateOr(in[0], in[1]);
+  if (op == "Xor") return b.CreateXor(in[0], in[1]);
+  Value* acc = in[0];
+  for (size_t k = 1; k < in.size(); ++k) acc = emitCombine(b, op, acc, in[k]);
+  if (op == "Mean") acc = b.CreateFDiv(acc, ctx.f32(static_cast<float>(in.size())));
+  return acc;
+}
+
 void rejectConstantZeroDivisor(EmitContext& ctx) {
   const Operand& divisor = ctx.input(1);
   if (divisor.type.dtype == DType::F32 || !divisor.constant) return;
@@ -51,8 +89,8 @@ void rejectConstantZeroDivisor(EmitContext& ctx) {
     if (v == 0) ctx.fail("integer division by zero");
 }
 
-// y = combine(...combine(combine(x0, x1), x2)...), each input broadcast to y.
-void emitBroadcastFold(EmitContext& ctx) {
+// y = element(x0, x1, ...), each input broadcast to y.
+void emitBroadcast(EmitContext& ctx) {
   const std::string& op = ctx.node.opName();
   if (op == "Div") rejectConstantZeroDivisor(ctx);
   const Operand& y = ctx.output();
@@ -68,19 +106,22 @@ void emitBroadcastFold(EmitContext& ctx) {
     if (in->type.layout != y.type.layout || (y.type.layout != Layout::Plain && in->type.shape != y.type.shape))
       ctx.fail("blocked operands must share the output's shape and layout, got " + in->type.str() + " for " +
                y.type.str());
+  std::optional<float> exponent;
+  if (op == "Pow" && inputs[1]->constant && inputs[1]->constant->numElements() == 1)
+    exponent = inputs[1]->constant->data<float>()[0];
   emitStridedLoops(ctx, broadcastWalk(y.type.storageShape(), shapes), [&](const std::vector<Value*>& offsets) {
-    Value* acc = ctx.load(*inputs[0], offsets[1]);
-    for (size_t k = 1; k < inputs.size(); ++k) acc = emitCombine(ctx.b, op, acc, ctx.load(*inputs[k], offsets[k + 1]));
-    if (op == "Mean") acc = ctx.b.CreateFDiv(acc, ctx.f32(static_cast<float>(inputs.size())));
-    ctx.store(y, offsets[0], acc);
+    std::vector<Value*> elements;
+    for (size_t k = 0; k < inputs.size(); ++k) elements.push_back(ctx.load(*inputs[k], offsets[k + 1]));
+    ctx.store(y, offsets[0], emitElement(ctx, op, elements, exponent));
   });
 }
 
 }  // namespace
 
 void registerElementwiseEmitters(EmitterRegistry& r) {
-  for (const char* op : {"Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean", "PRelu"})
-    r.add(op, emitBroadcastFold);
+  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean", "PRelu", "Equal", "Greater",
+                         "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Not", "Where"})
+    r.add(op, emitBroadcast);
 }
 
 }  // namespace kiln::codegen

@@ -13,6 +13,13 @@
 // variance away), each summed in vectors and reduced across lanes once; LRN
 // sums each pixel vector's squares over the channel window and divides by
 // (bias + alpha/size * sum)^beta computed as exp(-beta * log(...)).
+//
+// LayerNormalization walks its contiguous rows (the trailing dims from
+// axis) in three vector passes: the sum, the sum of squared deviations from
+// the mean (two passes rather than E[x^2] - mean^2, which cancels), then
+// y = (x - mean) * invStdDev * scale + B, which reads each element before
+// writing it, so Y may alias X. Sums are lane-wise vector accumulators,
+// reduced once per row (vector_kernels.h). Rows split across threads.
 #include <cmath>
 
 #include "compiler/codegen/math.h"
@@ -111,31 +118,30 @@ void emitBatchNormalization(EmitContext& ctx) {
   });
 }
 
-Value* sumLanes(EmitContext& ctx, Value* v) {
-  llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(-0.f), v);
-  sum->setHasAllowReassoc(true);
-  return sum;
+// Sum over the row [start, start + n) of term(vector, offset in row).
+Value* rowSum(EmitContext& ctx, Value* start, int64_t n, const std::function<Value*(Value*, Value*)>& term) {
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t lanes = std::min<int64_t>(ctx.target.vectorFloats, n);
+  kernels::AccumulatorTile acc(ctx, 1, {lanes});
+  acc.set(0, 0, kernels::splat(ctx, ctx.f32(0.f), lanes));
+  Value* tail = nullptr;
+  kernels::forEachVector(ctx, start, n, lanes, [&](Value* at, int64_t width) {
+    Value* x = kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, at), width);
+    Value* v = term(x, b.CreateSub(at, start));
+    if (width == lanes)
+      acc.set(0, 0, b.CreateFAdd(acc.get(0, 0), v));
+    else
+      tail = kernels::horizontalSum(ctx, v);
+  });
+  Value* sum = kernels::horizontalSum(ctx, acc.get(0, 0));
+  return tail ? b.CreateFAdd(sum, tail) : sum;
 }
 
-// The sum over the `plane` floats at x[base...] of term(vector, width).
-Value* emitPlaneSum(EmitContext& ctx, Value* base, int64_t plane,
-                    const std::function<Value*(Value* v, int64_t width)>& term) {
-  llvm::IRBuilder<>& b = ctx.b;
-  const int64_t lanes = ctx.target.vectorFloats;
-  llvm::AllocaInst* vectorSum = entryBlockSlot(ctx, kernels::vectorType(ctx, lanes));
-  llvm::AllocaInst* tailSum = entryBlockSlot(ctx, ctx.f32Type());
-  b.CreateStore(kernels::splat(ctx, ctx.f32(0.f), lanes), vectorSum);
-  b.CreateStore(ctx.f32(0.f), tailSum);
-  kernels::forEachTile(ctx, 0, plane, lanes, [&](Value* start, int64_t width) {
-    Value* v = term(kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, b.CreateAdd(base, start)), width),
-                    width);
-    if (width == lanes)
-      b.CreateStore(b.CreateFAdd(b.CreateLoad(vectorSum->getAllocatedType(), vectorSum), v), vectorSum);
-    else
-      b.CreateStore(b.CreateFAdd(b.CreateLoad(ctx.f32Type(), tailSum), sumLanes(ctx, v)), tailSum);
-  });
-  return b.CreateFAdd(sumLanes(ctx, b.CreateLoad(vectorSum->getAllocatedType(), vectorSum)),
-                      b.CreateLoad(ctx.f32Type(), tailSum));
+// (v - mean)^2 lane by lane.
+Value* squaredDeviation(EmitContext& ctx, Value* v, Value* mean) {
+  const auto width = llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements();
+  Value* d = ctx.b.CreateFSub(v, kernels::splat(ctx, mean, width));
+  return ctx.b.CreateFMul(d, d);
 }
 
 void emitInstanceNormalization(EmitContext& ctx) {
@@ -143,6 +149,7 @@ void emitInstanceNormalization(EmitContext& ctx) {
   const Operand& y = ctx.output();
   const Shape& shape = x.type.shape;
   const int64_t channels = shape[1], plane = shape.product(2, shape.rank());
+  if (plane == 0) return;  // an empty output
   const int64_t lanes = ctx.target.vectorFloats;
   Value* epsilon = ctx.f32(ctx.attrs().getFloat("epsilon"));
   Value* count = ctx.f32(static_cast<float>(plane));
@@ -150,11 +157,8 @@ void emitInstanceNormalization(EmitContext& ctx) {
   ctx.loop(shape[0], [&](Value* n) {
     ctx.loop(channels, [&](Value* c) {
       Value* base = b.CreateMul(b.CreateAdd(b.CreateMul(n, ctx.i64(channels)), c), ctx.i64(plane));
-      Value* mean = b.CreateFDiv(emitPlaneSum(ctx, base, plane, [](Value* v, int64_t) { return v; }), count);
-      Value* squares = emitPlaneSum(ctx, base, plane, [&](Value* v, int64_t width) {
-        Value* d = b.CreateFSub(v, kernels::splat(ctx, mean, width));
-        return b.CreateFMul(d, d);
-      });
+      Value* mean = b.CreateFDiv(rowSum(ctx, base, plane, [](Value* v, Value*) { return v; }), count);
+      Value* squares = rowSum(ctx, base, plane, [&](Value* v, Value*) { return squaredDeviation(ctx, v, mean); });
       Value* deviation =
           b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, b.CreateFAdd(b.CreateFDiv(squares, count), epsilon));
       Value* scale = b.CreateFDiv(ctx.load(ctx.input(1), c), deviation);
@@ -209,10 +213,44 @@ void emitLRN(EmitContext& ctx) {
   });
 }
 
+void emitLayerNormalization(EmitContext& ctx) {
+  const Shape& shape = ctx.input(0).type.shape;
+  const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), shape.rank());
+  const int64_t outer = shape.product(0, axis), n = shape.product(axis, shape.rank());
+  if (outer == 0 || n == 0) return;
+  const float epsilon = ctx.attrs().getFloat("epsilon");
+  llvm::IRBuilder<>& b = ctx.b;
+  const int64_t lanes = std::min<int64_t>(ctx.target.vectorFloats, n);
+  const LoopRange rows = ctx.split(outer, splitWays(8 * outer * n, outer));
+  ctx.loop(rows, 0, outer, [&](Value* r) {
+    Value* start = b.CreateMul(r, ctx.i64(n));
+    Value* inverseCount = ctx.f32(1.f / static_cast<float>(n));
+    Value* mean = b.CreateFMul(rowSum(ctx, start, n, [](Value* v, Value*) { return v; }), inverseCount);
+    Value* squares = rowSum(ctx, start, n, [&](Value* v, Value*) { return squaredDeviation(ctx, v, mean); });
+    Value* deviation = b.CreateIntrinsic(llvm::Intrinsic::sqrt, {ctx.f32Type()},
+                                         {b.CreateFAdd(b.CreateFMul(squares, inverseCount), ctx.f32(epsilon))});
+    Value* invStdDev = b.CreateFDiv(ctx.f32(1.f), deviation);
+    kernels::forEachVector(ctx, start, n, lanes, [&](Value* at, int64_t width) {
+      Value* j = b.CreateSub(at, start);
+      Value* x = kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(0).data, at), width);
+      Value* scale = kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(1).data, j), width);
+      Value* normalized = b.CreateFMul(b.CreateFSub(x, kernels::splat(ctx, mean, width)),
+                                       kernels::splat(ctx, invStdDev, width));
+      Value* y = b.CreateFMul(normalized, scale);
+      if (ctx.hasInput(2))
+        y = b.CreateFAdd(y, kernels::loadVector(ctx, kernels::floatPtr(ctx, ctx.input(2).data, j), width));
+      kernels::storeVector(ctx, kernels::floatPtr(ctx, ctx.output(0).data, at), y);
+    });
+    ctx.store(ctx.output(1), r, mean);
+    ctx.store(ctx.output(2), r, invStdDev);
+  });
+}
+
 }  // namespace
 
 void registerNormalizationEmitters(EmitterRegistry& r) {
   r.add("BatchNormalization", emitBatchNormalization, {0});
+  r.add("LayerNormalization", emitLayerNormalization);
   r.add("ScaleShift", [](EmitContext& ctx) {
     if (ctx.input(0).type.layout == Layout::NCHWc) return emitBlockedScaleShift(ctx);
     emitPerChannelAffine(ctx, [&](Value* c) {

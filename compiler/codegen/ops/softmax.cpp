@@ -50,25 +50,8 @@ Value* horizontalMax(llvm::IRBuilder<>& b, Value* v) {
   return result;
 }
 
-// The lanes of v summed in any order (llvm.vector.reduce.fadd with reassoc:
-// a tree of adds).
-Value* horizontalSum(EmitContext& ctx, Value* v) {
-  llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(-0.f), v);
-  sum->setHasAllowReassoc(true);
-  return sum;
-}
-
-// One pass over a row: body(ptrOffset, width) for full vectors of `lanes`
-// (a run-time loop) and one narrower remainder.
-void forEachVector(EmitContext& ctx, Value* rowStart, int64_t n, int64_t lanes,
-                   const std::function<void(Value*, int64_t)>& body) {
-  const int64_t fullEnd = n / lanes * lanes;
-  llvm::IRBuilder<>& b = ctx.b;
-  if (fullEnd > 0)
-    ctx.loop(
-        ctx.i64(0), ctx.i64(fullEnd), [&](Value* k) { body(b.CreateAdd(rowStart, k), lanes); }, lanes);
-  if (n > fullEnd) body(b.CreateAdd(rowStart, ctx.i64(fullEnd)), n - fullEnd);
-}
+using kernels::forEachVector;
+using kernels::horizontalSum;
 
 // A contiguous row of n floats at x[rowStart] (inner == 1).
 void emitContiguousRow(EmitContext& ctx, bool logarithmic, Value* rowStart, int64_t n) {

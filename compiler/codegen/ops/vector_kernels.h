@@ -118,6 +118,27 @@ inline void forEachTile(EmitContext& ctx, int64_t begin, int64_t end, int64_t ti
   if (end > fullEnd) body(ctx.i64(fullEnd), end - fullEnd);
 }
 
+// One pass over a contiguous row of n floats from rowStart: body(offset,
+// width) for full vectors of `lanes` (a run-time loop) and one narrower
+// remainder (softmax.cpp, LayerNormalization).
+inline void forEachVector(EmitContext& ctx, llvm::Value* rowStart, int64_t n, int64_t lanes,
+                          const std::function<void(llvm::Value*, int64_t)>& body) {
+  const int64_t fullEnd = n / lanes * lanes;
+  llvm::IRBuilder<>& b = ctx.b;
+  if (fullEnd > 0)
+    ctx.loop(
+        ctx.i64(0), ctx.i64(fullEnd), [&](llvm::Value* k) { body(b.CreateAdd(rowStart, k), lanes); }, lanes);
+  if (n > fullEnd) body(b.CreateAdd(rowStart, ctx.i64(fullEnd)), n - fullEnd);
+}
+
+// The lanes of v summed in any order (llvm.vector.reduce.fadd with reassoc:
+// a tree of adds).
+inline llvm::Value* horizontalSum(EmitContext& ctx, llvm::Value* v) {
+  llvm::CallInst* sum = ctx.b.CreateFAddReduce(ctx.f32(-0.f), v);
+  sum->setHasAllowReassoc(true);
+  return sum;
+}
+
 // Runs the fused epilogue activation over `count` floats at ptr (a loop the
 // vectorizer widens); nothing when the node has no activation.
 inline void applyActivation(EmitContext& ctx, llvm::Value* ptr, int64_t count) {
