@@ -1,7 +1,7 @@
 // Resize: nearest, (multi-)linear and (multi-)cubic resampling with ONNX's
 // coordinate transformation modes (opset 11/13 semantics; the importer maps
 // Upsample and opset-10 Resize onto them). The output shape is an attribute
-// (`sizes`); `scales` holds the model's scales when it gave them, since the
+// (`sizes`, kBatch where the batch keeps its size); `scales` holds the model's scales when it gave them, since the
 // coordinate transforms then use the scale rather than output/input.
 #include "compiler/ops/resize.h"
 
@@ -140,13 +140,15 @@ std::vector<TensorType> inferResize(const InferContext& ctx) {
   Shape out;
   for (size_t d = 0; d < x.rank(); ++d) {
     const std::string dim = "dim " + std::to_string(d);
+    // kBatch in sizes: the batch keeps its size (the interpreter binds it).
     if (x[d] == kBatch || sizes[d] == kBatch) {
-      ctx.check(x[d] == sizes[d] && (scales.empty() || scales[d] == 1.f),
+      ctx.check(d == 0 && sizes[d] == kBatch && (scales.empty() || scales[d] == 1.f),
                 "the symbolic batch of " + x.str() + " can only keep its size (" + dim + " of sizes and scales)");
-    } else {
-      ctx.check(x[d] >= 1 && sizes[d] >= 1, dim + ": cannot resize " + x.str() + " to size " + std::to_string(sizes[d]));
-      ctx.check(scales.empty() || scales[d] > 0, dim + ": scales must be positive");
+      out.dims.push_back(x[d]);
+      continue;
     }
+    ctx.check(x[d] >= 1 && sizes[d] >= 1, dim + ": cannot resize " + x.str() + " to size " + std::to_string(sizes[d]));
+    ctx.check(scales.empty() || scales[d] > 0, dim + ": scales must be positive");
     out.dims.push_back(sizes[d]);
   }
   return {{DType::F32, out}};
