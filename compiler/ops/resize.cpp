@@ -115,6 +115,18 @@ ResizeAxis sampleAxis(const Attributes& a, size_t axis, int64_t in, int64_t out)
   return r;
 }
 
+// Whether an axis at scale 1 reads input o for output o whatever its length,
+// as a symbolic batch must (kernels resize it sample by sample): every
+// transform maps o to o then, but tf_crop_and_resize with a roi other than
+// [0, 1] and tf_half_pixel_for_nn (o + 0.5) unless nearest rounds it down.
+bool keepsEveryLength(const Attributes& a, size_t axis) {
+  const std::string& transform = a.getString("coordinate_transformation_mode");
+  const std::vector<float>& roi = a.getFloats("roi");
+  if (transform == "tf_crop_and_resize") return roi.empty() || (roi[axis] == 0.f && roi[roi.size() / 2 + axis] == 1.f);
+  if (transform != "tf_half_pixel_for_nn") return true;
+  return a.getString("mode") == "nearest" && oneOf(a.getString("nearest_mode"), {"floor", "round_prefer_floor"});
+}
+
 std::vector<TensorType> inferResize(const InferContext& ctx) {
   requireFloat(ctx, 0);
   const Attributes& a = ctx.attrs();
@@ -144,6 +156,8 @@ std::vector<TensorType> inferResize(const InferContext& ctx) {
     if (x[d] == kBatch || sizes[d] == kBatch) {
       ctx.check(d == 0 && sizes[d] == kBatch && (scales.empty() || scales[d] == 1.f),
                 "the symbolic batch of " + x.str() + " can only keep its size (" + dim + " of sizes and scales)");
+      ctx.check(keepsEveryLength(a, d), "coordinate_transformation_mode '" + transform +
+                                            "' would mix the samples of the symbolic batch of " + x.str());
       out.dims.push_back(x[d]);
       continue;
     }
