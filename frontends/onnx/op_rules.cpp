@@ -523,7 +523,7 @@ void convertResize(NodeConverter& c) {
     std::vector<float> s = floats(*scales, "scales");
     for (size_t d = 0; d < rank; ++d) {
       if (xs[d] == kBatch) {
-        if (s[d] != 1.f) throw Unsupported{"scale " + std::to_string(s[d]) + " of the symbolic batch dim (only 1 is supported)"};
+        if (s[d] != 1.f) throw Unsupported{"scale " + attrToString(s[d]) + " of the symbolic batch dim (only 1 is supported)"};
         out.push_back(kBatch);
       } else {
         out.push_back(static_cast<int64_t>(std::floor(static_cast<float>(xs[d]) * s[d])));  // as ONNX's shape inference

@@ -372,9 +372,10 @@ old_save("opset7_unnamed_bn_spatial0", [
     [vinfo("X", ["N", 3, 5, 5])], [vinfo("Y", ["N", 4, 3, 3])],
     [init("W", CNN_W["W"]), init("s", np.ones([4, 3, 3], np.float32))], 7, 3)
 # Unsupported ops are reported as the file has them, not converted (Upsample
-# would become Resize); calls of model-local functions block the conversion.
+# would become Resize; kiln's Upsample has no cubic mode); calls of
+# model-local functions block the conversion.
 old_save("opset9_upsample", [
-    helper.make_node("Upsample", ["X", "scales"], ["u"], name="up"),
+    helper.make_node("Upsample", ["X", "scales"], ["u"], name="up", mode="cubic"),
     helper.make_node("Relu", ["u"], ["Y"], name="relu")],
     [vinfo("X", ["N", 3, 2, 2])], [vinfo("Y", ["N", 3, 4, 4])], [init("scales", np.array([1, 1, 2, 2], np.float32))],
     9, 4)
@@ -396,6 +397,20 @@ save("unsupported_dropout_training", [
     helper.make_node("Dropout", ["X", "", "t"], ["Y"], name="drop")],
     [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("t", np.array(True))])
 save("symbolic_dim", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", ["N", "C"])], [vinfo("Y", None)])
+# Resize needs constant scales/sizes, and a symbolic batch at scale 1; the
+# cubic Resize converts. Attribute values are checked before conversion.
+save("unsupported_resize", [
+    helper.make_node("Resize", ["X", "", "S"], ["a"], name="runtime_scales"),
+    helper.make_node("Resize", ["X", "", "batch2"], ["b"], name="batch_scaled"),
+    helper.make_node("Resize", ["X", "", "", "size_b1"], ["c"], name="batch_sized"),
+    helper.make_node("Resize", ["X", "", "up2"], ["d"], name="cubic", mode="cubic")],
+    [vinfo("X", ["N", 1, 2, 2]), vinfo("S", [4])],
+    [vinfo("a", None), vinfo("b", None), vinfo("c", None), vinfo("d", None)],
+    [init("batch2", np.array([2, 1, 2, 2], np.float32)), init("up2", np.array([1, 1, 2, 2], np.float32)),
+     init("size_b1", np.array([1, 1, 4, 4], np.int64))], check=False)
+single("unsupported_resize_rounding", "Resize", {"nearest_mode": "nearest_even"},
+       inits=[init("roi", np.zeros([0], np.float32)), init("scales", np.array([1, 2], np.float32))])
+
 # Nodes out of order: valid once sorted.
 save("unsorted_nodes", [helper.make_node("Relu", ["T"], ["Y"], name="second"),
                         helper.make_node("Sigmoid", ["X"], ["T"], name="first")],
