@@ -624,8 +624,10 @@ const std::map<std::string, OpRule>& rules() {
     r["ConstantOfShape"] = {convertConstantOfShape, nullptr};
     r["Shape"] = {convertShape, nullptr};
     r["Resize"] = {convertResize, checkResize};
-    // Only the support scan sees Upsample: the importer gets its models upgraded.
-    r["Upsample"] = {[](NodeConverter& c) { c.fail("Upsample should have been upgraded to Resize"); }, checkResize};
+    // Only the support scan of models of opsets 7-9 sees Upsample: the
+    // importer gets them upgraded (Upsample is deprecated from opset 10 on).
+    r["Upsample"] = {[](NodeConverter& c) { c.fail("Upsample is imported from models of opsets 7 to 9 only"); },
+                     checkResize};
     return r;
   }();
   return table;
