@@ -16,8 +16,8 @@ namespace kiln {
 
 namespace {
 
-bool oneOf(const std::string& s, std::initializer_list<const char*> options) {
-  return std::any_of(options.begin(), options.end(), [&](const char* o) { return s == o; });
+bool oneOf(const std::string& s, const std::vector<std::string>& options) {
+  return std::find(options.begin(), options.end(), s) != options.end();
 }
 
 // Where output index o of an axis samples the input (ONNX's x_original).
@@ -124,7 +124,8 @@ bool keepsEveryLength(const Attributes& a, size_t axis) {
   const std::vector<float>& roi = a.getFloats("roi");
   if (transform == "tf_crop_and_resize") return roi.empty() || (roi[axis] == 0.f && roi[roi.size() / 2 + axis] == 1.f);
   if (transform != "tf_half_pixel_for_nn") return true;
-  return a.getString("mode") == "nearest" && oneOf(a.getString("nearest_mode"), {"floor", "round_prefer_floor"});
+  const std::string& rounding = a.getString("nearest_mode");
+  return a.getString("mode") == "nearest" && (rounding == "floor" || rounding == "round_prefer_floor");
 }
 
 std::vector<TensorType> inferResize(const InferContext& ctx) {
@@ -141,14 +142,10 @@ std::vector<TensorType> inferResize(const InferContext& ctx) {
             "scales has " + std::to_string(scales.size()) + " values, expected " + rank + " (or none)");
   ctx.check(roi.empty() || roi.size() == 2 * x.rank(),
             "roi has " + std::to_string(roi.size()) + " values, expected " + std::to_string(2 * x.rank()) + " (or none)");
-  ctx.check(oneOf(a.getString("mode"), {"nearest", "linear", "cubic"}),
-            "mode '" + a.getString("mode") + "' is not nearest, linear or cubic");
+  for (const char* name : {"mode", "coordinate_transformation_mode", "nearest_mode"})
+    ctx.check(oneOf(a.getString(name), resizeAttributeValues(name)),
+              std::string(name) + " '" + a.getString(name) + "' is not supported");
   const std::string& transform = a.getString("coordinate_transformation_mode");
-  ctx.check(oneOf(transform, {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
-                              "tf_crop_and_resize"}),
-            "coordinate_transformation_mode '" + transform + "' is not supported");
-  ctx.check(oneOf(a.getString("nearest_mode"), {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}),
-            "nearest_mode '" + a.getString("nearest_mode") + "' is not supported");
   Shape out;
   for (size_t d = 0; d < x.rank(); ++d) {
     const std::string dim = "dim " + std::to_string(d);
@@ -214,6 +211,14 @@ void referenceResize(KernelContext& ctx) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& resizeAttributeValues(const std::string& attribute) {
+  static const std::vector<std::string> modes = {"nearest", "linear", "cubic"};
+  static const std::vector<std::string> transforms = {"half_pixel", "pytorch_half_pixel", "align_corners",
+                                                      "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"};
+  static const std::vector<std::string> rounding = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+  return attribute == "mode" ? modes : attribute == "nearest_mode" ? rounding : transforms;
+}
 
 std::vector<ResizeAxis> resizeAxes(const Attributes& attrs, const Shape& in, const Shape& out) {
   std::vector<ResizeAxis> axes;

@@ -4,6 +4,7 @@
 // tables at compile time) both compute from this one description.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "compiler/ir/attributes.h"
@@ -22,6 +23,10 @@ struct ResizeAxis {
   std::vector<bool> outside;
   bool identity = false;  // output o reads input o with weight 1
 };
+
+// The values Resize's string attribute `attribute` (mode,
+// coordinate_transformation_mode, nearest_mode) may take.
+const std::vector<std::string>& resizeAttributeValues(const std::string& attribute);
 
 // The sampling of every axis of a Resize node (attributes as the IR op holds
 // them) from static input shape `in` to output shape `out`.

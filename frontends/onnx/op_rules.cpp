@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 
+#include "compiler/ops/resize.h"
 #include "frontends/onnx/graph_builder.h"
 #include "frontends/onnx/importer_internal.h"
 
@@ -568,18 +569,18 @@ std::vector<std::string> checkConstant(const FlatNode& n, const std::set<std::st
   return out;
 }
 
-// String attributes of Resize/Upsample outside what kiln implements.
+// String attributes of Resize/Upsample outside what kiln implements
+// (Upsample has no cubic mode).
 std::vector<std::string> checkResize(const FlatNode& n, const std::set<std::string>&) {
-  const bool upsample = n.proto.op_type() == "Upsample";
-  const std::vector<std::pair<const char*, std::set<std::string>>> allowed = {
-      {"mode", upsample ? std::set<std::string>{"nearest", "linear"} : std::set<std::string>{"nearest", "linear", "cubic"}},
-      {"coordinate_transformation_mode",
-       {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"}},
-      {"nearest_mode", {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}}};
   std::vector<std::string> out;
-  for (const auto& [name, values] : allowed)
-    if (const AttrProto* a = findAttr(n.proto, name); a && !values.count(a->s()))
+  for (const char* name : {"mode", "coordinate_transformation_mode", "nearest_mode"}) {
+    const AttrProto* a = findAttr(n.proto, name);
+    if (!a) continue;
+    const std::vector<std::string>& values = resizeAttributeValues(name);
+    if (std::find(values.begin(), values.end(), a->s()) == values.end() ||
+        (n.proto.op_type() == "Upsample" && a->s() == "cubic"))
       out.push_back(std::string(name) + " '" + a->s() + "' is not supported");
+  }
   return out;
 }
 
