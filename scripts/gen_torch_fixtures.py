@@ -493,6 +493,36 @@ class ConvNeXtBlock(nn.Module):
         return x + y.permute(0, 3, 1, 2)
 
 
+class FpnHead(nn.Module):
+    """A small feature pyramid: a stem and two stride-2 stages, top-down merges
+    that add a lateral 1x1 conv to the coarser level upsampled (nearest x2 by
+    scale, bilinear align_corners=False to the finer level's size), and a head
+    conv over the Concat of the levels brought to one size (the last, the
+    24-channel stage, fills its last channel block only partly), resized
+    down to a size at non-integer ratios."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = conv_bn(3, 12, 3, padding=1, act=nn.ReLU())
+        self.c2 = conv_bn(12, 24, 3, stride=2, padding=1, act=nn.ReLU())
+        self.c3 = conv_bn(24, 24, 3, stride=2, padding=1, act=nn.ReLU())
+        self.lat1, self.lat2, self.lat3 = nn.Conv2d(12, 16, 1), nn.Conv2d(24, 16, 1), nn.Conv2d(24, 16, 1)
+        self.head = nn.Conv2d(16 * 3 + 24, 12, 3, padding=1)
+
+    def forward(self, x):
+        c1 = self.c1(x)
+        c2 = self.c2(c1)
+        c3 = self.c3(c2)
+        p3 = self.lat3(c3)
+        p2 = self.lat2(c2) + F.interpolate(p3, scale_factor=2, mode="nearest")
+        p1 = self.lat1(c1) + F.interpolate(p2, size=c1.shape[-2:], mode="bilinear", align_corners=False)
+        size = p1.shape[-2:]
+        levels = [p1, F.interpolate(p2, scale_factor=2, mode="nearest"),
+                  F.interpolate(p3, size=size, mode="bilinear", align_corners=False),
+                  F.interpolate(c3, scale_factor=4, mode="bilinear", align_corners=True)]
+        return F.interpolate(self.head(torch.cat(levels, 1)), size=(20, 18), mode="bilinear", align_corners=False)
+
+
 def shufflenet_v2():
     return torchvision.models.shufflenet_v2_x0_5(num_classes=10)
 
@@ -549,6 +579,10 @@ FIXTURES = {
     "squeezenet_fire_batch2": (SqueezeNetish, (2, 3, 33, 33), 13, False),
     "tf_nhwc_residual_batch2": (TfNhwcResidual, (2, 16, 16, 3), 13, False),
     "tf_nhwc_residual_batch3": (TfNhwcResidual, (3, 16, 16, 3), 13, False),
+    "fpn_head": (FpnHead, (1, 3, 28, 28), 13, False),
+    "fpn_head_op11": (FpnHead, (1, 3, 28, 28), 11, False),
+    "fpn_head_dynamic": (FpnHead, (3, 3, 28, 28), 13, True),
+    "fpn_head_batch2": (FpnHead, (2, 3, 28, 28), 13, False),
 }
 
 def torchvision_model(builder, **kwargs):

@@ -13,6 +13,7 @@ void registerLinearOps(OpRegistry& r);         // linear.cpp: Gemm, MatMul
 void registerNormalizationOps(OpRegistry& r);  // normalization.cpp: BatchNormalization, InstanceNorm..., LRN
 void registerSoftmaxOps(OpRegistry& r);        // softmax.cpp: Softmax, LogSoftmax, Hardmax
 void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceSum, ReduceMean, ReduceMax, ..., ArgMax, ArgMin
+void registerResizeOps(OpRegistry& r);         // resize.cpp: Resize
 void registerLayoutOps(OpRegistry& r);         // layout.cpp: Reorder
 void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, Split, Expand, ...
 

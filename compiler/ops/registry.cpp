@@ -15,6 +15,7 @@ const OpRegistry& OpRegistry::instance() {
     registerNormalizationOps(r);
     registerSoftmaxOps(r);
     registerReduceOps(r);
+    registerResizeOps(r);
     registerShapeOps(r);
     registerLayoutOps(r);
     return r;

@@ -5,10 +5,11 @@
 // (dense or depthwise, constant weights), dense ConvTranspose (constant
 // weights; with padded output channels only when its fused activation maps
 // 0 to 0, so pad lanes stay zero), MaxPool/AveragePool, the global
-// pools, ScaleShift, unary activations, same-shape Add/Sub/Mul/Max/Min and
-// channel Concats whose inputs but the last hold whole blocks --
-// and holds at least one Conv or ConvTranspose (a region of pools and activations alone
-// would only pay for its reorders). The values produced inside a region get
+// pools, ScaleShift, unary activations, same-shape Add/Sub/Mul/Max/Min,
+// Resizes of H and W only (N and C at scale 1: every output pixel blends
+// whole channel blocks) and channel Concats whose inputs but the last hold
+// whole blocks -- and holds at least one Conv or ConvTranspose (a region of
+// pools and activations alone would only pay for its reorders). The values produced inside a region get
 // Layout::NCHWc; a Reorder node converts at the region's edges only: where a
 // region reads a value from outside (graph inputs, plain nodes) and where a
 // value leaves it (graph outputs, Flatten/Gemm/Reshape/Concat and any other
@@ -16,7 +17,8 @@
 //
 // Channels that are not a multiple of c are padded to whole blocks; pad
 // lanes hold zeros, and every op of a region keeps them zero: convs read
-// zero-padded packed weights and bias, pools of zeros are zero, and an
+// zero-padded packed weights and bias, pools and resizes of zeros are zero
+// (a Resize that extrapolates a constant stays plain then), and an
 // activation is admitted on a padded value only when it maps 0 to 0
 // (evaluated with its reference kernel). A Conv whose input channels would
 // be mostly padding (e.g. an RGB stem) reads its input plain and writes
@@ -31,6 +33,7 @@
 
 #include "compiler/interp/interpreter.h"
 #include "compiler/ops/epilogue.h"
+#include "compiler/ops/resize.h"
 #include "compiler/passes/passes.h"
 #include "compiler/passes/rewrite.h"
 
@@ -94,6 +97,14 @@ bool hasNCHWcForm(const Node& n, int64_t block) {
     return fewPadLanes(channels, block) && fewPadLanes(outChannels, block) && (outChannels % block == 0 || zero == 0.f);
   }
   if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "GlobalMaxPool") return true;
+  if (op == "Resize") {  // of H and W only; an extrapolated constant would fill the pad lanes
+    const std::vector<ResizeAxis> axes =
+        resizeAxes(n.attrs, x->type.shape.withBatch(1), n.output()->type.shape.withBatch(1));
+    const bool keepsNC = axes[0].identity && axes[1].identity;
+    const bool zeroPadLanes = channels % block == 0 || n.attrs.getFloat("extrapolation_value") == 0.f ||
+                              n.attrs.getString("coordinate_transformation_mode") != "tf_crop_and_resize";
+    return keepsNC && zeroPadLanes;
+  }
   if (op == "ScaleShift") return n.input(1)->isConstant() && n.input(2)->isConstant();
   if (op == "Concat") {  // along the channels, whole blocks but in the last input: blocks follow each other
     if (normalizeAxis(n.attrs.getInt("axis"), 4) != 1) return false;

@@ -58,8 +58,9 @@ std::vector<Value*> GraphBuilder::emit(std::string_view op, const std::string& n
   bool allConstant = std::all_of(inputs.begin(), inputs.end(), [](const Value* v) { return !v || v->isConstant(); });
   if (allConstant) {
     // Try the node in a scratch graph: folded if its outputs are integers
-    // (shape arithmetic) or single values (operands such as Clip's bounds,
-    // which exporters write as Cast(Constant)).
+    // (shape arithmetic), single values (operands such as Clip's bounds,
+    // which exporters write as Cast(Constant)) or short float vectors (Resize's
+    // scales, which torch.onnx writes as Concat(Constant, Constant)).
     Graph scratch;
     std::vector<Value*> scratchInputs;
     std::vector<const Tensor*> tensors;
@@ -69,7 +70,9 @@ std::vector<Value*> GraphBuilder::emit(std::string_view op, const std::string& n
     }
     const Node* probe = scratch.addNode(op, nodeName, scratchInputs, attrs);
     bool operandLike = std::all_of(probe->outputs.begin(), probe->outputs.end(), [](const Value* v) {
-      return isInteger(v->type.dtype) || (v->type.shape.isStatic() && v->type.shape.numElements() == 1);
+      constexpr int64_t kMaxOperandFloats = 16;
+      return isInteger(v->type.dtype) || (v->type.shape.isStatic() && v->type.shape.rank() <= 1 &&
+                                          v->type.shape.numElements() <= kMaxOperandFloats);
     });
     if (operandLike && (!tainted || carriesBatchSentinel(op))) {
       for (const Value* out : probe->outputs) {

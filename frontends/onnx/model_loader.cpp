@@ -615,6 +615,63 @@ bool checkLegacyBroadcasts(const ::onnx::GraphProto& g, int64_t opset, Issues& i
   return copy;
 }
 
+// The scales a converted Resize reads, when they are a constant (an
+// initializer or a Constant node's value); nullopt otherwise.
+std::optional<std::vector<float>> constantScales(const ::onnx::GraphProto& g, const std::string& name) {
+  const ::onnx::TensorProto* t = nullptr;
+  for (const ::onnx::TensorProto& init : g.initializer())
+    if (init.name() == name) t = &init;
+  for (const ::onnx::NodeProto& n : g.node())
+    if (n.op_type() == "Constant" && n.output_size() == 1 && n.output(0) == name)
+      if (const ::onnx::AttributeProto* value = findAttribute(n, "value"); value && value->has_t()) t = &value->t();
+  if (!t || t->data_location() == ::onnx::TensorProto::EXTERNAL) return std::nullopt;
+  try {
+    const Tensor scales = convertTensor(*t);
+    if (scales.dtype() != DType::F32) return std::nullopt;
+    return std::vector<float>(scales.data<float>(), scales.data<float>() + scales.numElements());
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+// Upsample (opsets 7-9) and Resize-10 sample output x at input x / scale
+// and, in nearest mode, take the input index below it when upsampling and
+// above it when downsampling (as ONNX Runtime does, and ONNX's opset-10
+// test data shows). The converter's opset-11 Resizes would take the
+// opset-11 defaults instead (half_pixel, round_prefer_floor), which agree
+// only for nearest at integer scales; this writes the old semantics out.
+// Every Resize of a converted model is such a Resize. False, with issues,
+// for a nearest Resize that scales some axes up and others down (one
+// nearest_mode cannot say that).
+bool keepLegacyResizeSemantics(::onnx::GraphProto& g, Issues& issues) {
+  bool representable = true;
+  for (::onnx::NodeProto& n : *g.mutable_node()) {
+    if (n.op_type() != "Resize" || findAttribute(n, "coordinate_transformation_mode")) continue;
+    ::onnx::AttributeProto* transform = n.add_attribute();
+    transform->set_name("coordinate_transformation_mode");
+    transform->set_type(::onnx::AttributeProto::STRING);
+    transform->set_s("asymmetric");
+    const ::onnx::AttributeProto* mode = findAttribute(n, "mode");
+    std::optional<std::vector<float>> scales;
+    if ((mode && mode->s() != "nearest") || n.input_size() < 3 || !(scales = constantScales(g, n.input(2))))
+      continue;  // non-constant scales are the importer's to report
+    const bool up = std::any_of(scales->begin(), scales->end(), [](float s) { return s > 1; });
+    const bool down = std::any_of(scales->begin(), scales->end(), [](float s) { return s < 1; });
+    if (up && down) {
+      issues.add(nodeWhere(n.name(), "Resize"),
+                 "a nearest Upsample/Resize of opset 10 or below that scales some axes up and others down is not "
+                 "supported (its rounding differs per axis)");
+      representable = false;
+      continue;
+    }
+    ::onnx::AttributeProto* rounding = n.add_attribute();
+    rounding->set_name("nearest_mode");
+    rounding->set_type(::onnx::AttributeProto::STRING);
+    rounding->set_s(down ? "ceil" : "floor");
+  }
+  return representable;
+}
+
 // Upgrades a model of an opset below kMinOpset in place to kMinOpset with
 // ONNX's version converter; returns false, the model unchanged, when kiln
 // rejects it anyway or it cannot be converted (`issues` then say why).
@@ -640,6 +697,7 @@ bool upgradeOpset(::onnx::ModelProto& model, int64_t opset, Issues& issues) {
     reportConversionFailure(input, opset, converterMessage(e.what()), issues);
     return false;
   }
+  if (!keepLegacyResizeSemantics(*converted.mutable_graph(), issues)) return false;
   // The converter keeps tensors in memory only and drops external-data
   // references; those initializers are put back as the file has them.
   std::map<std::string, const ::onnx::TensorProto*> external;

@@ -3,12 +3,14 @@
 // converter. Converters resolve everything static into IR attributes
 // (auto_pad -> pads, shape operands -> ints) as compiler/ops/README.md asks.
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <limits>
 #include <map>
 #include <optional>
 
 #include "compiler/ops/reduce.h"
+#include "compiler/ops/resize.h"
 #include "frontends/onnx/graph_builder.h"
 #include "frontends/onnx/importer_internal.h"
 
@@ -641,6 +643,52 @@ void convertShape(NodeConverter& c) {
   c.bindConstant(Tensor::fromVector<int64_t>(Shape{static_cast<int64_t>(slice.size())}, slice), tainted);
 }
 
+// Resize, opsets 11 and 13: constant roi, scales and sizes become
+// attributes, and the output shape is resolved here. (Upsample and opset-10
+// Resize reach the importer as opset-11 Resizes: model_loader.cpp upgrades
+// their models with ONNX's version converter and keeps their semantics.)
+void convertResize(NodeConverter& c) {
+  Value* x = c.required(0);
+  const Shape& xs = x->type.shape;
+  const size_t rank = xs.rank();
+  auto nonEmpty = [](const Tensor* t) { return t && t->numElements() > 0 ? t : nullptr; };
+  auto floats = [&](const Tensor& t, const std::string& what) {
+    if (t.dtype() != DType::F32) c.fail("operand '" + what + "' must be float32");
+    if (t.numElements() != static_cast<int64_t>(rank) * (what == "roi" ? 2 : 1))
+      c.fail("operand '" + what + "' has " + std::to_string(t.numElements()) + " values for input " + xs.str());
+    return std::vector<float>(t.data<float>(), t.data<float>() + t.numElements());
+  };
+  const Tensor* roi = nonEmpty(c.constant(1, "roi"));
+  const Tensor* scales = nonEmpty(c.constant(2, "scales"));
+  const Tensor* sizes = nonEmpty(c.constant(3, "sizes", /*allowBatchSentinel=*/true));
+  if (!scales == !sizes) c.fail("exactly one of 'scales' and 'sizes' must be given");
+  Attributes a = c.copyAttrs({"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
+                              "exclude_outside", "extrapolation_value"});
+  std::vector<int64_t> out;
+  if (sizes) {
+    out = c.ints(*sizes, "sizes");
+    if (out.size() != rank) c.fail("operand 'sizes' has " + std::to_string(out.size()) + " values for input " + xs.str());
+    if (xs.hasSymbolicBatch() && out[0] != kBatchSentinel)
+      throw Unsupported{"'sizes' fixes the symbolic batch dim to " + std::to_string(out[0])};
+    for (int64_t& d : out)
+      if (d == kBatchSentinel) d = kBatch;
+  } else {
+    std::vector<float> s = floats(*scales, "scales");
+    for (size_t d = 0; d < rank; ++d) {
+      if (xs[d] == kBatch) {
+        if (s[d] != 1.f) throw Unsupported{"scale " + attrToString(s[d]) + " of the symbolic batch dim (only 1 is supported)"};
+        out.push_back(kBatch);
+      } else {
+        out.push_back(static_cast<int64_t>(std::floor(static_cast<float>(xs[d]) * s[d])));  // as ONNX's shape inference
+      }
+    }
+    a.set("scales", s);
+  }
+  if (roi) a.set("roi", floats(*roi, "roi"));
+  a.set("sizes", out);
+  c.emit("Resize", {x}, a);
+}
+
 // --- proto-level support checks ---
 
 std::vector<std::string> checkBatchNorm(const FlatNode& n, const std::set<std::string>& used) {
@@ -676,6 +724,21 @@ std::vector<std::string> checkConstant(const FlatNode& n, const std::set<std::st
   std::vector<std::string> out;
   for (const AttrProto& a : n.proto.attribute())
     if (!supported.count(a.name())) out.push_back("attribute '" + a.name() + "' is not supported");
+  return out;
+}
+
+// String attributes of Resize/Upsample outside what kiln implements
+// (Upsample has no cubic mode).
+std::vector<std::string> checkResize(const FlatNode& n, const std::set<std::string>&) {
+  std::vector<std::string> out;
+  for (const char* name : {"mode", "coordinate_transformation_mode", "nearest_mode"}) {
+    const AttrProto* a = findAttr(n.proto, name);
+    if (!a) continue;
+    const std::vector<std::string>& values = resizeAttributeValues(name);
+    if (std::find(values.begin(), values.end(), a->s()) == values.end() ||
+        (n.proto.op_type() == "Upsample" && a->s() == "cubic"))
+      out.push_back(std::string(name) + " '" + a->s() + "' is not supported");
+  }
   return out;
 }
 
@@ -734,6 +797,11 @@ const std::map<std::string, OpRule>& rules() {
     r["Constant"] = {convertConstant, checkConstant};
     r["ConstantOfShape"] = {convertConstantOfShape, nullptr};
     r["Shape"] = {convertShape, nullptr};
+    r["Resize"] = {convertResize, checkResize};
+    // Only the support scan of models of opsets 7-9 sees Upsample: the
+    // importer gets them upgraded (Upsample is deprecated from opset 10 on).
+    r["Upsample"] = {[](NodeConverter& c) { c.fail("Upsample is imported from models of opsets 7 to 9 only"); },
+                     checkResize};
     return r;
   }();
   return table;

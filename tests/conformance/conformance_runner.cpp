@@ -245,6 +245,7 @@ const std::map<std::string, std::set<int>>& staticOperandSlots() {
       {"Pad", {1, 2, 3}},      {"ConstantOfShape", {0}},
       {"ReduceMean", {1}},     {"Gather", {1}},
       {"ReduceSum", {1}},      {"Split", {1}},          {"Expand", {1}},  {"Tile", {1}},
+      {"Resize", {1, 2, 3}},   {"Upsample", {1}},
   };
   return slots;
 }
@@ -306,6 +307,10 @@ bool importerConverts(const onnx::ModelProto& model) {
   return opset > 0 && opset < kFirstUnconvertedOpset;
 }
 
+// The IR op an ONNX op imports as: its own name but for the ops the
+// importer maps onto another (Upsample is upgraded to Resize).
+std::string irOpOf(const std::string& onnxOp) { return onnxOp == "Upsample" ? "Resize" : onnxOp; }
+
 using LocalFunctions = std::map<std::pair<std::string, std::string>, const onnx::FunctionProto*>;
 
 // Adds to `missing` what node `n` needs that kiln lacks. The importer inlines
@@ -325,7 +330,7 @@ void collectUnsupported(const onnx::NodeProto& n, const LocalFunctions& function
   }
   if (!isDefaultDomain(domain)) missing.insert("domain " + domain);
   // Constant never reaches the IR: the importer folds it into a constant value.
-  else if (!kilnOps.count(n.op_type()) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
+  else if (!kilnOps.count(irOpOf(n.op_type())) && n.op_type() != "Constant") missing.insert("op " + n.op_type());
 }
 
 // The ONNX element types kiln's tensors hold (f32, i64, i32, bool).

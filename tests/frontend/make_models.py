@@ -334,6 +334,42 @@ def pad(name, opset):
 pad("pad_opset10", 10)
 pad("pad_opset13", 13)
 
+# Upsample (opsets 7 and 9) and Resize-10 sample output o at input o / scale
+# (asymmetric); nearest takes the index below it when upsampling, above it
+# when downsampling. Expected outputs written out per axis in numpy.
+def legacy_resized(x, scales, mode):
+    for axis, scale in enumerate(scales):
+        size = int(np.floor(x.shape[axis] * np.float32(scale)))
+        src = np.arange(size) / np.float64(np.float32(scale))
+        last = x.shape[axis] - 1
+        if mode == "nearest":
+            index = np.ceil(src) if scale < 1 else np.floor(src)
+            x = np.take(x, np.minimum(index.astype(np.int64), last), axis=axis)
+        else:
+            lo = np.floor(src)
+            t = (src - lo).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+            lo = lo.astype(np.int64)
+            x = np.take(x, np.minimum(lo, last), axis=axis) * (1 - t) + np.take(x, np.minimum(lo + 1, last), axis=axis) * t
+    return x.astype(np.float32)
+
+
+x = RNG_OLD.standard_normal([1, 2, 3, 4]).astype(np.float32)
+save_tensor("legacy_resize_input", x)
+for name, op, opset, mode, scales in [("upsample7_nearest", "Upsample", 7, "nearest", [1, 1, 2, 2.5]),
+                                      ("upsample9_linear", "Upsample", 9, "linear", [1, 1, 2, 1.5]),
+                                      ("resize10_nearest_down", "Resize", 10, "nearest", [1, 1, 0.7, 0.6]),
+                                      ("resize10_linear", "Resize", 10, "linear", [1, 1, 1.5, 0.6])]:
+    y = legacy_resized(x, scales, mode)
+    save_tensor(name + "_expected", y)
+    scales_init = [init("scales", np.array(scales, np.float32))] if opset > 7 else []
+    attrs = {"mode": mode, **({"scales": scales} if opset == 7 else {})}
+    save(name, [helper.make_node(op, ["X"] + [t.name for t in scales_init], ["Y"], name="resize", **attrs)],
+         [vinfo("X", list(x.shape))], [vinfo("Y", list(y.shape))], scales_init, opset, ir_version=5)
+# One nearest rounding cannot scale one axis up (floor) and another down (ceil).
+save("resize10_nearest_mixed", [helper.make_node("Resize", ["X", "scales"], ["Y"], name="resize", mode="nearest")],
+     [vinfo("X", [1, 2, 3, 4])], [vinfo("Y", [1, 2, 6, 2])], [init("scales", np.array([1, 1, 2, 0.5], np.float32))],
+     10, ir_version=5)
+
 # What the converter cannot upgrade: BatchNormalization over every activation
 # (spatial=0) has no opset-9 form. The converter's message names no op; when
 # the node is unnamed, its label must be the one the file gives it.
@@ -357,9 +393,10 @@ old_save("opset7_unnamed_bn_spatial0", [
     [vinfo("X", ["N", 3, 5, 5])], [vinfo("Y", ["N", 4, 3, 3])],
     [init("W", CNN_W["W"]), init("s", np.ones([4, 3, 3], np.float32))], 7, 3)
 # Unsupported ops are reported as the file has them, not converted (Upsample
-# would become Resize); calls of model-local functions block the conversion.
+# would become Resize; kiln's Upsample has no cubic mode); calls of
+# model-local functions block the conversion.
 old_save("opset9_upsample", [
-    helper.make_node("Upsample", ["X", "scales"], ["u"], name="up"),
+    helper.make_node("Upsample", ["X", "scales"], ["u"], name="up", mode="cubic"),
     helper.make_node("Relu", ["u"], ["Y"], name="relu")],
     [vinfo("X", ["N", 3, 2, 2])], [vinfo("Y", ["N", 3, 4, 4])], [init("scales", np.array([1, 1, 2, 2], np.float32))],
     9, 4)
@@ -391,6 +428,20 @@ save("symbolic_dim", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo(
 # paddle2onnx's spelling of dynamic dims: dim_value -1.
 save("minus_one_dims", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", [-1, 3, -1, -1])],
      [vinfo("Y", [-1, 3, -1, -1])])
+# Resize needs constant scales/sizes, and a symbolic batch at scale 1; the
+# cubic Resize converts. Attribute values are checked before conversion.
+save("unsupported_resize", [
+    helper.make_node("Resize", ["X", "", "S"], ["a"], name="runtime_scales"),
+    helper.make_node("Resize", ["X", "", "batch2"], ["b"], name="batch_scaled"),
+    helper.make_node("Resize", ["X", "", "", "size_b1"], ["c"], name="batch_sized"),
+    helper.make_node("Resize", ["X", "", "up2"], ["d"], name="cubic", mode="cubic")],
+    [vinfo("X", ["N", 1, 2, 2]), vinfo("S", [4])],
+    [vinfo("a", None), vinfo("b", None), vinfo("c", None), vinfo("d", None)],
+    [init("batch2", np.array([2, 1, 2, 2], np.float32)), init("up2", np.array([1, 1, 2, 2], np.float32)),
+     init("size_b1", np.array([1, 1, 4, 4], np.int64))], check=False)
+single("unsupported_resize_rounding", "Resize", {"nearest_mode": "nearest_even"},
+       inits=[init("roi", np.zeros([0], np.float32)), init("scales", np.array([1, 2], np.float32))])
+
 # Nodes out of order: valid once sorted.
 save("unsorted_nodes", [helper.make_node("Relu", ["T"], ["Y"], name="second"),
                         helper.make_node("Sigmoid", ["X"], ["T"], name="first")],

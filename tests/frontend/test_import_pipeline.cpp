@@ -113,6 +113,18 @@ TEST_CASE("Pow casts an integer exponent to f32 and rejects integer bases", "[fr
         std::string::npos);
 }
 
+TEST_CASE("Resize needs constant scales and sizes and keeps the batch", "[frontend][resize]") {
+  std::string message = errorOf([] { importTestModel("unsupported_resize"); });
+  INFO(message);
+  CHECK(message.find("unsupported model (3 problems)") != std::string::npos);
+  CHECK(message.find("node 'runtime_scales' (Resize): operand 'scales' (input 2) must be constant") != std::string::npos);
+  CHECK(message.find("node 'batch_scaled' (Resize): scale 2 of the symbolic batch dim (only 1 is supported)") !=
+        std::string::npos);
+  CHECK(message.find("node 'batch_sized' (Resize): 'sizes' fixes the symbolic batch dim to 1") != std::string::npos);
+  CHECK(errorOf([] { importTestModel("unsupported_resize_rounding"); })
+            .find("node 'n0' (Resize): nearest_mode 'nearest_even' is not supported") != std::string::npos);
+}
+
 TEST_CASE("only the batch dimension may be symbolic", "[frontend]") {
   std::string message = errorOf([] { importTestModel("symbolic_dim"); });
   CHECK(message.find("graph input 'X': dimension 1 is symbolic ('C')") != std::string::npos);

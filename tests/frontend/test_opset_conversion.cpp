@@ -48,6 +48,24 @@ TEST_CASE("opset-6 and opset-8 forms import like their opset-13 equivalents", "[
   requireSameModel("pad_opset10", "pad_opset13", Tensor::uniform({2, 3, 5, 5}, 4));
 }
 
+// The converter turns them into opset-11 Resizes with the opset-11 defaults
+// (half_pixel); the importer writes their own semantics out (asymmetric,
+// floor when upsampling, ceil when downsampling).
+TEST_CASE("Upsample (opsets 7, 9) and Resize-10 keep their sampling", "[frontend][opset][resize]") {
+  const std::string dir = std::string(KILN_FRONTEND_MODELS) + "/";
+  const Tensor x = onnx_import::loadTensorProtoFile(dir + "legacy_resize_input.pb");
+  for (const char* name : {"upsample7_nearest", "upsample9_linear", "resize10_nearest_down", "resize10_linear"}) {
+    INFO(name);
+    Graph g = importTestModel(name);
+    CHECK(opSequence(g) == std::vector<std::string>{"Resize"});
+    const Tensor want = onnx_import::loadTensorProtoFile(dir + name + "_expected.pb");
+    const Tensor got = interpret(g, {x}).at(0);
+    REQUIRE(got.shape() == want.shape());
+    for (int64_t i = 0; i < got.numElements(); ++i) CHECK(std::abs(got.data<float>()[i] - want.data<float>()[i]) < 1e-6f);
+  }
+  CHECK(contains(errorOf([] { importTestModel("resize10_nearest_mixed"); }), "scales some axes up and others down"));
+}
+
 TEST_CASE("an opset-9 model's external data is read after the conversion", "[frontend][opset]") {
   Graph g = onnx_import::importModelFile(std::string(KILN_FRONTEND_MODELS) + "/external/model_opset9.onnx");
   Tensor y = interpret(g, {Tensor::fromVector<float>(Shape{1, 3}, {0, 1, 0})}).at(0);
@@ -75,7 +93,7 @@ TEST_CASE("what the converter cannot upgrade is reported naming the node", "[fro
 TEST_CASE("an old model kiln cannot import is reported as the file has it", "[frontend][opset]") {
   std::string message = errorOf([] { importTestModel("opset9_upsample"); });
   INFO(message);
-  CHECK(contains(message, "unsupported model (1 problem):\n  node 'up' (Upsample): unsupported op 'Upsample'"));
+  CHECK(contains(message, "unsupported model (1 problem):\n  node 'up' (Upsample): mode 'cubic' is not supported"));
   CHECK(!contains(message, "Resize"));
 }
 

@@ -13,6 +13,7 @@ void registerLinearEmitters(EmitterRegistry& r);         // linear.cpp: Gemm (+e
 void registerNormalizationEmitters(EmitterRegistry& r);  // normalization.cpp: BN, ScaleShift, InstanceNorm, LRN
 void registerSoftmaxEmitters(EmitterRegistry& r);        // softmax.cpp
 void registerReduceEmitters(EmitterRegistry& r);         // reduce.cpp: the reductions, ArgMax, ArgMin
+void registerResizeEmitters(EmitterRegistry& r);         // resize.cpp: Resize (plain and NCHWc)
 void registerLayoutEmitters(EmitterRegistry& r);         // layout.cpp: Reorder
 void registerShapeEmitters(EmitterRegistry& r);          // shape.cpp: Reshape, Transpose, Concat, Pad, Slice, ...
 

@@ -14,6 +14,7 @@ const EmitterRegistry& EmitterRegistry::instance() {
     registerNormalizationEmitters(r);
     registerSoftmaxEmitters(r);
     registerReduceEmitters(r);
+    registerResizeEmitters(r);
     registerShapeEmitters(r);
     registerLayoutEmitters(r);
     return r;
