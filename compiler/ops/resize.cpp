@@ -9,6 +9,7 @@
 #include <cmath>
 #include <string>
 
+#include "compiler/ir/graph.h"
 #include "compiler/ops/families.h"
 #include "compiler/ops/helpers.h"
 
@@ -240,6 +241,14 @@ void registerResizeOps(OpRegistry& r) {
              {"extrapolation_value", AttrKind::Float, AttrValue{0.f}}};
   d.infer = inferResize;
   d.reference = referenceResize;
+  // A multiply-add per tap of every output element; nearest only copies.
+  d.macs = [](const Node& n) -> int64_t {
+    if (n.attrs.getString("mode") == "nearest") return 0;
+    const Shape in = n.input(0)->type.shape.withBatch(1), out = n.output()->type.shape.withBatch(1);
+    int64_t taps = 1;
+    for (const ResizeAxis& axis : resizeAxes(n.attrs, in, out)) taps *= axis.taps;
+    return out.product(0, out.rank()) * taps;
+  };
   r.add(std::move(d));
 }
 

@@ -695,3 +695,17 @@ TEST_CASE("LRN divides by the windowed sum of squares across channels", "[ops][n
   a.set("size", int64_t{0});
   CHECK_THROWS_WITH(OneOp("LRN", f32({1, 3, 1, 1}), {}, a), Catch::Contains("size must be >= 1"));
 }
+
+TEST_CASE("Resize MACs count the taps of one batch item; nearest only copies", "[ops][resize]") {
+  auto macs = [](const std::string& mode) {
+    Attributes a;
+    a.set("sizes", std::vector<int64_t>{kBatch, 3, 8, 6});
+    a.set("mode", mode);
+    OneOp op("Resize", f32({kBatch, 3, 4, 3}), {}, a);
+    REQUIRE(op.node->op->macs);
+    return op.node->op->macs(*op.node);
+  };
+  CHECK(macs("nearest") == 0);
+  CHECK(macs("linear") == 3 * 8 * 6 * 2 * 2);  // bilinear: 2 taps along H and along W
+  CHECK(macs("cubic") == 3 * 8 * 6 * 4 * 4);
+}
