@@ -160,22 +160,29 @@ void requireBias(const InferContext& ctx, size_t i, int64_t outChannels) {
 // static batch; the caller makes a symbolic batch 1).
 int64_t convMacs(const Shape& out, const Shape& w) { return out.product(0, out.rank()) * w.product(1, w.rank()); }
 
+// The sliding window every convolution op requires (the importer writes
+// them explicitly), then `extra`.
+std::vector<AttrSpec> windowAttrs(std::vector<AttrSpec> extra) {
+  std::vector<AttrSpec> attrs = {{"strides", AttrKind::Ints, std::nullopt},
+                                 {"pads", AttrKind::Ints, std::nullopt},
+                                 {"dilations", AttrKind::Ints, std::nullopt}};
+  for (AttrSpec& a : extra) attrs.push_back(std::move(a));
+  return attrs;
+}
+
 void registerConv(OpRegistry& r) {
   OpDef d;
   d.name = "Conv";
   d.minInputs = 2;
   d.maxInputs = 4;  // X, W, [B], [residual] (fuse-activation)
-  d.attrs = {{"strides", AttrKind::Ints, std::nullopt},
-             {"pads", AttrKind::Ints, std::nullopt},
-             {"dilations", AttrKind::Ints, std::nullopt},
-             {"group", AttrKind::Int, AttrValue{int64_t{1}}},
-             // Nodes with the same non-empty fusion_group (the two halves of
-             // a split SeparableConv2D) may be fused again by the backend.
-             {"fusion_group", AttrKind::String, AttrValue{std::string()}},
-             // The layout pass's channel block of the output when the input
-             // stays plain (a stem conv entering an NCHWc region); 0: the
-             // output has the input's layout, like every op.
-             {"out_block", AttrKind::Int, AttrValue{int64_t{0}}}};
+  d.attrs = windowAttrs({{"group", AttrKind::Int, AttrValue{int64_t{1}}},
+                         // Nodes with the same non-empty fusion_group (the two halves of
+                         // a split SeparableConv2D) may be fused again by the backend.
+                         {"fusion_group", AttrKind::String, AttrValue{std::string()}},
+                         // The layout pass's channel block of the output when the input
+                         // stays plain (a stem conv entering an NCHWc region); 0: the
+                         // output has the input's layout, like every op.
+                         {"out_block", AttrKind::Int, AttrValue{int64_t{0}}}});
   for (AttrSpec& s : epilogueAttrSpecs()) d.attrs.push_back(std::move(s));
   d.setsLayout = true;
   d.infer = [](const InferContext& ctx) {
@@ -235,10 +242,7 @@ void registerSeparableConv2D(OpRegistry& r) {
   d.name = "SeparableConv2D";
   d.minInputs = 3;
   d.maxInputs = 4;
-  d.attrs = {{"strides", AttrKind::Ints, std::nullopt},
-             {"pads", AttrKind::Ints, std::nullopt},
-             {"dilations", AttrKind::Ints, std::nullopt},
-             {"depth_multiplier", AttrKind::Int, AttrValue{int64_t{1}}}};
+  d.attrs = windowAttrs({{"depth_multiplier", AttrKind::Int, AttrValue{int64_t{1}}}});
   d.infer = [](const InferContext& ctx) {
     for (size_t i = 0; i < 3; ++i) requireFloat(ctx, i);
     const Shape depthwise = depthwiseOutputShape(ctx);
@@ -376,11 +380,8 @@ void registerConvTranspose(OpRegistry& r) {
   d.name = "ConvTranspose";
   d.minInputs = 2;
   d.maxInputs = 4;  // X, W, [B], [residual] (fuse-activation)
-  d.attrs = {{"strides", AttrKind::Ints, std::nullopt},
-             {"pads", AttrKind::Ints, std::nullopt},
-             {"dilations", AttrKind::Ints, std::nullopt},
-             {"output_padding", AttrKind::Ints, std::nullopt},
-             {"group", AttrKind::Int, AttrValue{int64_t{1}}}};
+  d.attrs = windowAttrs({{"output_padding", AttrKind::Ints, std::nullopt},
+                         {"group", AttrKind::Int, AttrValue{int64_t{1}}}});
   for (AttrSpec& s : epilogueAttrSpecs()) d.attrs.push_back(std::move(s));
   d.infer = [](const InferContext& ctx) {
     requireFloat(ctx, 0);
