@@ -14,6 +14,7 @@ void registerNormalizationOps(OpRegistry& r);  // normalization.cpp: BatchNormal
 void registerSoftmaxOps(OpRegistry& r);        // softmax.cpp: Softmax, LogSoftmax, Hardmax
 void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceSum, ReduceMean, ReduceMax, ..., ArgMax, ArgMin
 void registerResizeOps(OpRegistry& r);         // resize.cpp: Resize
+void registerWinogradOps(OpRegistry& r);       // winograd.cpp: WinogradInput, WinogradOutput
 void registerLayoutOps(OpRegistry& r);         // layout.cpp: Reorder
 void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, Split, Expand, ...
 

@@ -16,6 +16,7 @@ const OpRegistry& OpRegistry::instance() {
     registerSoftmaxOps(r);
     registerReduceOps(r);
     registerResizeOps(r);
+    registerWinogradOps(r);
     registerShapeOps(r);
     registerLayoutOps(r);
     return r;

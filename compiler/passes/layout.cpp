@@ -2,14 +2,15 @@
 // channel layout NCHWc (c = PassOptions::channelBlock, the target's f32
 // vector width; 0 leaves the graph alone). A region is a maximal connected
 // set of nodes that have an NCHWc implementation in the backend -- Conv
-// (dense or depthwise, constant weights), dense ConvTranspose (constant
+// (dense, grouped in whole blocks, or depthwise; constant weights), dense ConvTranspose (constant
 // weights; with padded output channels only when its fused activation maps
 // 0 to 0, so pad lanes stay zero), MaxPool/AveragePool, the global
 // pools, ScaleShift, unary activations, same-shape Add/Sub/Mul/Max/Min,
 // Resizes of H and W only (N and C at scale 1: every output pixel blends
 // whole channel blocks) and channel Concats whose inputs but the last hold
-// whole blocks -- and holds at least one Conv or ConvTranspose (a region of
-// pools and activations alone would only pay for its reorders). The values produced inside a region get
+// whole blocks, Winograd's transforms of whole blocks -- and holds at least
+// one Conv or ConvTranspose (a region of pools and activations alone would
+// only pay for its reorders). The values produced inside a region get
 // Layout::NCHWc; a Reorder node converts at the region's edges only: where a
 // region reads a value from outside (graph inputs, plain nodes) and where a
 // value leaves it (graph outputs, Flatten/Gemm/Reshape/Concat and any other
@@ -34,6 +35,7 @@
 #include "compiler/interp/interpreter.h"
 #include "compiler/ops/epilogue.h"
 #include "compiler/ops/resize.h"
+#include "compiler/ops/winograd.h"
 #include "compiler/passes/passes.h"
 #include "compiler/passes/rewrite.h"
 
@@ -68,8 +70,11 @@ bool isEntryConv(const Node& n, int64_t block) {
   return !fewPadLanes(x->type.shape[1], block) && fewPadLanes(w->type.shape[0], block);
 }
 
-// Conv and ConvTranspose: the ops regions start at and need.
-bool isConvolution(const Node& n) { return n.opName() == "Conv" || n.opName() == "ConvTranspose"; }
+// Conv, ConvTranspose and a Winograd conv's input transform: the ops
+// regions start at and need.
+bool isConvolution(const Node& n) {
+  return n.opName() == "Conv" || n.opName() == "ConvTranspose" || n.opName() == "WinogradInput";
+}
 
 bool hasNCHWcForm(const Node& n, int64_t block) {
   if (isEntryConv(n, block)) return true;
@@ -84,9 +89,18 @@ bool hasNCHWcForm(const Node& n, int64_t block) {
     const int64_t group = n.attrs.getInt("group");
     const int64_t outChannels = w->type.shape[0];
     const bool depthwise = group == channels && group == outChannels && group > 1;
-    if (group != 1 && !depthwise) return false;
+    // Dense groups of whole blocks (Winograd's products): a block never
+    // straddles two groups, so no pad lanes sit between them.
+    if (group != 1 && !depthwise)
+      return channels % group == 0 && outChannels % group == 0 && (channels / group) % block == 0 &&
+             (outChannels / group) % block == 0;
     return fewPadLanes(channels, block) && fewPadLanes(outChannels, block);
   }
+  // Winograd's transforms address channel p*C + c as block (p*C + c) / c:
+  // only whole blocks per position keep a position's channels together.
+  if (op == "WinogradInput") return channels % block == 0;
+  if (op == "WinogradOutput")
+    return (channels / winograd::kPositions) % block == 0 && (!n.input(1) || n.input(1)->isConstant());
   if (op == "ConvTranspose") {
     const Value* w = n.input(1);
     const Value* bias = n.input(2);

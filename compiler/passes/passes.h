@@ -15,6 +15,7 @@ PassDef fuseGeluPass();            // fuse_gelu.cpp
 PassDef fuseLayerNormPass();       // fuse_layernorm.cpp
 PassDef csePass();                 // cse.cpp
 PassDef dcePass();                 // dce.cpp
+PassDef winogradPass();            // winograd.cpp
 PassDef layoutPass();              // layout.cpp
 PassDef planMemoryPass();          // plan_memory.cpp
 

@@ -13,7 +13,7 @@ const std::vector<PassDef>& allPasses() {
   static const std::vector<PassDef> passes = {
       eliminateIdentityPass(), constantFoldPass(),   cancelTransposesPass(),
       splitSeparablePass(),    foldBatchNormPass(),  fuseActivationPass(),
-      fuseGeluPass(),          fuseLayerNormPass(),
+      fuseGeluPass(),          fuseLayerNormPass(),  winogradPass(),
       csePass(),               dcePass(),            layoutPass(),
       planMemoryPass(),
   };
@@ -36,11 +36,13 @@ std::vector<std::string> pipelineForLevel(int level) {
   // folds into its pointwise half; transposes cancel before fusion so the
   // conv -> activation chains are adjacent; LayerNorm and GELU chains are
   // matched after constant folding resolved their constants; layouts are
-  // chosen on the final graph (a no-op without PassOptions::channelBlock);
+  // chosen on the final graph (a no-op without PassOptions::channelBlock,
+  // as is winograd, which picks its convs by the block and runs after the
+  // epilogues are fused so they move with the conv);
   // memory is planned last, sized by the laid-out types.
   return {"eliminate-identity", "constant-fold",  "cancel-transposes", "split-separable", "fold-batchnorm",
           "eliminate-identity", "fuse-layernorm", "fuse-gelu",         "fuse-activation", "cse",
-          "dce",                "layout",         "plan-memory"};
+          "winograd",           "dce",            "layout",            "plan-memory"};
 }
 
 std::vector<PassRun> runPipeline(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options) {

@@ -281,7 +281,7 @@ TEST_CASE("kiln inspect --after-passes reports ops, passes and memory") {
   CHECK(row(r.out, "Conv") == Words{"Conv", "1", "1"});
   CHECK(row(r.out, "Softmax") == Words{"Softmax", "1", "1"});
   CHECK(row(r.out, "total") == Words{"total", "7", "5"});
-  CHECK_THAT(r.out, Catch::Contains("passes (-O2, 13 runs, "));
+  CHECK_THAT(r.out, Catch::Contains("passes (-O2, 14 runs, "));
   // "fold-batchnorm  7 -> 6 nodes  0.012 ms  BN folded: 1"
   Words fold = row(r.out, "fold-batchnorm");
   REQUIRE(fold.size() == 10);
@@ -326,7 +326,7 @@ TEST_CASE("kiln inspect --after-passes prints and dumps the IR after passes") {
 
   r = runKiln(dir, {"inspect", model, "--after-passes", "--print-after-all", "--verify-each"});
   REQUIRE(r.exitCode == 0);
-  CHECK(count(r.out, "// ----- IR after ") == 13);  // one per -O2 pass run
+  CHECK(count(r.out, "// ----- IR after ") == 14);  // one per -O2 pass run
 
   fs::path dots = dir / "dots";
   r = runKiln(dir, {"inspect", model, "--after-passes", "-O1", "--dump-dot", dots.string(), "--verify-each"});

@@ -12,6 +12,7 @@
 
 #include "compiled_model.h"
 #include "compiler/interp/interpreter.h"
+#include "compiler/passes/pipeline.h"
 
 using namespace kiln;
 using namespace kiln::testing;
@@ -509,6 +510,51 @@ TEST_CASE("MatMul: matrices, 1-D promotion, batch broadcast", "[codegen][linear]
                         Case{{1, 6, 19}, {1, 19, 33}, Kind::Input}}) {
     INFO(c.a.str() << " x " << c.bShape.str());
     OneNode("MatMul", {{c.a, Kind::Input}, {c.bShape, c.b}}).check();
+  }
+}
+
+// Stride-1 3x3 convs whose channels fill vector blocks run as Winograd
+// F(2x2,3x3) at -O2 (the winograd pass; its rewrite is checked in
+// tests/passes): odd maps with partial tiles, asymmetric and zero pads, bias,
+// residual and activation, for AVX-512, AVX2 and SSE blocks (16, 8, 4 lanes).
+// The plain-layout emitters run when the pass runs without the layout pass.
+TEST_CASE("Conv 3x3 as Winograd F(2x2,3x3), NCHWc and plain", "[codegen][conv][winograd]") {
+  struct Case {
+    int64_t channels, outChannels, height, width;
+    std::vector<int64_t> pads;
+    const char* activation;
+    bool residual;
+  };
+  for (const Case& c : {Case{32, 48, 9, 11, {1, 1, 1, 1}, "", false}, Case{64, 32, 12, 10, {0, 0, 0, 0}, "Relu", true},
+                        Case{32, 32, 8, 15, {0, 2, 1, 0}, "Clip", true}}) {
+    Attributes a = convAttrs({1, 1}, c.pads, {1, 1});
+    a.set("activation", std::string(c.activation));
+    a.set("activation_alpha", 0.f);
+    a.set("activation_beta", 6.f);
+    const int64_t outH = c.height + c.pads[0] + c.pads[2] - 2, outW = c.width + c.pads[1] + c.pads[3] - 2;
+    const OneNode conv("Conv",
+                       {{Shape({1, c.channels, c.height, c.width}), Kind::Input},
+                        {Shape({c.outChannels, c.channels, 3, 3}), Kind::Constant},
+                        {Shape({c.outChannels}), Kind::Constant},
+                        {c.residual ? Shape({1, c.outChannels, outH, outW}) : Shape(), Kind::Input}},
+                       a);
+    for (const std::string cpu : {"native", "x86-64-v3", "x86-64"}) {
+      INFO(c.channels << "->" << c.outChannels << " " << c.height << "x" << c.width << " " << cpu);
+      conv.check(cpu, /*optimize=*/true);
+    }
+    Graph plain = conv.g.clone();
+    PipelineOptions options;
+    options.passes.channelBlock = 16;
+    runPipeline(plain, {"winograd", "dce"}, options);
+    REQUIRE(plain.nodes().front()->opName() == "WinogradInput");
+    auto model = CompiledModel::compile(plain, "native", false);
+    for (int64_t batch : {1, 3}) {
+      std::vector<Tensor> in;
+      for (size_t i = 0; i < conv.inputShapes.size(); ++i)
+        in.push_back(Tensor::uniform(withBatch(conv.inputShapes[i], batch), 200 + static_cast<uint32_t>(i)));
+      INFO("plain, batch " << batch);
+      CHECK(maxRelativeError(model->run(in), interpret(conv.g, in)) <= 1e-5);
+    }
   }
 }
 

@@ -473,3 +473,43 @@ TEST_CASE("fuse-layernorm does not fuse over leading or mismatched axes", "[pass
   CHECK(countOps(opt, "ReduceMean") == 4);
   CHECK(countOps(opt, "Mul") == 1);
 }
+
+// ResNet's stride-1 3x3 convs become Winograd F(2x2,3x3) transforms around a
+// 16-group 1x1 conv, bias, residual and activation moving to the output
+// transform; odd maps (partial tiles) and asymmetric pads included. Other
+// convs and channel counts that do not fill blocks stay as they are.
+TEST_CASE("winograd rewrites 3x3 stride-1 convs; layout keeps the three nodes in NCHWc", "[passes][winograd]") {
+  GraphBuilder b(11);
+  Value* x = b.input("x", {kBatch, 32, 9, 11});
+  Value* y = b.op("Relu", {b.conv(x, 48, 3, 1, 1)});
+  Value* z = b.op("Relu", {b.op("Add", {b.conv(y, 32, 3, 1, 1), x})});  // residual then Relu
+  Attributes pads;
+  pads.set("pads", std::vector<int64_t>{0, 2, 1, 0});
+  Value* p = b.op("Pad", {z}, pads);  // 10x13: a valid 3x3 conv gives 8x11
+  Value* w = b.conv(p, 32, 3, 1, 0);
+  Value* strided = b.conv(w, 32, 3, 2, 1);  // stride 2: direct
+  Value* narrow = b.conv(strided, 24, 3, 1, 1);  // 24 channels: not whole blocks of 16
+  b.output(narrow);
+  b.output(w);
+
+  Graph opt = b.graph.clone();
+  PipelineOptions options;
+  options.passes.channelBlock = 16;
+  std::vector<PassRun> runs = runPipeline(opt, {"fuse-activation", "winograd", "dce", "layout", "plan-memory"}, options);
+  INFO(printGraph(opt));
+  REQUIRE_NOTHROW(verify(opt));
+  CHECK(runs[1].stats.get("convs as Winograd F(2x2,3x3)") == 3);
+  CHECK(countOps(opt, "WinogradInput") == 3);
+  CHECK(countOps(opt, "WinogradOutput") == 3);
+  CHECK(countOps(opt, "Conv") == 5);  // 3 products + the strided and the narrow conv
+  for (Node* n : opt.nodes())
+    if (n->opName().rfind("Winograd", 0) == 0) CHECK(n->output()->type.layout == Layout::NCHWc);
+  for (int64_t batch : {1, 2}) {
+    std::vector<Tensor> in = randomInputs(b.graph, batch, 5);
+    CHECK(maxRelativeError(interpret(opt, in), interpret(b.graph, in)) <= kTolerance);
+  }
+  // Without a channel block (no vector target) the convs stay direct.
+  Graph plain = b.graph.clone();
+  runPipeline(plain, {"winograd"});
+  CHECK(countOps(plain, "WinogradInput") == 0);
+}

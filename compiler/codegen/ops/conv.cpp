@@ -338,7 +338,8 @@ void requirePlain(EmitContext& ctx, const Operand& t) {
 // [M/c][OH][OW][c] per sample (channels padded to whole blocks of c, the
 // vector width; pad lanes zero). A register tile holds a few output pixels
 // x a few output channel blocks, one vector each. A dense conv runs over the
-// real input channels (a run-time loop) and the kernel taps (unrolled): per
+// real input channels of the tile's group (a run-time loop; groups hold
+// whole blocks, as Winograd's 16-group products do) and the kernel taps (unrolled): per
 // tap, one weight vector per output block and one broadcast input per pixel
 // feed pixels x blocks FMAs, all loads contiguous. A depthwise conv
 // multiplies input vectors by the tap's weight vector lane by lane. Bias,
@@ -358,8 +359,10 @@ class BlockedConvKernel {
       : ctx_(ctx), b_(ctx.b), s_(s), depthwise_(depthwise), c_(ctx.output().type.block) {
     const Operand& x = ctx.input(0);
     inChannels_ = x.type.shape[1];
+    groupInChannels_ = depthwise_ ? inChannels_ : s.groupChannels;
     outChannels_ = ctx.output().type.shape[1];
     outBlocks_ = (outChannels_ + c_ - 1) / c_;
+    groupOutBlocks_ = depthwise_ || s.groups == 1 ? outBlocks_ : s.groupOutChannels / c_;
     inputBlocked_ = x.type.layout == Layout::NCHWc;
     if (inputBlocked_ ? x.type.block != c_ : depthwise_)
       ctx.fail("NCHWc convs read NCHWc inputs of their block (dense ones also plain inputs), got " + x.type.str());
@@ -371,6 +374,7 @@ class BlockedConvKernel {
     const int64_t mapPixels = s.rows.out * s.cols.out;
     if (!depthwise_ && mapPixels * blocksPerTile_ < budget)
       blocksPerTile_ = std::clamp<int64_t>(budget / mapPixels, blocksPerTile_, outBlocks_);
+    while (groupOutBlocks_ % blocksPerTile_ != 0) --blocksPerTile_;  // a tile's blocks share a group
     pixelsPerTile_ = std::max<int64_t>(1, budget / blocksPerTile_);
     Epilogue epilogue(ctx.attrs());
     float zero = 0.f;
@@ -384,7 +388,7 @@ class BlockedConvKernel {
   void emit() {
     const int64_t groups = outBlocks_ / blocksPerTile_, rest = outBlocks_ % blocksPerTile_;
     const int64_t allGroups = groups + (rest ? 1 : 0);
-    const int64_t flops = 2 * s_.rows.out * s_.cols.out * outChannels_ * (depthwise_ ? 1 : inChannels_) * s_.taps();
+    const int64_t flops = 2 * s_.rows.out * s_.cols.out * outChannels_ * (depthwise_ ? 1 : groupInChannels_) * s_.taps();
     const int64_t ways = splitWays(flops, allGroups * s_.rows.out * s_.cols.out);  // a one-row map may be refolded
     const int64_t groupWays = std::min(allGroups, ways);
     if (ways / groupWays >= 2) refoldPixelRow(ways / groupWays);
@@ -541,9 +545,13 @@ class BlockedConvKernel {
           }
         }
     } else if (!rowTaps.empty()) {
-      const int64_t perBlock = inChannels_ * s_.taps() * c_;  // packed weights of one output block
+      const int64_t perBlock = groupInChannels_ * s_.taps() * c_;  // packed weights of one output block
       llvm::Value* wBlocks = b_.CreateMul(ob, ctx_.i64(perBlock));
-      ctx_.loop(inChannels_, [&](llvm::Value* ic) {
+      // The tile's group reads input channels [groupBase, groupBase + groupInChannels_).
+      llvm::Value* groupBase =
+          b_.CreateMul(b_.CreateUDiv(ob, ctx_.i64(groupOutBlocks_)), ctx_.i64(groupInChannels_));
+      ctx_.loop(groupInChannels_, [&](llvm::Value* groupChannel) {
+        llvm::Value* ic = b_.CreateAdd(groupBase, groupChannel);
         // Input channel ic sits in block ic / c, lane ic % c (blocked) or plane ic (plain).
         llvm::Value* channelBase =
             inputBlocked_
@@ -551,7 +559,7 @@ class BlockedConvKernel {
                                             b_.CreateURem(ic, ctx_.i64(c_))),
                                inTile)
                 : b_.CreateAdd(b_.CreateMul(ic, ctx_.i64(inPlane)), inTile);
-        llvm::Value* wBase = b_.CreateAdd(wBlocks, b_.CreateMul(ic, ctx_.i64(s_.taps() * c_)));
+        llvm::Value* wBase = b_.CreateAdd(wBlocks, b_.CreateMul(groupChannel, ctx_.i64(s_.taps() * c_)));
         for (int64_t kh : rowTaps)
           for (int64_t kw = 0; kw < s_.kernelW; ++kw) {
             bool used = false;
@@ -595,7 +603,7 @@ class BlockedConvKernel {
     if (!w.constant) ctx_.fail("NCHWc convolutions need constant weights");
     const float* src = w.constant->data<float>();
     const int64_t taps = s_.taps(), paddedOut = outBlocks_ * c_;
-    const int64_t perOut = depthwise_ ? taps : inChannels_ * taps;
+    const int64_t perOut = depthwise_ ? taps : groupInChannels_ * taps;
     Tensor packed(DType::F32, Shape({paddedOut * perOut}));
     float* dst = packed.data<float>();
     for (int64_t m = 0; m < outChannels_; ++m)
@@ -618,6 +626,7 @@ class BlockedConvKernel {
   int64_t c_;
   bool inputBlocked_ = true;
   int64_t inChannels_ = 0, outChannels_ = 0, outBlocks_ = 0;
+  int64_t groupInChannels_ = 0, groupOutBlocks_ = 0;  // per group (a depthwise conv: all, as one)
   int64_t blocksPerTile_ = 1, pixelsPerTile_ = 1;
   bool maskPadLanes_ = false;
   llvm::Value* weights_ = nullptr;
@@ -629,9 +638,11 @@ class BlockedConvKernel {
 void emitBlockedConv(EmitContext& ctx) {
   const Operand &x = ctx.input(0), &w = ctx.input(1), &y = ctx.output();
   const int64_t group = ctx.attrs().getInt("group");
-  const bool depthwise = group > 1;
-  if (depthwise && !(group == x.type.shape[1] && group == y.type.shape[1]))
-    ctx.fail("NCHWc convolutions are dense or depthwise, got group " + std::to_string(group));
+  const int64_t block = y.type.block;
+  const bool depthwise = group > 1 && group == x.type.shape[1] && group == y.type.shape[1];
+  if (group > 1 && !depthwise && ((x.type.shape[1] / group) % block != 0 || (y.type.shape[1] / group) % block != 0))
+    ctx.fail("NCHWc convolutions are dense, depthwise or grouped in whole channel blocks, got group " +
+             std::to_string(group));
   if (x.type.shape.rank() != 4) ctx.fail("NCHWc convolutions are 2-D");
   const ConvShape s = convShape(ctx, x.type.shape, w.type.shape, y.type.shape, group, true);
   BlockedConvKernel(ctx, s, depthwise).emit();

@@ -14,6 +14,7 @@ void registerNormalizationEmitters(EmitterRegistry& r);  // normalization.cpp: B
 void registerSoftmaxEmitters(EmitterRegistry& r);        // softmax.cpp
 void registerReduceEmitters(EmitterRegistry& r);         // reduce.cpp: the reductions, ArgMax, ArgMin
 void registerResizeEmitters(EmitterRegistry& r);         // resize.cpp: Resize (plain and NCHWc)
+void registerWinogradEmitters(EmitterRegistry& r);       // winograd.cpp: WinogradInput, WinogradOutput (plain and NCHWc)
 void registerLayoutEmitters(EmitterRegistry& r);         // layout.cpp: Reorder
 void registerShapeEmitters(EmitterRegistry& r);          // shape.cpp: Reshape, Transpose, Concat, Pad, Slice, ...
 

@@ -15,6 +15,7 @@ const EmitterRegistry& EmitterRegistry::instance() {
     registerSoftmaxEmitters(r);
     registerReduceEmitters(r);
     registerResizeEmitters(r);
+    registerWinogradEmitters(r);
     registerShapeEmitters(r);
     registerLayoutEmitters(r);
     return r;
