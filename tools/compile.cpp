@@ -342,10 +342,12 @@ int runCompile(const ParsedArgs& args) {
                                  ? "batches one sample at a time"
                                  : "batches in groups of " + std::to_string(schedule.samplesPerGroup) + " samples";
   auto kib = [](int64_t bytes) { return std::to_string((bytes + 1023) / 1024) + " KiB"; };
+  // A grouped run keeps one group in flight per thread of the pool.
   const std::string workspace =
-      schedule.workspaceSamples > 0
-          ? "workspace at most " + kib(schedule.workspaceSamples * g.arenaBytes) + " for any batch"
-          : "workspace " + kib(g.arenaBytes) + " per sample of max_batch";
+      schedule.samplesPerGroup > 0
+          ? "workspace " + kib(schedule.samplesPerGroup * g.arenaBytes) + " per thread for any batch"
+      : schedule.workspaceSamples > 0 ? "workspace " + kib(schedule.workspaceSamples * g.arenaBytes) + " for any batch"
+                                      : "workspace " + kib(g.arenaBytes) + " per sample of max_batch";
   progress.finish(*out + (headerPath ? " + " + *headerPath : "") + " (" + target.triple + ", " + target.cpu + "; " +
                   groups + ", " + kib(schedule.sampleBytes) + " per sample, " + workspace + ")");
   return kExitOk;

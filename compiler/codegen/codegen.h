@@ -42,10 +42,11 @@ void checkLabels(const Graph& g, const std::vector<std::string>& labels);
 // whole batch node by node when samplesPerGroup is 0. sampleBytes: one
 // sample's intermediates, inputs and outputs.
 //
-// Groups run in arena slots, at most kMaxGroupsInFlight at once (a pool of
-// more threads than that waits for a slot), so a grouped run's workspace
-// holds at most workspaceSamples arenas whatever the batch: memory stops
-// growing with max_batch. Node by node, every sample keeps its own arena
+// Groups run in arena slots, one per thread of the runtime's pool and at
+// most kMaxGroupsInFlight (KILN_MAX_SLOTS; a pool of more threads waits for
+// a slot), so a grouped run's workspace holds samplesPerGroup arenas per
+// thread, at most workspaceSamples, whatever the batch: memory stops growing
+// with max_batch. Node by node, every sample keeps its own arena
 // (workspaceSamples 0: as many as the batch); a graph without a batch dim
 // runs once, in one.
 struct BatchSchedule {

@@ -137,9 +137,10 @@ class ModuleBuilder {
       if (!v->producer) tasks.push_back({emitOutputCopy(v, k), isBatched(v), 1, 1, -1});
     }
     profile_ = options_.profile ? profileCounters(nodes.size()) : nullptr;
-    llvm::Function* run = emitRun(tasks);
+    llvm::Function* runSlots = emitRun(tasks);
+    llvm::Function* run = emitRunAllSlots(runSlots);
     weights_.finalize();
-    emitDescriptor(run, exportUnprefixedEntry);
+    emitDescriptor(run, runSlots, exportUnprefixedEntry);
     for (llvm::Function& f : *module_) {
       if (f.isDeclaration()) continue;
       f.addFnAttr("target-cpu", target_.resolved.cpu);
@@ -308,13 +309,18 @@ class ModuleBuilder {
   // between segments, over their rows and parts. Every (sample, part) task
   // computes the same whatever group or thread runs it, so results are
   // bit-identical to a node-by-node schedule.
+  //
+  // kiln_run_slots(batch, inputs, outputs, workspace, slots, parallel_for,
+  // pool) is the ABI 1.4 entry; kiln_run, the 1.0 one, calls it with the
+  // most slots (KILN_MAX_SLOTS), for which older runtimes size the workspace.
   llvm::Function* emitRun(const std::vector<Task>& tasks) {
-    auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, ptr_, ptr_}, false);
-    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run", *module_);
+    auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, i64_, ptr_, ptr_}, false);
+    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run_slots", *module_);
     llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
     llvm::Value* args = b.CreateAlloca(argsType_);
     for (unsigned i = 0; i < 4; ++i) b.CreateStore(fn->getArg(i), b.CreateStructGEP(argsType_, args, i));
-    const Pool pool{fn->getArg(4), fn->getArg(5)};
+    llvm::Value* slots = fn->getArg(4);
+    const Pool pool{fn->getArg(5), fn->getArg(6)};
     for (size_t i = 0; i < tasks.size();) {
       if (!tasks[i].batched) {
         emitStep(b, pool, tasks[i], args, b.getInt64(static_cast<uint64_t>(tasks[i].rows)), b.getInt64(0));
@@ -323,10 +329,20 @@ class ModuleBuilder {
       }
       size_t end = i;
       while (end < tasks.size() && tasks[end].batched) ++end;
-      emitSegment(b, pool, {tasks.begin() + i, tasks.begin() + end}, batchSchedule(g_).samplesPerGroup, args, fn->getArg(0));
+      emitSegment(b, pool, {tasks.begin() + i, tasks.begin() + end}, batchSchedule(g_).samplesPerGroup, args,
+                  fn->getArg(0), slots);
       i = end;
     }
     b.CreateRet(b.getInt32(0));
+    return fn;
+  }
+
+  llvm::Function* emitRunAllSlots(llvm::Function* runSlots) {
+    auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, ptr_, ptr_}, false);
+    auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run", *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    b.CreateRet(b.CreateCall(runSlots, {fn->getArg(0), fn->getArg(1), fn->getArg(2), fn->getArg(3),
+                                        b.getInt64(KILN_MAX_SLOTS), fn->getArg(4), fn->getArg(5)}));
     return fn;
   }
 
@@ -341,12 +357,13 @@ class ModuleBuilder {
   // segment: the slots in use are the lowest free ones, so a thread's next
   // group finds its intermediates' memory still in cache (with each
   // sample's own arena, every sample of a large batch ran on cold memory).
-  // Slots of `group` arenas each, at most kSlots (the workspace holds that
-  // many), their flags on kiln_run's stack.
+  // Slots of `group` arenas each, at most `slots` (the workspace holds that
+  // many, at most kSlots), their flags on kiln_run's stack.
   static constexpr int64_t kSlots = BatchSchedule::kMaxGroupsInFlight;
+  static_assert(kSlots == KILN_MAX_SLOTS, "the flags hold the most slots the ABI allows");
   void emitSegment(llvm::IRBuilder<>& b, const Pool& pool, const std::vector<Task>& steps, int64_t group,
-                   llvm::Value* args, llvm::Value* batch) {
-    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, ptr_});
+                   llvm::Value* args, llvm::Value* batch, llvm::Value* slots) {
+    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, ptr_, i64_});
     auto* fnType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
     auto* segment = llvm::Function::Create(fnType, llvm::GlobalValue::InternalLinkage,
                                            "kiln_segment_" + std::to_string(segments_++), *module_);
@@ -362,8 +379,12 @@ class ModuleBuilder {
       llvm::Value* first = sb.CreateMul(segment->getArg(1), size);
       llvm::Value* samples = sb.CreateBinaryIntrinsic(llvm::Intrinsic::smin, sb.CreateSub(total, first), size);
       // Slot k holds arenas [k * size, k * size + samples), within the batch's.
+      llvm::Value* slotsGiven = sb.CreateBinaryIntrinsic(
+          llvm::Intrinsic::smax, sb.getInt64(1),
+          sb.CreateBinaryIntrinsic(llvm::Intrinsic::smin, sb.getInt64(kSlots),
+                                   sb.CreateLoad(i64_, sb.CreateStructGEP(contextType, context, 4))));
       llvm::Value* slots = sb.CreateBinaryIntrinsic(
-          llvm::Intrinsic::smin, sb.getInt64(kSlots),
+          llvm::Intrinsic::smin, slotsGiven,
           sb.CreateAdd(sb.CreateUDiv(sb.CreateSub(total, samples), size), sb.getInt64(1)));
       llvm::Value* slot = claimSlot(sb, flags, slots);
       // The group's args: sample s's arena is arena slot * size + s - first.
@@ -389,6 +410,7 @@ class ModuleBuilder {
     b.CreateStore(pool.parallelFor, b.CreateStructGEP(contextType, context, 1));
     b.CreateStore(pool.context, b.CreateStructGEP(contextType, context, 2));
     b.CreateStore(flags, b.CreateStructGEP(contextType, context, 3));
+    b.CreateStore(slots, b.CreateStructGEP(contextType, context, 4));
     llvm::Value* groups = group > 0 ? b.CreateUDiv(b.CreateAdd(batch, b.getInt64(static_cast<uint64_t>(group - 1))),
                                                    b.getInt64(static_cast<uint64_t>(group)))
                                     : b.getInt64(1);
@@ -550,12 +572,12 @@ class ModuleBuilder {
                                     llvm::ConstantArray::get(arrayType, infos), "kiln_layers");
   }
 
-  void emitDescriptor(llvm::Function* run, bool exportUnprefixedEntry) {
+  void emitDescriptor(llvm::Function* run, llvm::Function* runSlots, bool exportUnprefixedEntry) {
     static_assert(KILN_DIM_BATCH == kBatch, "the IR's symbolic batch is the ABI's batch marker");
     auto* i16 = llvm::Type::getInt16Ty(ctx_);
     auto* descType = llvm::StructType::get(ctx_, {i32_, i16, i16, ptr_, ptr_, ptr_, ptr_, ptr_, i32_, i32_, ptr_, ptr_,
                                                   i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_, i64_, i32_, ptr_, ptr_,
-                                                  i64_});
+                                                  i64_, i64_, ptr_});
     uint64_t flops = 0;
     for (const Node* n : g_.nodes()) flops += nodeFlops(*n);
     llvm::Constant* fields[] = {
@@ -583,6 +605,8 @@ class ModuleBuilder {
         layerTable(),
         profile_ ? static_cast<llvm::Constant*>(profile_) : llvm::ConstantPointerNull::get(ptr_),
         llvm::ConstantInt::get(i64_, static_cast<uint64_t>(batchSchedule(g_).workspaceSamples)),
+        llvm::ConstantInt::get(i64_, static_cast<uint64_t>(batchSchedule(g_).samplesPerGroup)),
+        runSlots,
     };
     auto* desc = new llvm::GlobalVariable(*module_, descType, true, llvm::GlobalValue::PrivateLinkage,
                                           llvm::ConstantStruct::get(descType, fields), "kiln_descriptor");

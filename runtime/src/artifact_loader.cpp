@@ -199,7 +199,7 @@ void checkDescriptor(const kiln_artifact& d, const std::string& path) {
                                  " is not supported by this runtime (ABI " + std::to_string(KILN_ABI_MAJOR) + ".x)");
   if (!d.kiln_version || !d.model_name || !d.target_triple || !d.cpu_name || !d.cpu_features)
     fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: a version, name or target string is NULL");
-  if (!d.run) fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: no run function");
+  if (!d.run || (d.abi_minor >= 4 && !d.run_slots)) fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: no run function");
   if (d.weights_bytes > 0 && !d.weights)
     fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: " + std::to_string(d.weights_bytes) + " weight bytes at NULL");
   if (uint64_t hash = fnv1a(d.weights, d.weights_bytes); hash != d.weights_hash)
@@ -264,7 +264,8 @@ uint64_t Artifact::elementCount(const kiln_tensor_info& info, int64_t batch) {
 }
 
 int32_t Artifact::run(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
-                      kiln_parallel_for_fn parallelFor, void* pool) const {
+                      kiln_parallel_for_fn parallelFor, void* pool, int64_t slots) const {
+  if (desc_->abi_minor >= 4) return desc_->run_slots(batch, inputs, outputs, workspace, slots, parallelFor, pool);
   return desc_->run(batch, inputs, outputs, workspace, parallelFor, pool);
 }
 

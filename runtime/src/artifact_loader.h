@@ -37,10 +37,11 @@ class Artifact {
   static uint64_t elementCount(const kiln_tensor_info& info, int64_t batch);
   uint64_t workspaceBytes(int64_t batch) const { return desc_->workspace_bytes_per_sample * static_cast<uint64_t>(batch); }
 
-  // Buffers as in kiln_run_fn; parallelFor NULL runs on the calling thread.
-  // Returns the generated code's status (0).
+  // Buffers as in kiln_run_slots_fn (kiln_run_fn before ABI 1.4, whose
+  // runs may use KILN_MAX_SLOTS slots); parallelFor NULL runs on the
+  // calling thread. Returns the generated code's status (0).
   int32_t run(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
-              kiln_parallel_for_fn parallelFor = nullptr, void* pool = nullptr) const;
+              kiln_parallel_for_fn parallelFor = nullptr, void* pool = nullptr, int64_t slots = KILN_MAX_SLOTS) const;
 
  private:
   Artifact() = default;

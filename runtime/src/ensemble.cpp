@@ -105,7 +105,7 @@ kiln_ensemble_context::kiln_ensemble_context(kiln_ensemble* ensemble, const kiln
     throw StatusError(KILN_ERR_OUT_OF_MEMORY, ensemble->path + ": member outputs for max_batch " +
                                                   std::to_string(settings.maxBatch) + " exceed the address space");
   for (size_t m = 0; m < members; ++m) {
-    workspaces.push_back(kiln::runtime::allocateWorkspace(*ensemble->members[m]->artifact, settings.maxBatch));
+    workspaces.push_back(kiln::runtime::allocateWorkspace(*ensemble->members[m]->artifact, settings.maxBatch, executor.slots));
     memberScratch.emplace_back(outputBytes * static_cast<uint64_t>(settings.maxBatch));
   }
   const kiln_artifact& first = ensemble->memberDescriptor(0);
@@ -122,7 +122,7 @@ kiln_ensemble_context::kiln_ensemble_context(kiln_ensemble* ensemble, const kiln
 void kiln_ensemble_context::runMember(size_t m) {
   void* output = memberData[m];
   memberResults[m] = ensemble->members[m]->artifact->run(batch, inputData.data(), &output, workspaces[m].data(),
-                                                         executor.parallelFor, executor.pool);
+                                                         executor.parallelFor, executor.pool, executor.slots);
 }
 
 void kiln_ensemble_context::run(const kiln_tensor* inputs, int32_t numInputs, const kiln_tensor* combinedOutput,

@@ -43,13 +43,13 @@ Executor startExecutor(const ContextSettings& settings) {
   if (settings.serial()) return {};
   ThreadPool& pool = ThreadPool::instance();
   pool.start();
-  return {&ThreadPool::parallelFor, &pool};
+  return {&ThreadPool::parallelFor, &pool, std::min<int64_t>(KILN_MAX_SLOTS, pool.threadCount())};
 }
 
-AlignedBuffer allocateWorkspace(const Artifact& artifact, int64_t maxBatch) {
+AlignedBuffer allocateWorkspace(const Artifact& artifact, int64_t maxBatch, int64_t slots) {
   const kiln_artifact& d = artifact.descriptor();
   const uint64_t perSample = d.workspace_bytes_per_sample;
-  const uint64_t samples = kiln_workspace_samples(&d, maxBatch);  // bounded for grouped runs
+  const uint64_t samples = kiln_workspace_samples_in_slots(&d, maxBatch, slots);  // bounded for grouped runs
   if (perSample > 0 && samples > std::numeric_limits<uint64_t>::max() / perSample)
     throw StatusError(KILN_ERR_OUT_OF_MEMORY, artifact.path() + ": the workspace for max_batch " +
                                                   std::to_string(maxBatch) + " exceeds the address space");
@@ -65,7 +65,7 @@ kiln_context::kiln_context(kiln_model* model, const kiln::runtime::ContextSettin
     : model(kiln::runtime::Ref<kiln_model>::retained(model)),
       settings(settings),
       executor(kiln::runtime::startExecutor(settings)),
-      workspace(kiln::runtime::allocateWorkspace(*model->artifact, settings.maxBatch)) {
+      workspace(kiln::runtime::allocateWorkspace(*model->artifact, settings.maxBatch, executor.slots)) {
   const kiln_artifact& d = model->artifact->descriptor();
   for (int32_t i = 0; i < d.num_inputs; ++i) arguments.push_back({nullptr, &d.inputs[i], nullptr, "input", false});
   for (int32_t i = 0; i < d.num_outputs; ++i) arguments.push_back({nullptr, &d.outputs[i], nullptr, "output", true});
@@ -89,7 +89,7 @@ void kiln_context::run(const kiln_tensor* inputs, int32_t numInputs, const kiln_
   for (int32_t i = 0; i < numInputs; ++i) inputData[static_cast<size_t>(i)] = inputs[i].data;
   for (int32_t i = 0; i < numOutputs; ++i) outputData[static_cast<size_t>(i)] = outputs[i].data;
   if (int32_t code = artifact.run(batch, inputData.data(), outputData.data(), workspace.data(), executor.parallelFor,
-                                  executor.pool))
+                                  executor.pool, executor.slots))
     throw StatusError(KILN_ERR_INTERNAL, artifact.path() + ": the model's run function returned " + std::to_string(code));
   if (settings.checkNonFinite())
     for (int32_t i = 0; i < numOutputs; ++i)

@@ -75,16 +75,20 @@ struct ContextSettings {
 ContextSettings contextSettings(const kiln_context_options* options);
 
 // What a run passes its artifact to spread work: the shared pool's
-// parallel-for, or NULL (everything on the calling thread).
+// parallel-for, or NULL (everything on the calling thread), and the arena
+// slots of the workspace: as many as groups of samples can run at once, one
+// per thread of the pool (whose count is fixed once it started), at most
+// KILN_MAX_SLOTS.
 struct Executor {
   kiln_parallel_for_fn parallelFor = nullptr;
   void* pool = nullptr;
+  int64_t slots = 1;
 };
 // Starts the shared pool unless the settings are serial.
 Executor startExecutor(const ContextSettings& settings);
 
-// The workspace `artifact` needs for batches up to maxBatch.
-AlignedBuffer allocateWorkspace(const Artifact& artifact, int64_t maxBatch);
+// The workspace `artifact` needs for batches up to maxBatch in `slots` slots.
+AlignedBuffer allocateWorkspace(const Artifact& artifact, int64_t maxBatch, int64_t slots);
 
 }  // namespace kiln::runtime
 

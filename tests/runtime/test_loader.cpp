@@ -81,6 +81,9 @@ struct SyntheticArtifact {
     d.weights_bytes = weights.size();
     d.weights_hash = fnv1a(weights);
     d.run = [](int64_t, const void* const*, void* const*, void*, kiln_parallel_for_fn, void*) { return int32_t{0}; };
+    d.run_slots = [](int64_t, const void* const*, void* const*, void*, int64_t, kiln_parallel_for_fn, void*) {
+      return int32_t{0};
+    };
     d.num_labels = 2;
     d.labels = labels;
   }
@@ -241,6 +244,8 @@ TEST_CASE("descriptor I/O metadata and labels are sanity-checked", "[runtime][lo
   CHECK(broken([](SyntheticArtifact& a) { a.d.outputs = nullptr; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.num_outputs = 0; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.run = nullptr; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.run_slots = nullptr; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.abi_minor = 3, a.d.run_slots = nullptr; }) == KILN_OK);  // before 1.4
   CHECK(broken([](SyntheticArtifact& a) { a.d.cpu_features = nullptr; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.workspace_bytes_per_sample = ~uint64_t{0}; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.weights[0] = 'W'; }) == KILN_ERR_CORRUPT);

@@ -19,7 +19,8 @@ extern "C" {
 
 #define KILN_ARTIFACT_MAGIC 0x4e4c494bu /* "KILN" little-endian */
 #define KILN_ABI_MAJOR 1
-#define KILN_ABI_MINOR 3 /* 1.1 added class labels, 1.2 the layer table and profile counters, 1.3 the workspace bound */
+#define KILN_ABI_MINOR 4 /* 1.1 added class labels, 1.2 the layer table and profile counters, 1.3 the workspace bound, \
+                          1.4 the run with arena slots */
 #define KILN_DIM_BATCH (-1)
 
 typedef enum kiln_dtype { KILN_F32 = 1, KILN_I64 = 2, KILN_I32 = 3, KILN_BOOL = 4 } kiln_dtype;
@@ -45,6 +46,16 @@ typedef void (*kiln_parallel_for_fn)(void* pool_ctx, int64_t count, kiln_task_fn
  * arguments (the loader checks them). */
 typedef int32_t (*kiln_run_fn)(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
                                kiln_parallel_for_fn parallel_for, void* pool_ctx);
+
+/* ABI 1.4: the same run with the number of arena slots its workspace holds,
+ * 1 <= slots <= KILN_MAX_SLOTS: a grouped run (group_samples > 0) keeps at
+ * most `slots` groups of samples in flight (threads beyond that wait for a
+ * slot), so a pool of T threads needs only T slots. Its workspace is
+ * workspace_bytes_per_sample * kiln_workspace_samples_in_slots(descriptor,
+ * batch, slots) bytes. `run` is run_slots with KILN_MAX_SLOTS slots. */
+#define KILN_MAX_SLOTS 32
+typedef int32_t (*kiln_run_slots_fn)(int64_t batch, const void* const* inputs, void* const* outputs, void* workspace,
+                                     int64_t slots, kiln_parallel_for_fn parallel_for, void* pool_ctx);
 
 /* ABI 1.2: one node of the compiled graph (after fusion and layout). */
 typedef struct kiln_layer_info {
@@ -92,6 +103,11 @@ typedef struct kiln_artifact {
    * (groups of samples reuse arena slots), or 0: one per sample of the batch.
    * Loaders read it only when abi_minor >= 3. */
   uint64_t workspace_max_samples;
+  /* ABI 1.4: samples per group of a grouped run (each group goes through
+   * the network in one arena slot), 0 when the run is not grouped; and the
+   * run function taking the slot count. Read only when abi_minor >= 4. */
+  uint64_t group_samples;
+  kiln_run_slots_fn run_slots;
 } kiln_artifact;
 
 /* The arenas a run of `batch` (>= 1) samples uses: its workspace is
@@ -100,6 +116,16 @@ static inline uint64_t kiln_workspace_samples(const kiln_artifact* artifact, int
   uint64_t samples = (uint64_t)batch;
   if (artifact->abi_minor >= 3 && artifact->workspace_max_samples > 0 && artifact->workspace_max_samples < samples)
     samples = artifact->workspace_max_samples;
+  return samples;
+}
+
+/* The arenas a run_slots of `batch` samples in `slots` slots uses (the
+ * workspace is workspace_bytes_per_sample times this). */
+static inline uint64_t kiln_workspace_samples_in_slots(const kiln_artifact* artifact, int64_t batch, int64_t slots) {
+  uint64_t samples = kiln_workspace_samples(artifact, batch);
+  if (artifact->abi_minor >= 4 && artifact->group_samples > 0 && slots >= 1 &&
+      artifact->group_samples * (uint64_t)slots < samples)
+    samples = artifact->group_samples * (uint64_t)slots;
   return samples;
 }
 
