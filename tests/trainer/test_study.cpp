@@ -245,7 +245,7 @@ TEST_CASE("The pruner reads the intermediate values another worker process wrote
   }
 }
 
-TEST_CASE("A lost worker's trial is failed and retried; a frozen worker's late result is refused") {
+TEST_CASE("A lost worker's trial is failed and retried, and a frozen worker's late result is refused") {
   fs::path dir = scratch("lost");
   std::unique_ptr<PostgresServer> server = startServer();
   SearchSpace space = quadraticSpace(dir);
@@ -302,6 +302,37 @@ TEST_CASE("A lost worker's trial is failed and retried; a frozen worker's late r
     for (size_t i = 2; i < 5; ++i) CHECK(t[i].state == TrialState::Complete);
     CHECK_FALSE(t[3].retryOf.has_value());
   }
+}
+
+TEST_CASE("A study file from before heartbeats is upgraded and its dead worker's trial retried") {
+  fs::path dir = scratch("oldfile");
+  SearchSpace space = quadraticSpace(dir);
+  StudyLocation loc = parseStudyUrl((dir / "old.db").string());
+  {
+    // The schema and rows the previous version wrote: a trial left RUNNING by a process that is gone.
+    std::unique_ptr<Database> db = openDatabase(loc, OpenMode::Create);
+    db->transaction(true, [&] {
+      db->execute("CREATE TABLE study(key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+      db->execute("CREATE TABLE trials(id INTEGER PRIMARY KEY, state TEXT NOT NULL, worker TEXT, overrides TEXT NOT NULL, value REAL,"
+                  " seconds REAL NOT NULL DEFAULT 0, error TEXT, started REAL, finished REAL NOT NULL DEFAULT 0)");
+      db->execute("CREATE TABLE params(trial INTEGER NOT NULL REFERENCES trials(id), label TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY(trial, label))");
+      db->execute("CREATE TABLE intermediate(trial INTEGER NOT NULL REFERENCES trials(id), step INTEGER NOT NULL, value REAL NOT NULL,"
+                  " PRIMARY KEY(trial, step))");
+      db->execute("INSERT INTO study VALUES ('space', ?)", {space.canonical().dump()});
+      db->execute("INSERT INTO trials(id, state, worker, overrides, started) VALUES (1, 'RUNNING', '999999999:1', '{\"/x\":1.0,\"/y\":2.0}', 1)");
+      db->execute("INSERT INTO params VALUES (1, '/x', 1.0), (1, '/y', 2.0)");
+    });
+  }
+  Study study(loc.path, space, 1);
+  RandomSampler sampler;
+  CHECK(runWorker(study, {2, &sampler, nullptr}, quadratic) == 2);
+  std::vector<TrialRecord> t = study.trials();
+  REQUIRE(t.size() == 3);
+  CHECK(t[0].state == TrialState::Failed);
+  CHECK(t[1].retryOf == 1);
+  CHECK(t[1].params == Assignment{{"/x", 1.0}, {"/y", 2.0}});
+  REQUIRE(t[1].value.has_value());
+  CHECK(*t[1].value == Approx(0.3 * 0.3 + 4.1 * 4.1));
 }
 
 TEST_CASE("Workers ride out a PostgreSQL server restart") {

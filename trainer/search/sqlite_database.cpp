@@ -88,7 +88,13 @@ class SQLiteDatabase : public Database {
   }
 
   double now() override { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
-  void createStudy() override {}  // the file is the study
+  // The file is the study. One written before heartbeats gets their columns
+  // (NULL or 0 for its trials; a running one is judged by its pid).
+  void createStudy() override {
+    if (!hasStudy() || !query("SELECT 1 FROM pragma_table_info('trials') WHERE name = 'heartbeat'", {}).empty()) return;
+    for (const char* column : {"heartbeat DOUBLE PRECISION", "heartbeat_timeout DOUBLE PRECISION NOT NULL DEFAULT 0", "retry_of BIGINT"})
+      execute(std::string("ALTER TABLE trials ADD COLUMN ") + column, {});
+  }
   bool hasStudy() override { return !query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'trials'", {}).empty(); }
 
  private:

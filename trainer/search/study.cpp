@@ -104,8 +104,9 @@ const std::string& hostKey() {
 
 // Why the worker of Running trial `t` counts as lost at `now`; "" when it does not.
 std::string lostReason(const TrialRecord& t, double now) {
+  // "pid:starttime" without a host: a study file from before heartbeats, all on this machine.
   const size_t at = t.worker.find('@');
-  if (at != std::string::npos && t.worker.compare(at + 1, std::string::npos, hostKey()) == 0) {
+  if (at == std::string::npos || t.worker.compare(at + 1, std::string::npos, hostKey()) == 0) {
     const std::string process = t.worker.substr(0, at);
     if (processIdentity(std::atol(process.c_str())) != process) return "worker " + t.worker + " exited during the trial";
   }
