@@ -240,6 +240,8 @@ Study::Study(const std::string& url, const SearchSpace& space, uint64_t seed, do
 Study::~Study() = default;
 
 std::optional<TrialRecord> Study::claim(const Sampler& sampler, int64_t maxEvals) {
+  // Connected before a trial is taken, so a trial never runs without its heartbeat.
+  if (!heartbeat_) heartbeat_ = std::make_unique<Heartbeat>(db_->location(), self_, heartbeatTimeout_);
   std::optional<TrialRecord> claimed;
   db_->transaction(true, [&] {
     claimed.reset();
@@ -289,10 +291,7 @@ std::optional<TrialRecord> Study::claim(const Sampler& sampler, int64_t maxEvals
     insertTrial(*db_, t);
     claimed = std::move(t);
   });
-  if (claimed) {
-    if (!heartbeat_) heartbeat_ = std::make_unique<Heartbeat>(db_->location(), self_, heartbeatTimeout_);
-    heartbeat_->watch(claimed->id);
-  }
+  if (claimed) heartbeat_->watch(claimed->id);
   return claimed;
 }
 
