@@ -11,6 +11,7 @@ $SUDO apt-get install -y --no-install-recommends \
   llvm-19-dev llvm-19-tools liblld-19-dev clang-19 libclang-rt-19-dev \
   zlib1g-dev libzstd-dev libedit-dev libxml2-dev libxml2-utils libffi-dev libncurses-dev \
   libonnx-dev libprotobuf-dev protobuf-compiler \
-  catch2 libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev nlohmann-json3-dev zlib1g-dev \
+  catch2 libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev libpq-dev nlohmann-json3-dev zlib1g-dev \
+  postgresql \
   dataset-fashion-mnist \
   python3 python3-numpy python3-onnx python3-torch python3-torchvision

@@ -2,9 +2,10 @@
 // and searches hyperparameters over a search space.
 //   kiln-train fit SPEC.json --data fashion-mnist [--epochs E] [--seed S]
 //              [--threads T] [--train-limit N] -o MODEL.onnx
-//   kiln-train search SPACE.json --study FILE [--max-evals N] [--algo tpe]
-//              [--workers W] [--pruner median] ...
-//   kiln-train trials FILE
+//   kiln-train search SPACE.json --study URL [--max-evals N] [--algo tpe]
+//              [--workers W] [--pruner median] [--heartbeat-timeout S] ...
+//   kiln-train trials URL
+//   kiln-train study copy SRC_URL DST_URL
 //   kiln-train ensemble SPEC.json --members K --data fashion-mnist -o DIR
 //              [--epochs E] [--seed S] [--train-limit N] [--method caruana|logloss]
 // Exit codes: 0 ok, 1 bad spec/data/export/study or a failed worker, 2 bad usage.
@@ -30,8 +31,9 @@ namespace {
 using namespace kiln::train;
 
 constexpr const char* kUsage = R"(usage: kiln-train fit SPEC.json --data DATASET -o MODEL.onnx [options]
-       kiln-train search SPACE.json --study FILE [options]
-       kiln-train trials FILE
+       kiln-train search SPACE.json --study URL [options]
+       kiln-train trials URL
+       kiln-train study copy SRC_URL DST_URL
        kiln-train ensemble SPEC.json --members K --data DATASET -o DIR [options]
 
 Trains the model described by SPEC.json (architecture + training config, see
@@ -51,10 +53,16 @@ options:
 
 search: minimizes the validation loss over SPACE.json (a base spec plus
 distributions at JSON paths, see trainer/README.md). Trials live in the
-SQLite study FILE: rerunning the command resumes it (trials of killed
-workers run again). One table row per finished trial goes to stderr, the
-best trial to stdout. The test set is never read.
-  --study FILE       the study file (created when missing)
+study at URL, shared by every worker that names it, on this machine or
+others: rerunning the command resumes it (trials of lost workers are failed
+and run again). One table row per finished trial goes to stderr, the best
+trial to stdout. The test set is never read.
+  --study URL        the study (created when missing), one of
+                       PATH or sqlite:///PATH   a SQLite file
+                                                (sqlite:////abs/path)
+                       postgresql://[USER@]HOST[:PORT]/DB?study=NAME
+                                                study NAME in a PostgreSQL
+                                                database (a libpq URI)
   --max-evals N      trials in the study, earlier runs' included (default 20)
   --algo A           tpe (default) or random
   --workers W        worker processes (default 1)
@@ -62,10 +70,20 @@ best trial to stdout. The test set is never read.
                      or none
   --eta E            halving rate of sha/hyperband (default 3); their max
                      resource is the epochs per trial
+  --heartbeat-timeout S
+                     seconds without a heartbeat (sent every S/4) after
+                     which another worker fails this worker's trial and
+                     queues a retry (default 60)
   --data, --epochs, --seed, --train-limit as for fit; --threads is per
   worker (default 1)
 
-trials: prints the trials of a study, best validation loss first.
+trials: prints the trials of the study at URL, best validation loss first.
+
+study copy: copies every trial of the study at SRC_URL (parameters,
+intermediate losses, states) to DST_URL, between SQLite and PostgreSQL in
+either direction. The destination must hold no trials (a SQLite one must
+not exist); it is written in one transaction (SQLite: a temporary file
+renamed into place).
 
 ensemble: trains K members (seeds S..S+K-1, one shared validation split from
 S), learns mixture weights on their validation probabilities, prints each
@@ -134,6 +152,7 @@ struct SearchArgs {
   int64_t maxEvals = 20, trainLimit = 0, eta = 3;
   uint64_t seed = 0;
   int threads = 1, workers = 1;
+  double heartbeatTimeout = kiln::train::search::kDefaultHeartbeatTimeout;
 };
 
 SearchArgs parseSearchArgs(int argc, char** argv) {
@@ -155,12 +174,13 @@ SearchArgs parseSearchArgs(int argc, char** argv) {
     else if (arg == "--seed") a.seed = static_cast<uint64_t>(parseInt(arg, value(), 0));
     else if (arg == "--threads") a.threads = static_cast<int>(parseInt(arg, value(), 1));
     else if (arg == "--train-limit") a.trainLimit = parseInt(arg, value(), 1);
+    else if (arg == "--heartbeat-timeout") a.heartbeatTimeout = static_cast<double>(parseInt(arg, value(), 1));
     else if (!arg.empty() && arg[0] == '-') throw UsageError("unknown option " + arg);
     else if (a.space.empty()) a.space = arg;
     else throw UsageError("unexpected argument '" + arg + "'");
   }
   if (a.space.empty()) throw UsageError("missing SPACE.json");
-  if (a.study.empty()) throw UsageError("missing --study FILE");
+  if (a.study.empty()) throw UsageError("missing --study URL");
   if (a.algo != "tpe" && a.algo != "random") throw UsageError("--algo must be tpe or random");
   if (a.pruner != "none" && a.pruner != "median" && a.pruner != "sha" && a.pruner != "hyperband")
     throw UsageError("--pruner must be none, median, sha or hyperband");
@@ -169,6 +189,7 @@ SearchArgs parseSearchArgs(int argc, char** argv) {
 
 int runSearch(const SearchArgs& a) {
   namespace s = kiln::train::search;
+  s::parseStudyUrl(a.study);  // a bad URL fails before the data is loaded
   setMathThreads(a.threads);
   s::SearchSpace space = s::SearchSpace::load(a.space);
   ModelSpec base = parseSpec(space.base(), "base spec");
@@ -182,7 +203,7 @@ int runSearch(const SearchArgs& a) {
             << " train / " << split.validation.size() << " validation samples, study " << a.study << "\n";
   s::SearchConfig cfg{a.maxEvals, sampler.get(), pruner.get()};
   s::Objective objective = s::trainingObjective(split, base.training.validationSize, {epochs, a.trainLimit, a.seed});
-  int failedWorkers = s::runWorkers(a.study, space, a.seed, cfg, a.workers, objective, std::cerr);
+  int failedWorkers = s::runWorkers(a.study, space, a.seed, cfg, a.workers, objective, std::cerr, a.heartbeatTimeout);
   std::vector<s::TrialRecord> ranked = s::rankTrials(s::readStudy(a.study));
   if (!ranked.empty() && ranked.front().state == s::TrialState::Complete)
     std::printf("best trial %lld: val_loss %.4f %s\n", static_cast<long long>(ranked.front().id), *ranked.front().value,
@@ -195,10 +216,17 @@ int runSearch(const SearchArgs& a) {
 
 int runTrials(int argc, char** argv) {
   namespace s = kiln::train::search;
-  if (argc != 3) throw UsageError("usage: kiln-train trials FILE");
+  if (argc != 3) throw UsageError("usage: kiln-train trials URL");
   std::vector<s::TrialRecord> ranked = s::rankTrials(s::readStudy(argv[2]));
   std::cout << s::tableHeader();
   for (const s::TrialRecord& t : ranked) std::cout << s::tableRow(t);
+  return 0;
+}
+
+int runStudyCommand(int argc, char** argv) {
+  if (argc != 5 || std::string(argv[2]) != "copy") throw UsageError("usage: kiln-train study copy SRC_URL DST_URL");
+  const size_t n = kiln::train::search::copyStudy(argv[3], argv[4]);
+  std::printf("copied %zu trial(s) from %s to %s\n", n, argv[3], argv[4]);
   return 0;
 }
 
@@ -367,7 +395,7 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
-    if (cmd != "fit" && cmd != "search" && cmd != "trials" && cmd != "ensemble")
+    if (cmd != "fit" && cmd != "search" && cmd != "trials" && cmd != "study" && cmd != "ensemble")
       throw UsageError(cmd.empty() ? "missing command" : "unknown command '" + cmd + "'");
     for (int i = 2; i < argc; ++i)
       if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
@@ -376,6 +404,7 @@ int main(int argc, char** argv) {
       }
     if (cmd == "search") return runSearch(parseSearchArgs(argc, argv));
     if (cmd == "trials") return runTrials(argc, argv);
+    if (cmd == "study") return runStudyCommand(argc, argv);
     if (cmd == "ensemble") return runEnsemble(parseEnsembleArgs(argc, argv));
     return runFit(parseFitArgs(argc, argv));
   } catch (const UsageError& e) {

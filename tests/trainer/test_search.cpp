@@ -1,8 +1,8 @@
 // Hyperparameter search: sampling (bounds, grids, log scale, conditional
 // sub-spaces, values not indices), TPE against random search on a synthetic
-// objective, median and Hyperband pruning, the SQLite study (resume after a
-// killed worker, two writer processes), the test-set separation, and one
-// short `kiln-train search` run.
+// objective, median and Hyperband pruning, the SQLite study (a killed
+// worker's trial retried, two writer processes), the test-set separation,
+// and one short `kiln-train search` run. test_study.cpp covers both backends.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -18,37 +18,17 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/trainer/search_test_util.h"
 #include "trainer/search/search.h"
 #include "trainer/spec.h"
 
 using namespace kiln::train;
 using namespace kiln::train::search;
+using namespace kiln::train::testing;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path scratch(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("kiln_search_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// A space over the base object `base` (written next to it in `dir`).
-SearchSpace makeSpace(const fs::path& dir, const json& base, const json& params) {
-  std::ofstream(dir / "base.json") << base.dump();
-  return SearchSpace({{"base", "base.json"}, {"params", params}}, dir.string());
-}
-
-SearchSpace quadraticSpace(const fs::path& dir) {
-  return makeSpace(dir, {{"x", 0}, {"y", 0}}, {{"/x", {{"uniform", {-5, 5}}}}, {"/y", {{"uniform", {-5, 5}}}}});
-}
-
-double quadratic(const json& spec, Trial&) {
-  double x = spec["x"].get<double>(), y = spec["y"].get<double>();
-  return (x - 1.3) * (x - 1.3) + (y + 2.1) * (y + 2.1);
-}
 
 double bestOf(const std::vector<TrialRecord>& trials) {
   double best = 1e300;
@@ -239,7 +219,7 @@ TEST_CASE("Pruned trials are stored with their last loss") {
   }
 }
 
-TEST_CASE("A killed worker's trial is re-queued and re-run with its parameters") {
+TEST_CASE("A killed worker's trial is failed and retried with its parameters") {
   fs::path dir = scratch("resume");
   const std::string path = (dir / "s.db").string();
   SearchSpace space = quadraticSpace(dir);
@@ -277,11 +257,15 @@ TEST_CASE("A killed worker's trial is re-queued and re-run with its parameters")
   int64_t ran = runWorker(study, {3, &sampler, nullptr}, quadratic);
   CHECK(ran == 3);
   std::vector<TrialRecord> after = study.trials();
-  REQUIRE(after.size() == 3);
-  for (const TrialRecord& t : after) CHECK(t.state == TrialState::Complete);
-  CHECK(after[0].overrides == before[0].overrides);
-  CHECK(after[0].params == before[0].params);
-  CHECK(after[0].intermediate.empty());  // the dead run's losses were cleared
+  REQUIRE(after.size() == 4);  // the dead run, its retry (taking its slot), two new ones
+  CHECK(after[0].state == TrialState::Failed);
+  CHECK(after[0].error.find("exited during the trial") != std::string::npos);
+  CHECK(after[0].intermediate == std::map<int64_t, double>{{0, 1.0}});  // the dead run's losses are kept
+  CHECK(after[1].retryOf == 1);
+  CHECK(after[1].overrides == before[0].overrides);
+  CHECK(after[1].params == before[0].params);
+  CHECK(after[1].intermediate.empty());
+  for (size_t i = 1; i < 4; ++i) CHECK(after[i].state == TrialState::Complete);
   // Another space cannot reuse the file.
   fs::path other = scratch("resume_other");
   SearchSpace otherSpace = makeSpace(other, {{"x", 0}}, {{"/x", {{"uniform", {0, 1}}}}});

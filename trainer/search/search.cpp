@@ -15,7 +15,7 @@
 namespace kiln::train::search {
 
 void Trial::report(int64_t step, double value, bool lastStep) {
-  study_.report(record_.id, step, value);
+  if (!study_.report(record_.id, step, value)) throw TrialLost{};
   record_.intermediate[step] = value;
   if (lastStep || !pruner_) return;
   if (pruner_->shouldPrune(record_, step, study_.trials())) throw TrialPruned{};
@@ -28,15 +28,20 @@ int64_t runWorker(Study& study, const SearchConfig& cfg, const Objective& object
     const int64_t id = trial.record().id;
     auto start = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    bool stored = false;
     try {
       double loss = objective(study.space().apply(trial.record().overrides), trial);
-      if (std::isfinite(loss)) study.finish(id, TrialState::Complete, loss, seconds(), "");
-      else study.finish(id, TrialState::Failed, std::nullopt, seconds(), "non-finite validation loss");
+      if (std::isfinite(loss)) stored = study.finish(id, TrialState::Complete, loss, seconds(), "");
+      else stored = study.finish(id, TrialState::Failed, std::nullopt, seconds(), "non-finite validation loss");
     } catch (const TrialPruned&) {
-      study.finish(id, TrialState::Pruned, trial.record().intermediate.rbegin()->second, seconds(), "");
+      stored = study.finish(id, TrialState::Pruned, trial.record().intermediate.rbegin()->second, seconds(), "");
+    } catch (const TrialLost&) {
     } catch (const std::exception& e) {
-      study.finish(id, TrialState::Failed, std::nullopt, seconds(), e.what());
+      stored = study.finish(id, TrialState::Failed, std::nullopt, seconds(), e.what());
     }
+    if (!stored)
+      std::cerr << "kiln-train: worker " << study.worker() << ": trial " << id
+                << " was taken over after a late heartbeat; its result is dropped\n";
     ++ran;
   }
   return ran;
@@ -71,14 +76,14 @@ nlohmann::json rounded(const nlohmann::json& v) {
 
 }  // namespace
 
-int runWorkers(const std::string& path, const SearchSpace& space, uint64_t seed, const SearchConfig& cfg, int workers,
-               const Objective& objective, std::ostream& table) {
+int runWorkers(const std::string& url, const SearchSpace& space, uint64_t seed, const SearchConfig& cfg, int workers,
+               const Objective& objective, std::ostream& table, double heartbeatTimeout) {
   std::set<int64_t> printed;
   {
     // Creates or checks the study, then closes: SQLite keeps per-process
-    // lock bookkeeping that a forked child would inherit from an open
-    // connection, so none is open across fork.
-    Study study(path, space, seed);
+    // lock bookkeeping and libpq a socket that a forked child would inherit
+    // from an open connection, so none is open across fork.
+    Study study(url, space, seed, heartbeatTimeout);
     for (const TrialRecord& t : study.trials())
       if (t.finishedAt > 0) printed.insert(t.id);  // rows of an earlier run are not news
   }
@@ -93,7 +98,7 @@ int runWorkers(const std::string& path, const SearchSpace& space, uint64_t seed,
       // no destructor of the parent's objects.
       int code = 0;
       try {
-        Study study(path, space, seed);
+        Study study(url, space, seed, heartbeatTimeout);
         runWorker(study, cfg, objective);
       } catch (const std::exception& e) {
         std::cerr << "kiln-train: worker " << ::getpid() << ": " << e.what() << "\n";
@@ -104,7 +109,7 @@ int runWorkers(const std::string& path, const SearchSpace& space, uint64_t seed,
     }
     children.push_back(pid);
   }
-  Study watcher(path, space, seed);
+  Study watcher(url, space, seed, heartbeatTimeout);
   int failed = 0;
   while (!children.empty()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -17,6 +17,9 @@ namespace kiln::train::search {
 // Thrown by Trial::report when the pruner stops the trial; not a
 // std::exception, so an objective's own error handling lets it pass.
 struct TrialPruned {};
+// Thrown by Trial::report when the study took the trial from this worker
+// (its heartbeat was late): the worker drops it and claims the next.
+struct TrialLost {};
 
 class Trial {
  public:
@@ -24,7 +27,7 @@ class Trial {
   const TrialRecord& record() const { return record_; }
   // Stores the validation loss after epoch `step` (0-based); throws
   // TrialPruned when the pruner stops the trial, never at the last step
-  // (the training is done by then).
+  // (the training is done by then); throws TrialLost as said above.
   void report(int64_t step, double value, bool lastStep);
 
  private:
@@ -47,11 +50,11 @@ struct SearchConfig {
 // how many it ran.
 int64_t runWorker(Study& study, const SearchConfig& cfg, const Objective& objective);
 
-// Forks `workers` processes that each open the study at `path` and run
-// runWorker; meanwhile prints one table row per finished trial to `table`.
-// Returns the number of workers that failed.
-int runWorkers(const std::string& path, const SearchSpace& space, uint64_t seed, const SearchConfig& cfg, int workers,
-               const Objective& objective, std::ostream& table);
+// Forks `workers` processes that each open the study at `url` (study.h) and
+// run runWorker; meanwhile prints one table row per finished trial to
+// `table`. Returns the number of workers that failed.
+int runWorkers(const std::string& url, const SearchSpace& space, uint64_t seed, const SearchConfig& cfg, int workers,
+               const Objective& objective, std::ostream& table, double heartbeatTimeout = kDefaultHeartbeatTimeout);
 
 std::string tableHeader();
 std::string tableRow(const TrialRecord& t);

@@ -1,11 +1,16 @@
-// The SQLite study file (see study.h).
+// The study rules over either backend (see study.h and database.h).
 #include "trainer/search/study.h"
 
-#include <sqlite3.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -13,144 +18,177 @@ namespace kiln::train::search {
 
 namespace {
 
-// SQLITE_BUSY / SQLITE_LOCKED past the busy timeout: the transaction is retried.
-struct BusyError : StudyError {
-  using StudyError::StudyError;
+// Column types both dialects accept (SQLite maps them to its affinities).
+const char* const kTables[] = {
+    "CREATE TABLE IF NOT EXISTS study(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS trials(id BIGINT PRIMARY KEY, state TEXT NOT NULL, worker TEXT,"
+    " overrides TEXT NOT NULL, value DOUBLE PRECISION, seconds DOUBLE PRECISION NOT NULL DEFAULT 0, error TEXT,"
+    " started DOUBLE PRECISION, finished DOUBLE PRECISION NOT NULL DEFAULT 0, heartbeat DOUBLE PRECISION,"
+    " heartbeat_timeout DOUBLE PRECISION NOT NULL DEFAULT 0, retry_of BIGINT)",
+    "CREATE TABLE IF NOT EXISTS params(trial BIGINT NOT NULL REFERENCES trials(id), label TEXT NOT NULL,"
+    " value DOUBLE PRECISION NOT NULL, PRIMARY KEY(trial, label))",
+    "CREATE TABLE IF NOT EXISTS intermediate(trial BIGINT NOT NULL REFERENCES trials(id), step BIGINT NOT NULL,"
+    " value DOUBLE PRECISION NOT NULL, PRIMARY KEY(trial, step))",
 };
 
-[[noreturn]] void fail(sqlite3* db, int rc, const std::string& what) {
-  std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) throw BusyError(msg);
-  throw StudyError(msg);
+SqlValue optional(const std::optional<double>& v) { return v ? SqlValue(*v) : SqlValue(); }
+SqlValue optional(const std::optional<int64_t>& v) { return v ? SqlValue(*v) : SqlValue(); }
+
+// Inside a write transaction: the tables, and the space the study is for
+// ("" when it has none yet).
+std::string createTables(Database& db) {
+  db.createStudy();
+  for (const char* sql : kTables) db.execute(sql);
+  std::vector<SqlRow> rows = db.query("SELECT value FROM study WHERE key = 'space'");
+  return rows.empty() ? "" : rows[0].text(0);
 }
 
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-    if (rc != SQLITE_OK) fail(db, rc, sql);
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Statement& bind(int i, int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
-  Statement& bind(int i, double v) { return check(sqlite3_bind_double(stmt_, i, v)); }
-  Statement& bind(int i, const std::string& v) { return check(sqlite3_bind_text(stmt_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT)); }
-  Statement& bind(int i, std::optional<double> v) { return v ? bind(i, *v) : check(sqlite3_bind_null(stmt_, i)); }
-  // True while a row is available.
-  bool step() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail(db_, rc, sqlite3_sql(stmt_));
-  }
-  void run() {
-    while (step()) {
-    }
-  }
-  int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
-  double real(int col) const { return sqlite3_column_double(stmt_, col); }
-  bool null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string text(int col) const {
-    const unsigned char* t = sqlite3_column_text(stmt_, col);
-    return t ? reinterpret_cast<const char*>(t) : "";
-  }
-
- private:
-  Statement& check(int rc) {
-    if (rc != SQLITE_OK) fail(db_, rc, "bind");
-    return *this;
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-void exec(sqlite3* db, const char* sql) {
-  int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) fail(db, rc, sql);
-}
-
-// Runs `body` in a BEGIN IMMEDIATE transaction (the write lock up front, so
-// two workers never both read-then-write and deadlock), retrying the whole
-// transaction with growing pauses when the database stays busy past the
-// busy timeout.
-template <class F>
-auto transaction(sqlite3* db, F&& body) {
-  constexpr int kAttempts = 50;
-  for (int attempt = 1;; ++attempt) {
-    try {
-      exec(db, "BEGIN IMMEDIATE");
-      try {
-        auto result = body();
-        exec(db, "COMMIT");
-        return result;
-      } catch (...) {
-        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-        throw;
-      }
-    } catch (const BusyError&) {
-      if (attempt == kAttempts) throw;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 * std::min(attempt, 20)));
-    }
-  }
-}
-
-double now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
-
-sqlite3* openDb(const std::string& path, int flags) {
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = "cannot open study " + path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
-    throw StudyError(msg);
-  }
-  sqlite3_busy_timeout(db, 2000);
-  return db;
-}
-
-std::vector<TrialRecord> readTrials(sqlite3* db) {
+std::vector<TrialRecord> readTrials(Database& db) {
   std::vector<TrialRecord> out;
   std::map<int64_t, size_t> index;
-  Statement t(db, "SELECT id, state, worker, overrides, value, seconds, error, finished FROM trials ORDER BY id");
-  while (t.step()) {
+  for (const SqlRow& row : db.query("SELECT id, state, worker, overrides, value, seconds, error, started, finished, heartbeat,"
+                                    " heartbeat_timeout, retry_of FROM trials ORDER BY id")) {
     TrialRecord r;
-    r.id = t.integer(0);
-    r.state = parseState(t.text(1));
-    r.worker = t.text(2);
-    r.overrides = nlohmann::json::parse(t.text(3));
-    if (!t.null(4)) r.value = t.real(4);
-    r.seconds = t.real(5);
-    r.error = t.text(6);
-    r.finishedAt = t.real(7);
+    r.id = row.integer(0);
+    r.state = parseState(row.text(1));
+    r.worker = row.text(2);
+    r.overrides = nlohmann::json::parse(row.text(3));
+    if (!row.null(4)) r.value = row.real(4);
+    r.seconds = row.real(5);
+    r.error = row.text(6);
+    if (!row.null(7)) r.startedAt = row.real(7);
+    r.finishedAt = row.real(8);
+    if (!row.null(9)) r.heartbeat = row.real(9);
+    r.heartbeatTimeout = row.real(10);
+    if (!row.null(11)) r.retryOf = row.integer(11);
     index[r.id] = out.size();
     out.push_back(std::move(r));
   }
-  Statement p(db, "SELECT trial, label, value FROM params");
-  while (p.step()) out.at(index.at(p.integer(0))).params[p.text(1)] = p.real(2);
-  Statement i(db, "SELECT trial, step, value FROM intermediate");
-  while (i.step()) out.at(index.at(i.integer(0))).intermediate[i.integer(1)] = i.real(2);
+  for (const SqlRow& row : db.query("SELECT trial, label, value FROM params"))
+    out.at(index.at(row.integer(0))).params[row.text(1)] = row.real(2);
+  for (const SqlRow& row : db.query("SELECT trial, step, value FROM intermediate"))
+    out.at(index.at(row.integer(0))).intermediate[row.integer(1)] = row.real(2);
   return out;
 }
 
-// The three SELECTs of readTrials see one snapshot: a read transaction of
-// their own unless the caller's transaction is open already (otherwise a
-// trial another worker inserts in between would have params but no row).
-std::vector<TrialRecord> loadTrials(sqlite3* db) {
-  if (!sqlite3_get_autocommit(db)) return readTrials(db);
-  exec(db, "BEGIN");
-  try {
-    std::vector<TrialRecord> out = readTrials(db);
-    exec(db, "COMMIT");
-    return out;
-  } catch (...) {
-    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
+void insertTrial(Database& db, const TrialRecord& t) {
+  db.execute("INSERT INTO trials(id, state, worker, overrides, value, seconds, error, started, finished, heartbeat,"
+             " heartbeat_timeout, retry_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             {t.id, std::string(stateName(t.state)), t.worker.empty() ? SqlValue() : SqlValue(t.worker), t.overrides.dump(),
+              optional(t.value), t.seconds, t.error, optional(t.startedAt), t.finishedAt, optional(t.heartbeat),
+              t.heartbeatTimeout, optional(t.retryOf)});
+  for (const auto& [label, value] : t.params) db.execute("INSERT INTO params(trial, label, value) VALUES (?, ?, ?)", {t.id, label, value});
+  for (const auto& [step, value] : t.intermediate)
+    db.execute("INSERT INTO intermediate(trial, step, value) VALUES (?, ?, ?)", {t.id, step, value});
+}
+
+std::string readFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// This kernel and pid namespace: where a "pid:starttime" means the same
+// process (the hostname could repeat across machines or containers).
+const std::string& hostKey() {
+  static const std::string key = [] {
+    std::error_code ec;
+    const std::string ns = std::filesystem::read_symlink("/proc/self/ns/pid", ec).string();  // "pid:[4026531836]"
+    const size_t open = ns.find('['), close = ns.rfind(']');
+    const std::string inode = open != std::string::npos && close != std::string::npos && open < close ? ns.substr(open + 1, close - open - 1) : ns;
+    return readFirstLine("/proc/sys/kernel/random/boot_id") + "/" + inode;
+  }();
+  return key;
+}
+
+// Why the worker of Running trial `t` counts as lost at `now`; "" when it does not.
+std::string lostReason(const TrialRecord& t, double now) {
+  // "pid:starttime" without a host: a study file from before heartbeats, all on this machine.
+  const size_t at = t.worker.find('@');
+  if (at == std::string::npos || t.worker.compare(at + 1, std::string::npos, hostKey()) == 0) {
+    const std::string process = t.worker.substr(0, at);
+    if (processIdentity(std::atol(process.c_str())) != process) return "worker " + t.worker + " exited during the trial";
   }
+  if (t.heartbeat && now - *t.heartbeat > t.heartbeatTimeout) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "no heartbeat for %.1f s (timeout %.1f s)", now - *t.heartbeat, t.heartbeatTimeout);
+    return "worker " + t.worker + " lost: " + buf;
+  }
+  return "";
+}
+
+// How many runs of its parameter set `t` is (1 + the retries before it).
+int attemptOf(const std::vector<TrialRecord>& history, const TrialRecord& t) {
+  int n = 1;
+  for (std::optional<int64_t> prev = t.retryOf; prev; ++n) {
+    auto it = std::find_if(history.begin(), history.end(), [&](const TrialRecord& r) { return r.id == *prev; });
+    prev = it == history.end() ? std::nullopt : it->retryOf;
+  }
+  return n;
+}
+
+std::unique_ptr<Database> openExisting(const std::string& url) {
+  StudyLocation loc = parseStudyUrl(url);
+  std::unique_ptr<Database> db = openDatabase(loc, OpenMode::ReadOnly);
+  bool has = false;
+  db->transaction(false, [&] { has = db->hasStudy(); });
+  if (!has) throw StudyError(url + " holds no study");
+  return db;
 }
 
 }  // namespace
+
+// Refreshes the heartbeat of this worker's current trial every timeout/4
+// from a thread of its own with its own connection, so an epoch that lasts
+// minutes does not make the worker look lost.
+class Heartbeat {
+ public:
+  Heartbeat(const StudyLocation& location, std::string worker, double timeout)
+      : db_(openDatabase(location, OpenMode::Create)), worker_(std::move(worker)), interval_(timeout / 4) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  // The trial to keep alive; 0 for none.
+  void watch(int64_t trial) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    trial_ = trial;
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!wake_.wait_for(lock, interval_, [&] { return stop_; })) {
+      const int64_t trial = trial_;
+      if (trial == 0) continue;
+      lock.unlock();
+      try {
+        db_->transaction(true, [&] {
+          db_->execute("UPDATE trials SET heartbeat = ? WHERE id = ? AND state = 'RUNNING' AND worker = ?", {db_->now(), trial, worker_});
+        });
+      } catch (const std::exception& e) {
+        std::cerr << "kiln-train: heartbeat of trial " << trial << ": " << e.what() << "\n";
+      }
+      lock.lock();
+    }
+  }
+
+  std::unique_ptr<Database> db_;
+  std::string worker_;
+  std::chrono::duration<double> interval_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  int64_t trial_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 const char* stateName(TrialState s) {
   switch (s) {
@@ -170,9 +208,8 @@ TrialState parseState(const std::string& name) {
 }
 
 std::string processIdentity(long pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return "";
+  std::string stat = readFirstLine("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return "";
   // Fields after the parenthesised command name (which may hold spaces):
   // state is field 3, starttime field 22.
   std::istringstream rest(stat.substr(stat.rfind(')') + 2));
@@ -185,113 +222,154 @@ std::string processIdentity(long pid) {
   return std::to_string(pid) + ":" + start;
 }
 
-Study::Study(const std::string& path, const SearchSpace& space, uint64_t seed)
-    : db_(openDb(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)), space_(space), seed_(seed), self_(processIdentity(::getpid())) {
-  try {
-    // Switching to WAL needs a moment of exclusive access: retried like a transaction.
-    for (int attempt = 1;; ++attempt) {
-      try {
-        exec(db_, "PRAGMA journal_mode=WAL");
-        break;
-      } catch (const BusyError&) {
-        if (attempt == 50) throw;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    }
-    // WAL commits are durable against process kills without an fsync each.
-    exec(db_, "PRAGMA synchronous=NORMAL");
-    const std::string canonical = space.canonical().dump();
-    transaction(db_, [&] {
-      exec(db_,
-           "CREATE TABLE IF NOT EXISTS study(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-           "CREATE TABLE IF NOT EXISTS trials(id INTEGER PRIMARY KEY, state TEXT NOT NULL, worker TEXT,"
-           " overrides TEXT NOT NULL, value REAL, seconds REAL NOT NULL DEFAULT 0, error TEXT,"
-           " started REAL, finished REAL NOT NULL DEFAULT 0);"
-           "CREATE TABLE IF NOT EXISTS params(trial INTEGER NOT NULL REFERENCES trials(id), label TEXT NOT NULL,"
-           " value REAL NOT NULL, PRIMARY KEY(trial, label));"
-           "CREATE TABLE IF NOT EXISTS intermediate(trial INTEGER NOT NULL REFERENCES trials(id), step INTEGER NOT NULL,"
-           " value REAL NOT NULL, PRIMARY KEY(trial, step));");
-      Statement get(db_, "SELECT value FROM study WHERE key = 'space'");
-      if (get.step()) {
-        if (get.text(0) != canonical) throw StudyError(path + " holds a study of a different search space");
-      } else {
-        Statement(db_, "INSERT INTO study(key, value) VALUES ('space', ?)").bind(1, canonical).run();
-      }
-      return 0;
-    });
-  } catch (...) {
-    sqlite3_close(db_);
-    throw;
-  }
+Study::Study(const std::string& url, const SearchSpace& space, uint64_t seed, double heartbeatTimeout)
+    : db_(openDatabase(parseStudyUrl(url), OpenMode::Create)),
+      space_(space),
+      seed_(seed),
+      heartbeatTimeout_(heartbeatTimeout),
+      self_(processIdentity(::getpid()) + "@" + hostKey()) {
+  if (!(heartbeatTimeout > 0)) throw StudyError("the heartbeat timeout must be positive");
+  const std::string canonical = space.canonical().dump();
+  db_->transaction(true, [&] {
+    const std::string held = createTables(*db_);
+    if (held.empty()) db_->execute("INSERT INTO study(key, value) VALUES ('space', ?)", {canonical});
+    else if (held != canonical) throw StudyError(url + " holds a study of a different search space");
+  });
 }
 
-Study::~Study() { sqlite3_close(db_); }
+Study::~Study() = default;
 
 std::optional<TrialRecord> Study::claim(const Sampler& sampler, int64_t maxEvals) {
-  return transaction(db_, [&]() -> std::optional<TrialRecord> {
-    std::vector<int64_t> orphans;
-    {
-      Statement running(db_, "SELECT id, worker FROM trials WHERE state = 'RUNNING'");
-      while (running.step()) {
-        std::string worker = running.text(1);
-        if (processIdentity(std::stol(worker.substr(0, worker.find(':')))) != worker) orphans.push_back(running.integer(0));
-      }
+  // Connected before a trial is taken, so a trial never runs without its heartbeat.
+  if (!heartbeat_) heartbeat_ = std::make_unique<Heartbeat>(db_->location(), self_, heartbeatTimeout_);
+  std::optional<TrialRecord> claimed;
+  db_->transaction(true, [&] {
+    claimed.reset();
+    const double now = db_->now();
+    std::vector<TrialRecord> history = readTrials(*db_);
+    int64_t nextId = history.empty() ? 1 : history.back().id + 1;
+    for (size_t i = 0, known = history.size(); i < known; ++i) {
+      if (history[i].state != TrialState::Running) continue;
+      const std::string why = lostReason(history[i], now);
+      if (why.empty()) continue;
+      db_->execute("UPDATE trials SET state = 'FAILED', error = ?, finished = ? WHERE id = ?", {why, now, history[i].id});
+      history[i].state = TrialState::Failed;
+      history[i].error = why;
+      history[i].finishedAt = now;
+      if (attemptOf(history, history[i]) >= kMaxAttempts) continue;
+      TrialRecord retry;
+      retry.id = nextId++;
+      retry.params = history[i].params;
+      retry.overrides = history[i].overrides;
+      retry.retryOf = history[i].id;
+      insertTrial(*db_, retry);
+      history.push_back(std::move(retry));
     }
-    for (int64_t id : orphans) {
-      Statement(db_, "UPDATE trials SET state = 'QUEUED', worker = NULL, started = NULL WHERE id = ?").bind(1, id).run();
-      Statement(db_, "DELETE FROM intermediate WHERE trial = ?").bind(1, id).run();
-    }
-    std::vector<TrialRecord> history = loadTrials(db_);
+    auto start = [&](TrialRecord& t) {
+      t.state = TrialState::Running;
+      t.worker = self_;
+      t.startedAt = t.heartbeat = now;
+      t.heartbeatTimeout = heartbeatTimeout_;
+    };
     for (TrialRecord& t : history)
       if (t.state == TrialState::Queued) {
-        Statement(db_, "UPDATE trials SET state = 'RUNNING', worker = ?, started = ? WHERE id = ?").bind(1, self_).bind(2, now()).bind(3, t.id).run();
-        t.state = TrialState::Running;
-        t.worker = self_;
-        return std::move(t);
+        start(t);
+        db_->execute("UPDATE trials SET state = 'RUNNING', worker = ?, started = ?, heartbeat = ?, heartbeat_timeout = ? WHERE id = ?",
+                     {self_, now, now, heartbeatTimeout_, t.id});
+        claimed = t;
+        return;
       }
-    if (static_cast<int64_t>(history.size()) >= maxEvals) return std::nullopt;
+    // A retry takes the slot of the trial it reruns.
+    const auto slots = static_cast<int64_t>(std::count_if(history.begin(), history.end(), [](const TrialRecord& t) { return !t.retryOf; }));
+    if (slots >= maxEvals) return;
     TrialRecord t;
-    t.id = history.empty() ? 1 : history.back().id + 1;
-    t.state = TrialState::Running;
-    t.worker = self_;
+    t.id = nextId;
+    start(t);
     Rng rng(seed_ ^ (static_cast<uint64_t>(t.id) * 0x9E3779B97F4A7C15ull));
     t.params = sampler.propose(space_, history, rng);
     t.overrides = space_.overrides(t.params);
-    Statement(db_, "INSERT INTO trials(id, state, worker, overrides, started) VALUES (?, 'RUNNING', ?, ?, ?)")
-        .bind(1, t.id).bind(2, self_).bind(3, t.overrides.dump()).bind(4, now()).run();
-    for (const auto& [label, value] : t.params)
-      Statement(db_, "INSERT INTO params(trial, label, value) VALUES (?, ?, ?)").bind(1, t.id).bind(2, label).bind(3, value).run();
-    return t;
+    insertTrial(*db_, t);
+    claimed = std::move(t);
   });
+  if (claimed) heartbeat_->watch(claimed->id);
+  return claimed;
 }
 
-void Study::report(int64_t trialId, int64_t step, double value) {
-  transaction(db_, [&] {
-    Statement(db_, "INSERT OR REPLACE INTO intermediate(trial, step, value) VALUES (?, ?, ?)").bind(1, trialId).bind(2, step).bind(3, value).run();
-    return 0;
+bool Study::report(int64_t trialId, int64_t step, double value) {
+  bool ours = false;
+  db_->transaction(true, [&] {
+    ours = db_->execute("UPDATE trials SET heartbeat = ? WHERE id = ? AND state = 'RUNNING' AND worker = ?", {db_->now(), trialId, self_}) == 1;
+    if (ours)
+      db_->execute("INSERT INTO intermediate(trial, step, value) VALUES (?, ?, ?) ON CONFLICT(trial, step) DO UPDATE SET value = excluded.value",
+                   {trialId, step, value});
   });
+  return ours;
 }
 
-void Study::finish(int64_t trialId, TrialState state, std::optional<double> value, double seconds, const std::string& error) {
-  transaction(db_, [&] {
-    Statement(db_, "UPDATE trials SET state = ?, value = ?, seconds = ?, error = ?, finished = ? WHERE id = ?")
-        .bind(1, std::string(stateName(state))).bind(2, value).bind(3, seconds).bind(4, error).bind(5, now()).bind(6, trialId).run();
-    return 0;
+bool Study::finish(int64_t trialId, TrialState state, std::optional<double> value, double seconds, const std::string& error) {
+  if (heartbeat_) heartbeat_->watch(0);
+  bool ours = false;
+  db_->transaction(true, [&] {
+    ours = db_->execute("UPDATE trials SET state = ?, value = ?, seconds = ?, error = ?, finished = ? WHERE id = ? AND state = 'RUNNING' AND worker = ?",
+                        {std::string(stateName(state)), optional(value), seconds, error, db_->now(), trialId, self_}) == 1;
   });
+  return ours;
 }
 
-std::vector<TrialRecord> Study::trials() const { return loadTrials(db_); }
+std::vector<TrialRecord> Study::trials() const {
+  std::vector<TrialRecord> out;
+  db_->transaction(false, [&] { out = readTrials(*db_); });
+  return out;
+}
 
-std::vector<TrialRecord> readStudy(const std::string& path) {
-  sqlite3* db = openDb(path, SQLITE_OPEN_READONLY);
+std::vector<TrialRecord> readStudy(const std::string& url) {
+  std::unique_ptr<Database> db = openExisting(url);
+  std::vector<TrialRecord> out;
+  db->transaction(false, [&] { out = readTrials(*db); });
+  return out;
+}
+
+size_t copyStudy(const std::string& from, const std::string& to) {
+  namespace fs = std::filesystem;
+  const StudyLocation dst = parseStudyUrl(to);
+  std::unique_ptr<Database> src = openExisting(from);
+  std::string space;
+  std::vector<TrialRecord> trials;
+  src->transaction(false, [&] {
+    space = src->query("SELECT value FROM study WHERE key = 'space'").at(0).text(0);
+    trials = readTrials(*src);
+  });
+  auto write = [&](Database& out) {
+    out.transaction(true, [&] {
+      const std::string held = createTables(out);
+      const int64_t present = out.query("SELECT count(*) FROM trials").at(0).integer(0);
+      if (present > 0) throw StudyError(to + " already holds " + std::to_string(present) + " trial(s); study copy needs an empty destination");
+      if (held.empty()) out.execute("INSERT INTO study(key, value) VALUES ('space', ?)", {space});
+      else if (held != space) throw StudyError(to + " holds a study of a different search space");
+      for (const TrialRecord& t : trials) insertTrial(out, t);
+    });
+  };
+  if (dst.kind == StudyLocation::Kind::PostgreSQL) {
+    write(*openDatabase(dst, OpenMode::Create));
+    return trials.size();
+  }
+  if (fs::exists(dst.path)) throw StudyError(to + " exists; study copy writes a new SQLite file");
+  // Written beside it and renamed, so the destination never holds half a copy.
+  StudyLocation tmp = dst;
+  tmp.path = dst.path + ".tmp-" + std::to_string(::getpid());
+  auto removeTmp = [&] {
+    std::error_code ignored;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.path + suffix, ignored);
+  };
+  removeTmp();
   try {
-    std::vector<TrialRecord> out = loadTrials(db);
-    sqlite3_close(db);
-    return out;
+    write(*openDatabase(tmp, OpenMode::Create));  // closed (WAL checkpointed and removed) before the rename
+    fs::rename(tmp.path, dst.path);
   } catch (...) {
-    sqlite3_close(db);
+    removeTmp();
     throw;
   }
+  return trials.size();
 }
 
 }  // namespace kiln::train::search

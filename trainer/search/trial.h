@@ -13,9 +13,10 @@
 
 namespace kiln::train::search {
 
-// Queued: waiting to be (re)run with its stored parameters (a dead worker's
-// trial); Pruned: stopped early by the pruner, `value` is its last
-// intermediate value; Failed: the objective threw (message in `error`).
+// Queued: a retry of a trial whose worker was lost, waiting to run with its
+// parameters; Pruned: stopped early by the pruner, `value` is its last
+// intermediate value; Failed: the objective threw or its worker was lost
+// (message in `error`).
 enum class TrialState { Queued, Running, Complete, Pruned, Failed };
 
 const char* stateName(TrialState s);
@@ -29,9 +30,13 @@ struct TrialRecord {
   std::optional<double> value;   // validation loss (Complete, Pruned)
   std::map<int64_t, double> intermediate;  // epoch (0-based) -> validation loss
   double seconds = 0;            // objective run time
+  std::optional<double> startedAt;  // unix time the current or last run started
   double finishedAt = 0;         // unix time; 0 while unfinished
   std::string error;
-  std::string worker;            // "pid:starttime" of the running process
+  std::string worker;            // "pid:starttime@host" of the running process (study.h)
+  std::optional<double> heartbeat;  // unix time (the database's clock) of the last sign of life
+  double heartbeatTimeout = 0;   // seconds without one after which the worker counts as lost
+  std::optional<int64_t> retryOf;  // the lost trial this one reruns
 };
 
 }  // namespace kiln::train::search
