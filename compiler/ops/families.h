@@ -6,7 +6,7 @@
 namespace kiln {
 
 void registerActivationOps(OpRegistry& r);     // activation.cpp: Relu, Sigmoid, Clip, PRelu, Log, ...
-void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul, Div, Sum, Max, Min, Mean
+void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul, Div, Mod, Pow, Sum, Max, ...
 void registerConvOps(OpRegistry& r);           // conv.cpp: Conv, SeparableConv2D, ConvTranspose
 void registerPoolOps(OpRegistry& r);           // pool.cpp: MaxPool, AveragePool, Global*Pool
 void registerLinearOps(OpRegistry& r);         // linear.cpp: Gemm, MatMul
@@ -15,6 +15,6 @@ void registerSoftmaxOps(OpRegistry& r);        // softmax.cpp: Softmax, LogSoftm
 void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceSum, ReduceMean, ReduceMax, ..., ArgMax, ArgMin
 void registerResizeOps(OpRegistry& r);         // resize.cpp: Resize
 void registerLayoutOps(OpRegistry& r);         // layout.cpp: Reorder
-void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, Split, Expand, ...
+void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Transpose, Concat, Gather, ScatterND, Range, ...
 
 }  // namespace kiln

@@ -245,7 +245,7 @@ const std::map<std::string, std::set<int>>& staticOperandSlots() {
       {"Pad", {1, 2, 3}},      {"ConstantOfShape", {0}},
       {"ReduceMean", {1}},     {"Gather", {1}},
       {"ReduceSum", {1}},      {"Split", {1}},          {"Expand", {1}},  {"Tile", {1}},
-      {"Resize", {1, 2, 3}},   {"Upsample", {1}},
+      {"Resize", {1, 2, 3}},   {"Upsample", {1}},       {"Range", {0, 1, 2}},
   };
   return slots;
 }
@@ -308,8 +308,13 @@ bool importerConverts(const onnx::ModelProto& model) {
 }
 
 // The IR op an ONNX op imports as: its own name but for the ops the
-// importer maps onto another (Upsample is upgraded to Resize).
-std::string irOpOf(const std::string& onnxOp) { return onnxOp == "Upsample" ? "Resize" : onnxOp; }
+// importer maps onto others (Upsample is upgraded to Resize; Einsum is
+// lowered into MatMul, Transpose, Reshape, ReduceSum...).
+std::string irOpOf(const std::string& onnxOp) {
+  if (onnxOp == "Upsample") return "Resize";
+  if (onnxOp == "Einsum") return "MatMul";
+  return onnxOp;
+}
 
 using LocalFunctions = std::map<std::pair<std::string, std::string>, const onnx::FunctionProto*>;
 
