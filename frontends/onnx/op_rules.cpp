@@ -942,9 +942,16 @@ class EinsumLowering {
   int steps_ = 0;
 };
 
+// Training-mode Dropout is the identity too when its ratio is a constant 0
+// (torchvision 0.14's Swin calls F.dropout(attn, p=0.0), training=True).
 void convertDropout(NodeConverter& c) {
-  if (const Tensor* training = c.constant(2, "training_mode"); training && c.scalarFloat(*training, "training_mode") != 0.f)
-    throw Unsupported{"training_mode=1 (training-time Dropout) is not supported"};
+  const Tensor* training = c.constant(2, "training_mode");
+  const auto zeroRatio = [&] {
+    const Tensor* ratio = c.input(1) && c.input(1)->isConstant() ? c.constant(1, "ratio") : nullptr;
+    return ratio && c.scalarFloat(*ratio, "ratio") == 0.f;
+  };
+  if (training && c.scalarFloat(*training, "training_mode") != 0.f && !zeroRatio())
+    throw Unsupported{"training_mode=1 (training-time Dropout) with a ratio other than 0 is not supported"};
   c.emit("Dropout", {c.required(0)});
 }
 
