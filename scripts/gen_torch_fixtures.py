@@ -644,7 +644,6 @@ FIXTURES = {
     "fpn_head_batch2": (FpnHead, (2, 3, 28, 28), 13, False),
     "einsum_forms": (EinsumForms, (2, 3, 4, 4), 13, False),
     "swin_window_blocks": (ShiftedWindowBlocks, (1, 3, 20, 20), 13, False),
-    "swin_window_blocks_op17": (ShiftedWindowBlocks, (1, 3, 20, 20), 17, False),
     "maxvit_attention": (maxvit_attention, (1, 4, 16, 16), 13, False),
     "maxvit_attention_dynamic": (maxvit_attention, (3, 4, 16, 16), 13, True),
 }
