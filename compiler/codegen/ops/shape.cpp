@@ -2,7 +2,8 @@
 // Unsqueeze, Identity and Dropout copy bytes (skipped at run time when the
 // output aliases the input); Transpose, Slice, Concat, Gather and the
 // planned copies (Split, Expand, Tile, DepthToSpace, SpaceToDepth) are strided
-// copies (loops.h) whose innermost loop runs along the output; ScatterND
+// copies (loops.h) whose innermost loop runs along the output (a memcpy
+// where input and output are both contiguous along it); ScatterND
 // copies its data, then each update slab to where its index tuple points;
 // Pad, Cast, Shape, ConstantOfShape and Range write each output element from
 // its source.
