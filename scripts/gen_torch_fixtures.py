@@ -523,6 +523,65 @@ class FpnHead(nn.Module):
         return F.interpolate(self.head(torch.cat(levels, 1)), size=(20, 18), mode="bilinear", align_corners=False)
 
 
+class EinsumForms(nn.Module):
+    """The torch.einsum forms the importer lowers (ONNX's own einsum cases
+    are float64, out of kiln's scope): a transpose, a sum, the batch
+    diagonal, an implicit-output trace, an outer product scaled by an inner
+    one, a linear map, a three-operand chain, a broadcast ellipsis and
+    maxvit's attention pair in its spaced capital letters."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 5))
+        self.v = nn.Parameter(torch.randn(5, 3))
+        self.u = nn.Parameter(torch.randn(1, 3, 4, 4))
+
+    def forward(self, x):  # x [2, 3, 4, 4]
+        flat = x.flatten()
+        q = x.reshape(1, 2, 3, 4, 4)
+        k = x.transpose(-1, -2).reshape(1, 2, 3, 4, 4) * 0.5
+        attn = torch.einsum("B G H I D, B G H J D -> B G H I J", q, k).softmax(-1)
+        return (torch.einsum("bcij->bcji", x),
+                torch.einsum("bcij->bi", x),
+                torch.einsum("...ii->...i", x),
+                torch.einsum("bcii", x),
+                torch.einsum("i,j->ij", flat[:6], flat[6:10]) * torch.einsum("i,i", flat[:16], flat[16:32]),
+                torch.einsum("bcij,jk->bcik", x, self.w),
+                torch.einsum("bcij,jk,kl->bcil", x, self.w, self.v),
+                torch.einsum("...ij,...jk->...ik", x, self.u),
+                torch.einsum("B G H I J, B G H J D -> B G H I D", attn, q))
+
+
+class ShiftedWindowBlocks(nn.Module):
+    """Two torchvision Swin blocks (window 4, the second shifted by 2) on a
+    patch-embedded 10x10 grid, which they pad to whole windows: what swin_t
+    exports at every stage. The padding and shift mask come from Mod, Range
+    and ScatterND over constant shapes (folded at import and by
+    constant-fold), torch.roll from Slice + Concat, the relative position
+    bias from a Gather of its table."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.swin_transformer import SwinTransformerBlock
+        self.embed = nn.Conv2d(3, 16, 2, stride=2)
+        self.blocks = nn.Sequential(SwinTransformerBlock(16, 2, [4, 4], [0, 0]),
+                                    SwinTransformerBlock(16, 2, [4, 4], [2, 2]))
+        with torch.no_grad():  # a bias table away from its near-zero init
+            for block in self.blocks:
+                block.attn.relative_position_bias_table.normal_(0, 0.5)
+
+    def forward(self, x):
+        y = self.embed(x).permute(0, 2, 3, 1)
+        return self.blocks(y).permute(0, 3, 1, 2)
+
+
+def maxvit_attention():
+    """maxvit's relative-position attention over [B, G, P, D] windows: two
+    Einsums in its spaced capital-letter equations around a Softmax."""
+    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
+    return RelativePositionalMultiHeadAttention(16, 8, 16)
+
+
 def shufflenet_v2():
     return torchvision.models.shufflenet_v2_x0_5(num_classes=10)
 
@@ -583,6 +642,10 @@ FIXTURES = {
     "fpn_head_op11": (FpnHead, (1, 3, 28, 28), 11, False),
     "fpn_head_dynamic": (FpnHead, (3, 3, 28, 28), 13, True),
     "fpn_head_batch2": (FpnHead, (2, 3, 28, 28), 13, False),
+    "einsum_forms": (EinsumForms, (2, 3, 4, 4), 13, False),
+    "swin_window_blocks": (ShiftedWindowBlocks, (1, 3, 20, 20), 13, False),
+    "maxvit_attention": (maxvit_attention, (1, 4, 16, 16), 13, False),
+    "maxvit_attention_dynamic": (maxvit_attention, (3, 4, 16, 16), 13, True),
 }
 
 def torchvision_model(builder, **kwargs):

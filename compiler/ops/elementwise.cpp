@@ -1,9 +1,10 @@
-// Broadcasting elementwise ops: the arithmetic Add, Sub, Mul, Div, Pow and
-// the variadic Sum, Max, Min, Mean, the comparisons Equal, Greater, Less,
+// Broadcasting elementwise ops: the arithmetic Add, Sub, Mul, Div, Mod, Pow
+// and the variadic Sum, Max, Min, Mean, the comparisons Equal, Greater, Less,
 // GreaterOrEqual, LessOrEqual (bool results), the logic And, Or, Xor, Not
 // and the selection Where. Every op is a scalar functor applied by one
 // broadcasting kernel, templated on the element type: folded over the inputs
-// where inputs and output share a type, mapped over them otherwise.
+// where inputs and output share a type, mapped over them otherwise. A functor
+// with attributes (Mod's fmod) is constructed from the node's attributes.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -84,10 +85,52 @@ struct MinFn {
   }
 };
 
-// C's powf: a negative base needs an integral exponent (odd ones keep the
-// sign), pow(x, 0) = pow(1, y) = 1 even for NaN.
+// The remainder of division truncating toward zero. Integer zero divisors
+// are rejected before the kernel runs; x % -1 is 0 (MIN % -1 does not trap).
+template <class T>
+T truncatedRemainder(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    if (b == -1) return 0;
+    return a % b;
+  } else {
+    return std::fmod(a, b);
+  }
+}
+
+// fmod=1: C's fmod (the result has the dividend's sign); fmod=0: numpy's mod
+// (the divisor's sign), for integers and floats alike.
+struct ModFn {
+  explicit ModFn(const Attributes& attrs) : fmod(attrs.getInt("fmod") != 0) {}
+  bool fmod;
+  template <class T>
+  T operator()(T a, T b) const {
+    T r = truncatedRemainder(a, b);
+    if (!fmod && r != 0 && (r < 0) != (b < 0)) r += b;
+    return r;
+  }
+};
+
+// Floats: C's powf (a negative base needs an integral exponent, odd ones
+// keep the sign; pow(x, 0) = pow(1, y) = 1 even for NaN). Integers: exact
+// repeated squaring that wraps like the other integer ops; a negative
+// exponent gives 1/x^n truncated toward zero: 1 and -1 keep their powers,
+// every other base (0 too, where numpy raises) gives 0.
 struct PowFn {
-  float operator()(float a, float b) const { return std::pow(a, b); }
+  template <class T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      using U = Wrap<T>;
+      if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+      U result = 1, base = static_cast<U>(a);
+      for (U e = static_cast<U>(b); e != 0; e >>= 1) {
+        if (e & 1) result = static_cast<U>(result * base);
+        base = static_cast<U>(base * base);
+      }
+      return static_cast<T>(result);
+    } else {
+      return std::pow(a, b);
+    }
+  }
 };
 
 struct EqualFn {
@@ -179,12 +222,22 @@ std::vector<TensorType> inferBroadcast(const InferContext& ctx, const std::vecto
   return {TensorType{dtype, shape}};
 }
 
+// The functor of a node: built from its attributes when it has any.
 template <class Combine>
-OpDef elementwiseOp(std::string name, int maxInputs, std::vector<DType> allowed) {
+Combine combineFor(const KernelContext& ctx) {
+  if constexpr (std::is_constructible_v<Combine, const Attributes&>)
+    return Combine(ctx.attrs());
+  else
+    return Combine{};
+}
+
+template <class Combine>
+OpDef elementwiseOp(std::string name, int maxInputs, std::vector<DType> allowed, std::vector<AttrSpec> attrs = {}) {
   OpDef d;
   d.name = std::move(name);
   d.minInputs = maxInputs == kVariadic ? 1 : maxInputs;
   d.maxInputs = maxInputs;
+  d.attrs = std::move(attrs);
   d.infer = [allowed](const InferContext& ctx) { return inferBroadcast(ctx, allowed); };
   d.reference = [](KernelContext& ctx) {
     visitDType(ctx.input(0).dtype(), [&](auto tag) {
@@ -192,13 +245,13 @@ OpDef elementwiseOp(std::string name, int maxInputs, std::vector<DType> allowed)
       if constexpr (std::is_same_v<T, bool>)
         ctx.fail("no arithmetic on bool");
       else
-        foldInputs<T>(ctx, Combine{});
+        foldInputs<T>(ctx, combineFor<Combine>(ctx));
     });
   };
   return d;
 }
 
-// An op of one element type T (f32 for Pow, bool for And/Or/Xor) folded
+// An op of one element type T (bool for And/Or/Xor) folded
 // like the arithmetic ops.
 template <class T, class Combine>
 OpDef singleTypeOp(std::string name, int maxInputs) {
@@ -273,13 +326,15 @@ void registerElementwiseOps(OpRegistry& r) {
   r.add(elementwiseOp<AddFn>("Add", 2, arithmeticTypes));
   r.add(elementwiseOp<SubFn>("Sub", 2, arithmeticTypes));
   r.add(elementwiseOp<MulFn>("Mul", 2, arithmeticTypes));
-  OpDef div = elementwiseOp<DivFn>("Div", 2, arithmeticTypes);
-  div.reference = [divide = div.reference](KernelContext& ctx) {
-    rejectIntegerZeroDivisor(ctx);
-    divide(ctx);
-  };
-  r.add(std::move(div));
-  r.add(singleTypeOp<float, PowFn>("Pow", 2));
+  for (OpDef division : {elementwiseOp<DivFn>("Div", 2, arithmeticTypes),
+                         elementwiseOp<ModFn>("Mod", 2, arithmeticTypes, {{"fmod", AttrKind::Int, AttrValue{int64_t{0}}}})}) {
+    division.reference = [divide = division.reference](KernelContext& ctx) {
+      rejectIntegerZeroDivisor(ctx);
+      divide(ctx);
+    };
+    r.add(std::move(division));
+  }
+  r.add(elementwiseOp<PowFn>("Pow", 2, arithmeticTypes));
 
   const std::vector<DType> orderedTypes{DType::F32, DType::I64, DType::I32};
   r.add(comparisonOp<EqualFn>("Equal", {DType::F32, DType::I64, DType::I32, DType::Bool}));

@@ -6,7 +6,7 @@
 namespace kiln {
 
 void registerActivationOps(OpRegistry& r);     // activation.cpp: Relu, Sigmoid, Clip, PRelu, Log, ...
-void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul, Div, Sum, Max, Min, Mean
+void registerElementwiseOps(OpRegistry& r);    // elementwise.cpp: Add, Sub, Mul, Div, Mod, Pow, Sum, Max, ...
 void registerConvOps(OpRegistry& r);           // conv.cpp: Conv, SeparableConv2D, ConvTranspose
 void registerPoolOps(OpRegistry& r);           // pool.cpp: MaxPool, AveragePool, Global*Pool
 void registerLinearOps(OpRegistry& r);         // linear.cpp: Gemm, MatMul
@@ -16,6 +16,6 @@ void registerReduceOps(OpRegistry& r);         // reduce.cpp: ReduceSum, ReduceM
 void registerResizeOps(OpRegistry& r);         // resize.cpp: Resize
 void registerWinogradOps(OpRegistry& r);       // winograd.cpp: WinogradInput, WinogradOutput
 void registerLayoutOps(OpRegistry& r);         // layout.cpp: Reorder
-void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Flatten, Transpose, Concat, Pad, Split, Expand, ...
+void registerShapeOps(OpRegistry& r);          // shape.cpp: Reshape, Transpose, Concat, Gather, ScatterND, Range, ...
 
 }  // namespace kiln

@@ -1,6 +1,6 @@
 // Shape and data-movement ops: Reshape, Flatten, Transpose, Squeeze,
-// Unsqueeze, Concat, Pad, Dropout, Identity, Shape, Gather, Slice, Cast,
-// ConstantOfShape, and the planned copies of copy_plan.h (Split, Expand,
+// Unsqueeze, Concat, Pad, Dropout, Identity, Shape, Gather, ScatterND, Slice,
+// Cast, ConstantOfShape, Range, and the planned copies of copy_plan.h (Split, Expand,
 // Tile, DepthToSpace, SpaceToDepth). They move or convert elements without
 // arithmetic, so shape inference is where the work is: it keeps the symbolic
 // batch on dim 0 and refuses anything that would compute with it or move it.
@@ -431,6 +431,66 @@ void gatherKernel(KernelContext& ctx) {
     }
 }
 
+// --- ScatterND -------------------------------------------------------------
+
+// data[r], indices[..., k] (k <= r), updates = indices.shape[:-1] +
+// data.shape[k:]; the output is data's type.
+std::vector<TensorType> inferScatterND(const InferContext& ctx) {
+  const TensorType &data = ctx.input(0), &indices = ctx.input(1), &updates = ctx.input(2);
+  requireDType(ctx, 0, {DType::F32, DType::I64, DType::I32, DType::Bool});
+  requireDType(ctx, 1, {DType::I64, DType::I32});
+  const std::string& reduction = ctx.attrs().getString("reduction");
+  ctx.check(reduction == "none" || reduction == "add" || reduction == "mul",
+            "reduction '" + reduction + "' is not one of none, add, mul");
+  ctx.check(reduction == "none" || data.dtype != DType::Bool, "reduction '" + reduction + "' needs numbers, not bool");
+  for (const TensorType* t : {&data, &indices, &updates})
+    ctx.check(!t->shape.hasSymbolicBatch(), "ScatterND on the symbolic batch (" + t->str() + ") is not supported");
+  ctx.check(data.shape.rank() >= 1 && indices.shape.rank() >= 1, "data and indices must have rank >= 1");
+  const int64_t k = indices.shape.dims.back();
+  ctx.check(k >= 1 && k <= static_cast<int64_t>(data.shape.rank()),
+            "indices " + indices.str() + " address " + std::to_string(k) + " dims of " + data.str());
+  Shape expected;
+  expected.dims.assign(indices.shape.dims.begin(), indices.shape.dims.end() - 1);
+  expected.dims.insert(expected.dims.end(), data.shape.dims.begin() + k, data.shape.dims.end());
+  ctx.check(updates.dtype == data.dtype && updates.shape == expected,
+            "updates are " + updates.str() + ", expected " + TensorType{data.dtype, expected}.str());
+  return {data};
+}
+
+template <class T>
+void scatterNDKernel(KernelContext& ctx) {
+  const Tensor &data = ctx.input(0), &updates = ctx.input(2);
+  Tensor& y = ctx.output(0);
+  const std::vector<int64_t> indices = ctx.input(1).toInts();
+  const Shape& shape = data.shape();
+  const size_t k = static_cast<size_t>(ctx.input(1).shape().dims.back());
+  const int64_t slab = shape.product(k, shape.rank());
+  const std::vector<int64_t> strides = stridesOf(shape);
+  const std::string& reduction = ctx.attrs().getString("reduction");
+  std::copy_n(data.data<T>(), data.numElements(), y.data<T>());
+  T* out = y.data<T>();
+  const T* in = updates.data<T>();
+  // Index tuples apply in order (a repeated one: the last wins, or all combine).
+  for (size_t t = 0; t * k < indices.size(); ++t) {
+    int64_t offset = 0;
+    for (size_t j = 0; j < k; ++j) {
+      int64_t i = indices[t * k + j];
+      if (i < -shape[j] || i >= shape[j])
+        ctx.fail("index " + std::to_string(i) + " is out of range for dim " + std::to_string(j) + " of size " +
+                 std::to_string(shape[j]));
+      offset += (i < 0 ? i + shape[j] : i) * strides[j];
+    }
+    for (int64_t e = 0; e < slab; ++e) {
+      T& target = out[offset + e];
+      const T u = in[static_cast<int64_t>(t) * slab + e];
+      if constexpr (std::is_same_v<T, bool>)
+        target = u;
+      else
+        target = reduction == "add" ? static_cast<T>(target + u) : reduction == "mul" ? static_cast<T>(target * u) : u;
+    }
+  }
+}
+
 // --- Slice -----------------------------------------------------------------
 
 // A slice of one dim after ONNX clamping: elements start, start + step, ...
@@ -544,6 +604,41 @@ void constantOfShapeKernel(KernelContext& ctx) {
   visitDType(y.dtype(), [&](auto tag) {
     using T = decltype(tag);
     std::fill_n(y.data<T>(), y.numElements(), convert<T>(value));
+  });
+}
+
+// --- Range -----------------------------------------------------------------
+
+// Range(start, delta) with `size` elements: start + i * delta. The importer
+// computes size from ONNX's constant start, limit and delta; start and
+// delta stay scalar inputs so that integers keep every bit (a float
+// attribute would round int64 values).
+std::vector<TensorType> inferRange(const InferContext& ctx) {
+  const TensorType &start = ctx.input(0), &delta = ctx.input(1);
+  requireDType(ctx, 0, {DType::F32, DType::I64, DType::I32});
+  ctx.check(delta.dtype == start.dtype, "delta is " + delta.str() + ", start is " + start.str() + ": one type");
+  for (const TensorType* t : {&start, &delta})
+    ctx.check(t->shape.isStatic() && t->shape.numElements() == 1, t->str() + " must hold one value");
+  const int64_t size = ctx.attrs().getInt("size");
+  ctx.check(size >= 0, "size " + std::to_string(size) + " is negative");
+  return {TensorType{start.dtype, Shape{size}}};
+}
+
+void rangeKernel(KernelContext& ctx) {
+  Tensor& y = ctx.output(0);
+  visitDType(y.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, bool>) {
+      const T start = ctx.input(0).data<T>()[0], delta = ctx.input(1).data<T>()[0];
+      T* out = y.data<T>();
+      for (int64_t i = 0; i < y.numElements(); ++i) {
+        if constexpr (std::is_integral_v<T>)  // wraps like the integer arithmetic ops
+          out[i] = static_cast<T>(static_cast<std::make_unsigned_t<T>>(start) +
+                                  static_cast<std::make_unsigned_t<T>>(i) * static_cast<std::make_unsigned_t<T>>(delta));
+        else
+          out[i] = start + static_cast<T>(i) * delta;
+      }
+    }
   });
 }
 
@@ -711,6 +806,15 @@ void registerShapeOps(OpRegistry& r) {
   OpDef gather = shapeOp("Gather", {intAttr("axis", 0)}, inferGather, gatherKernel);
   gather.minInputs = gather.maxInputs = 2;
   r.add(std::move(gather));
+  OpDef scatter = shapeOp("ScatterND", {{"reduction", AttrKind::String, AttrValue{std::string("none")}}},
+                          inferScatterND, [](KernelContext& ctx) {
+                            visitDType(ctx.input(0).dtype(), [&](auto tag) { scatterNDKernel<decltype(tag)>(ctx); });
+                          });
+  scatter.minInputs = scatter.maxInputs = 3;
+  r.add(std::move(scatter));
+  OpDef range = shapeOp("Range", {requiredAttr("size", AttrKind::Int)}, inferRange, rangeKernel);
+  range.minInputs = range.maxInputs = 2;
+  r.add(std::move(range));
   r.add(shapeOp("Slice",
                 {requiredAttr("starts", AttrKind::Ints), requiredAttr("ends", AttrKind::Ints),
                  requiredAttr("axes", AttrKind::Ints), requiredAttr("steps", AttrKind::Ints)},

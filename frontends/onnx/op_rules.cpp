@@ -3,6 +3,7 @@
 // converter. Converters resolve everything static into IR attributes
 // (auto_pad -> pads, shape operands -> ints) as compiler/ops/README.md asks.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -571,24 +572,386 @@ void convertSoftmax(NodeConverter& c, const std::string& op) {
   c.emit("Reshape", {soft}, back);
 }
 
-// IR Pow is f32: an integer exponent (allowed from opset 12) is cast to f32
-// first; an integer base is unsupported.
+// IR Pow takes a base and an exponent of one type (f32, i64, i32), the
+// base's: an exponent of another type is cast to it, except a float exponent
+// of an integer base, where the power is taken in f32 and truncated back
+// (numpy's and ONNX's result; exact while the power fits f32's 24 bits).
 void convertPow(NodeConverter& c) {
   Value* x = c.required(0);
   Value* y = c.required(1);
-  if (x->type.dtype != DType::F32)
-    throw Unsupported{std::string("Pow of a ") + dtypeName(x->type.dtype) + " base is not supported (f32 only)"};
-  if (y->type.dtype == DType::I64 || y->type.dtype == DType::I32) {
+  auto cast = [&](Value* v, DType to, const std::string& step) {
     Attributes a;
-    a.set("to", std::string("f32"));
-    y = c.emitStep("Cast", "exponent_f32", {y}, a);
+    a.set("to", std::string(dtypeName(to)));
+    return c.emitStep("Cast", step, {v}, a);
+  };
+  const DType base = x->type.dtype;
+  if (base != DType::F32 && base != DType::I64 && base != DType::I32)
+    throw Unsupported{std::string("Pow of a ") + dtypeName(base) + " base is not supported (f32, int64, int32)"};
+  if (base != DType::F32 && y->type.dtype == DType::F32) {
+    Value* power = c.emitStep("Pow", "power_f32", {cast(x, DType::F32, "base_f32"), y}, {});
+    Attributes a;
+    a.set("to", std::string(dtypeName(base)));
+    c.emit("Cast", {power}, a);
+    return;
   }
+  if (y->type.dtype != base) y = cast(y, base, std::string("exponent_") + dtypeName(base));
   c.emit("Pow", {x, y});
 }
 
+// Range: ONNX's constant start, limit and delta give the element count
+// max(ceil((limit - start) / delta), 0), computed exactly for integers and
+// in double for floats (as numpy's arange and torch.arange do).
+void convertRange(NodeConverter& c) {
+  const Tensor* start = c.constant(0, "start");
+  const Tensor* limit = c.constant(1, "limit");
+  const Tensor* delta = c.constant(2, "delta");
+  if (!start || !limit || !delta) c.fail("start, limit and delta are required");
+  int64_t size = 0;
+  if (start->dtype() == DType::F32) {
+    const double first = c.scalarFloat(*start, "start"), step = c.scalarFloat(*delta, "delta");
+    if (step == 0) c.fail("delta is 0");
+    const double count = std::ceil((c.scalarFloat(*limit, "limit") - first) / step);
+    if (!(count < 1e15)) c.fail("the range has too many elements");
+    size = std::max<int64_t>(static_cast<int64_t>(count), 0);
+  } else {
+    const int64_t first = c.ints(*start, "start").at(0), last = c.ints(*limit, "limit").at(0);
+    const int64_t step = c.ints(*delta, "delta").at(0);
+    if (step == 0) c.fail("delta is 0");
+    int64_t span = 0;
+    if (__builtin_sub_overflow(last, first, &span) || (step == -1 && span == INT64_MIN))
+      c.fail("the range has too many elements");
+    const int64_t count = span / step + (span % step != 0 && (span < 0) == (step < 0));
+    size = std::max<int64_t>(count, 0);
+  }
+  Attributes a;
+  a.set("size", size);
+  c.emit("Range", {c.input(0), c.input(2)}, a);
+}
+
+// --- Einsum ---
+//
+// Einsum has no IR op: it is lowered here into the ops that compute its
+// parts. Every equation is a sequence of diagonals (Transpose, Reshape and a
+// strided Slice), sums over labels no one else needs (ReduceSum), pairwise
+// contractions (Transpose + Reshape into one batched MatMul, or a broadcast
+// Mul when nothing is contracted) and a last Transpose to the output's
+// order. The exporters' einsums (attention's "bhid,bhjd->bhij") are batched
+// matrix products, which MatMul's tuned kernel computes better than a
+// generic einsum loop nest would, and the existing passes (transpose
+// cancelling, identity removal, folding) see through the pieces.
+
+// A label: a letter as its character code, or kEllipsisLabel + i for dim i
+// of the broadcast dims an ellipsis stands for (counted over the widest one).
+constexpr int kEllipsisLabel = 256;
+
+struct EinsumTerm {
+  Value* value;
+  std::vector<int> labels;  // one per dim of value
+};
+
+// One side of an equation: its letters, and where its "..." stands, if any.
+struct EinsumSubscripts {
+  std::vector<int> letters;
+  std::optional<size_t> ellipsisAt;  // index into letters
+};
+
+class EinsumLowering {
+ public:
+  explicit EinsumLowering(NodeConverter& c) : c_(c) {}
+
+  void run() {
+    std::string equation;
+    for (char ch : c_.stringAttr("equation", ""))
+      if (ch != ' ') equation += ch;
+    const size_t arrow = equation.find("->");
+    std::vector<EinsumSubscripts> inputs;
+    for (size_t begin = 0;;) {
+      const size_t end = std::min(equation.find(',', begin), arrow);
+      inputs.push_back(parse(equation.substr(begin, end - begin)));
+      if (end == arrow || end == std::string::npos) break;
+      begin = end + 1;
+    }
+    std::vector<Value*> values = c_.inputs();
+    if (inputs.size() != values.size())
+      c_.fail("the equation names " + std::to_string(inputs.size()) + " operands, the node has " +
+              std::to_string(values.size()));
+    for (Value* v : values)
+      if (!v || v->type.dtype != DType::F32)
+        throw Unsupported{"Einsum of " + (v ? std::string(dtypeName(v->type.dtype)) : std::string("an omitted input")) +
+                          " operands is not supported (f32 only)"};
+    size_t ellipsisRank = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const size_t rank = values[i]->type.shape.rank();
+      if (rank < inputs[i].letters.size() || (!inputs[i].ellipsisAt && rank != inputs[i].letters.size()))
+        c_.fail("operand " + std::to_string(i) + " " + values[i]->type.str() + " does not have the rank its subscripts give");
+      if (inputs[i].ellipsisAt) ellipsisRank = std::max(ellipsisRank, rank - inputs[i].letters.size());
+    }
+    std::vector<EinsumTerm> terms;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const size_t rank = values[i]->type.shape.rank();
+      terms.push_back({values[i], expand(inputs[i], rank - inputs[i].letters.size(), ellipsisRank)});
+      for (size_t d = 0; d < rank; ++d) recordSize(terms.back().labels[d], values[i]->type.shape[d], i);
+    }
+    std::vector<int> output;
+    if (arrow != std::string::npos) {
+      output = expand(parse(equation.substr(arrow + 2)), ellipsisRank, ellipsisRank);
+    } else {  // implicit: the ellipsis dims, then the letters used once, alphabetically
+      std::map<int, int> uses;
+      for (const EinsumTerm& t : terms)
+        for (int l : t.labels) ++uses[l];
+      for (const auto& [label, count] : uses)
+        if (label >= kEllipsisLabel || count == 1) output.push_back(label);
+      std::stable_partition(output.begin(), output.end(), [](int l) { return l >= kEllipsisLabel; });
+    }
+    for (size_t i = 0; i < output.size(); ++i) {
+      if (!sizes_.count(output[i])) c_.fail("output subscript " + labelName(output[i]) + " is in no operand");
+      if (std::count(output.begin(), output.end(), output[i]) > 1)
+        c_.fail("output subscript " + labelName(output[i]) + " repeats");
+    }
+
+    // Each operand on its own: diagonals, then sums over labels only it has.
+    for (size_t i = 0; i < terms.size(); ++i) {
+      takeDiagonals(terms[i]);
+      std::set<int> needed(output.begin(), output.end());
+      for (size_t j = 0; j < terms.size(); ++j)
+        if (j != i) needed.insert(terms[j].labels.begin(), terms[j].labels.end());
+      sumOutAllBut(terms[i], needed);
+    }
+    // Contract left to right, keeping what the output and later operands need.
+    EinsumTerm result = terms[0];
+    for (size_t i = 1; i < terms.size(); ++i) {
+      std::set<int> needed(output.begin(), output.end());
+      for (size_t j = i + 1; j < terms.size(); ++j) needed.insert(terms[j].labels.begin(), terms[j].labels.end());
+      result = contract(result, terms[i], needed);
+    }
+    sumOutAllBut(result, std::set<int>(output.begin(), output.end()));
+    Attributes a;
+    a.set("perm", permutation(result.labels, output));
+    c_.emit("Transpose", {result.value}, a);
+  }
+
+ private:
+  std::string labelName(int label) const {
+    return label >= kEllipsisLabel ? "'...' dim " + std::to_string(label - kEllipsisLabel)
+                                   : "'" + std::string(1, static_cast<char>(label)) + "'";
+  }
+
+  EinsumSubscripts parse(const std::string& text) const {
+    EinsumSubscripts s;
+    for (size_t i = 0; i < text.size(); ++i) {
+      const char ch = text[i];
+      if (std::isalpha(static_cast<unsigned char>(ch))) {
+        s.letters.push_back(ch);
+      } else if (text.compare(i, 3, "...") == 0 && !s.ellipsisAt) {
+        s.ellipsisAt = s.letters.size();
+        i += 2;
+      } else {
+        c_.fail("equation subscripts '" + text + "' must be letters and at most one '...'");
+      }
+    }
+    return s;
+  }
+
+  // The labels of subscripts whose ellipsis stands for `dims` dims (the last
+  // of the `ellipsisRank` broadcast dims, aligned right as numpy does).
+  static std::vector<int> expand(const EinsumSubscripts& s, size_t dims, size_t ellipsisRank) {
+    std::vector<int> labels(s.letters.begin(), s.letters.end());
+    if (s.ellipsisAt) {
+      std::vector<int> broadcast;
+      for (size_t j = 0; j < dims; ++j) broadcast.push_back(kEllipsisLabel + static_cast<int>(ellipsisRank - dims + j));
+      labels.insert(labels.begin() + static_cast<std::ptrdiff_t>(*s.ellipsisAt), broadcast.begin(), broadcast.end());
+    }
+    return labels;
+  }
+
+  // A label's size over all operands: letters agree; the ellipsis dims
+  // broadcast (1 against n).
+  void recordSize(int label, int64_t size, size_t operand) {
+    auto [it, inserted] = sizes_.emplace(label, size);
+    if (inserted || it->second == size) return;
+    if (label >= kEllipsisLabel && (it->second == 1 || size == 1)) {
+      if (it->second == 1) it->second = size;
+      return;
+    }
+    c_.fail("subscript " + labelName(label) + " has size " + std::to_string(size) + " in operand " +
+            std::to_string(operand) + " but " + std::to_string(it->second) + " elsewhere");
+  }
+
+  Value* step(std::string_view op, const std::vector<Value*>& ins, const Attributes& attrs) {
+    return c_.emitStep(op, "einsum_" + std::to_string(steps_++), ins, attrs);
+  }
+
+  static std::vector<int64_t> permutation(const std::vector<int>& from, const std::vector<int>& to) {
+    std::vector<int64_t> perm;
+    for (int l : to) perm.push_back(std::find(from.begin(), from.end(), l) - from.begin());
+    return perm;
+  }
+
+  void transposeTo(EinsumTerm& t, const std::vector<int>& labels) {
+    if (t.labels == labels) return;
+    Attributes a;
+    a.set("perm", permutation(t.labels, labels));
+    t.value = step("Transpose", {t.value}, a);
+    t.labels = labels;
+  }
+
+  Value* reshape(Value* v, std::vector<int64_t> dims) {
+    if (v->type.shape.dims == dims) return v;
+    for (size_t d = 0; d < dims.size(); ++d)
+      if (dims[d] == kBatch) {
+        if (d != 0 || !v->type.shape.hasSymbolicBatch())
+          throw Unsupported{"this einsum would move the symbolic batch off dim 0"};
+        dims[d] = 0;  // Reshape's 0 copies the batch
+      }
+    Attributes a;
+    a.set("shape", dims);
+    return step("Reshape", {v}, a);
+  }
+
+  std::vector<int64_t> dimsOf(const EinsumTerm& t, const std::vector<int>& labels) const {
+    std::vector<int64_t> dims;
+    for (int l : labels) dims.push_back(t.value->type.shape[static_cast<size_t>(std::find(t.labels.begin(), t.labels.end(), l) - t.labels.begin())]);
+    return dims;
+  }
+
+  int64_t product(const std::vector<int64_t>& dims) const {
+    int64_t p = 1;
+    for (int64_t d : dims) {
+      if (d == kBatch) throw Unsupported{"this einsum would fold the symbolic batch into a matrix dim"};
+      if (__builtin_mul_overflow(p, d, &p)) c_.fail("einsum dims overflow");
+    }
+    return p;
+  }
+
+  // A repeated label keeps only its diagonal: its two dims moved last,
+  // merged, and every (n+1)-th element sliced out.
+  void takeDiagonals(EinsumTerm& t) {
+    for (size_t p = 0; p < t.labels.size(); ++p) {
+      const auto q = std::find(t.labels.begin() + static_cast<std::ptrdiff_t>(p) + 1, t.labels.end(), t.labels[p]);
+      if (q == t.labels.end()) continue;
+      const int label = t.labels[p];
+      std::vector<int> order;
+      for (size_t d = 0; d < t.labels.size(); ++d)
+        if (d != p && d != static_cast<size_t>(q - t.labels.begin())) order.push_back(t.labels[d]);
+      const int64_t n = t.value->type.shape[p];
+      std::vector<int64_t> perm = permutation(t.labels, order);
+      perm.push_back(static_cast<int64_t>(p));
+      perm.push_back(q - t.labels.begin());
+      Attributes a;
+      a.set("perm", perm);
+      Value* moved = step("Transpose", {t.value}, a);
+      std::vector<int64_t> dims;
+      for (int64_t axis : perm) dims.push_back(t.value->type.shape[static_cast<size_t>(axis)]);
+      dims.resize(dims.size() - 2);
+      dims.push_back(product({n, n}));
+      Value* merged = reshape(moved, dims);
+      Attributes slice;
+      slice.set("starts", std::vector<int64_t>{0});
+      slice.set("ends", std::vector<int64_t>{n * n});
+      slice.set("axes", std::vector<int64_t>{-1});
+      slice.set("steps", std::vector<int64_t>{n + 1});
+      t.value = step("Slice", {merged}, slice);
+      order.push_back(label);
+      t.labels = order;
+      p = static_cast<size_t>(-1);  // start over: positions moved
+    }
+  }
+
+  void sumOut(EinsumTerm& t, const std::vector<int>& labels) {
+    if (labels.empty()) return;
+    std::vector<int64_t> axes = permutation(t.labels, labels);
+    Attributes a;
+    a.set("axes", axes);
+    a.set("keepdims", int64_t{0});
+    t.value = step("ReduceSum", {t.value}, a);
+    std::vector<int> kept;
+    for (int l : t.labels)
+      if (std::find(labels.begin(), labels.end(), l) == labels.end()) kept.push_back(l);
+    t.labels = kept;
+  }
+
+  void sumOutAllBut(EinsumTerm& t, const std::set<int>& needed) {
+    std::vector<int> unneeded;
+    for (int l : t.labels)
+      if (!needed.count(l)) unneeded.push_back(l);
+    sumOut(t, unneeded);
+  }
+
+  static bool has(const EinsumTerm& t, int label) {
+    return std::find(t.labels.begin(), t.labels.end(), label) != t.labels.end();
+  }
+
+  // A and B into one term over batch (both, needed), aOnly and bOnly labels,
+  // summing the labels both have and nothing later needs.
+  EinsumTerm contract(EinsumTerm a, EinsumTerm b, const std::set<int>& needed) {
+    std::set<int> keepA = needed, keepB = needed;
+    keepA.insert(b.labels.begin(), b.labels.end());
+    keepB.insert(a.labels.begin(), a.labels.end());
+    // A contracted ellipsis dim that is 1 on one side: sum each side alone.
+    for (int l : a.labels)
+      if (has(b, l) && !needed.count(l) && dimsOf(a, {l}) != dimsOf(b, {l})) keepA.erase(l), keepB.erase(l);
+    sumOutAllBut(a, keepA);
+    sumOutAllBut(b, keepB);
+    if (std::any_of(b.labels.begin(), b.labels.end(), [&](int l) { return !has(a, l) && sizes_.at(l) == kBatch; }))
+      std::swap(a, b);  // the symbolic batch must lead
+    std::vector<int> batch, contracted, aOnly, bOnly;
+    for (int l : a.labels) (has(b, l) ? (needed.count(l) ? batch : contracted) : aOnly).push_back(l);
+    for (int l : b.labels)
+      if (!has(a, l)) bOnly.push_back(l);
+    auto concat = [](std::vector<int> x, const std::vector<int>& y) {
+      x.insert(x.end(), y.begin(), y.end());
+      return x;
+    };
+    std::vector<int> labels = concat(concat(batch, aOnly), bOnly);
+    const std::vector<int64_t> aDims = dimsOf(a, aOnly), bDims = dimsOf(b, bOnly);
+    if (contracted.empty()) {  // a broadcast product: A [batch, aOnly, 1...] * B [batch, 1..., bOnly]
+      transposeTo(a, concat(batch, aOnly));
+      transposeTo(b, concat(batch, bOnly));
+      std::vector<int64_t> aShape = dimsOf(a, a.labels), bShape = dimsOf(b, batch);
+      aShape.resize(aShape.size() + bOnly.size(), 1);
+      bShape.resize(bShape.size() + aOnly.size(), 1);
+      bShape.insert(bShape.end(), bDims.begin(), bDims.end());
+      return {step("Mul", {reshape(a.value, aShape), reshape(b.value, bShape)}, {}), labels};
+    }
+    // A [batch, M, K] x B [batch, K, N]; aOnly dims stay apart when one is
+    // the symbolic batch (MatMul takes it as the leading dim of A).
+    transposeTo(a, concat(concat(batch, aOnly), contracted));
+    transposeTo(b, concat(concat(batch, contracted), bOnly));
+    const int64_t k = product(dimsOf(a, contracted));
+    const bool symbolicRows = std::find(aDims.begin(), aDims.end(), kBatch) != aDims.end();
+    std::vector<int64_t> rows = symbolicRows ? aDims : std::vector<int64_t>{product(aDims)};
+    if (rows.empty()) rows.push_back(1);
+    std::vector<int64_t> aShape = dimsOf(a, batch), bShape = dimsOf(b, batch);
+    aShape.insert(aShape.end(), rows.begin(), rows.end());
+    aShape.push_back(k);
+    bShape.resize(bShape.size() + rows.size() - 1, 1);
+    bShape.insert(bShape.end(), {k, product(bDims)});
+    Value* matmul = step("MatMul", {reshape(a.value, aShape), reshape(b.value, bShape)}, {});
+    // The batch dims as MatMul broadcast them.
+    std::vector<int64_t> outShape = dimsOf(a, batch);
+    const std::vector<int64_t> bBatch = dimsOf(b, batch);
+    for (size_t i = 0; i < outShape.size(); ++i)
+      if (outShape[i] == 1) outShape[i] = bBatch[i];
+    outShape.insert(outShape.end(), aDims.begin(), aDims.end());
+    outShape.insert(outShape.end(), bDims.begin(), bDims.end());
+    return {reshape(matmul, outShape), labels};
+  }
+
+  NodeConverter& c_;
+  std::map<int, int64_t> sizes_;
+  int steps_ = 0;
+};
+
+// Training-mode Dropout is the identity too when its ratio is a constant 0
+// (torchvision 0.14's Swin calls F.dropout(attn, p=0.0), training=True).
 void convertDropout(NodeConverter& c) {
-  if (const Tensor* training = c.constant(2, "training_mode"); training && c.scalarFloat(*training, "training_mode") != 0.f)
-    throw Unsupported{"training_mode=1 (training-time Dropout) is not supported"};
+  const Tensor* training = c.constant(2, "training_mode");
+  const auto zeroRatio = [&] {
+    const Tensor* ratio = c.input(1) && c.input(1)->isConstant() ? c.constant(1, "ratio") : nullptr;
+    return ratio && c.scalarFloat(*ratio, "ratio") == 0.f;
+  };
+  if (training && c.scalarFloat(*training, "training_mode") != 0.f && !zeroRatio())
+    throw Unsupported{"training_mode=1 (training-time Dropout) with a ratio other than 0 is not supported"};
   c.emit("Dropout", {c.required(0)});
 }
 
@@ -792,6 +1155,10 @@ const std::map<std::string, OpRule>& rules() {
     r["LogSoftmax"] = {[](NodeConverter& c) { convertSoftmax(c, "LogSoftmax"); }, nullptr};
     r["Hardmax"] = {[](NodeConverter& c) { convertSoftmax(c, "Hardmax"); }, nullptr};
     r["Pow"] = {convertPow, nullptr};
+    r["Mod"] = direct("Mod", {"fmod"});
+    r["Range"] = {convertRange, nullptr};
+    r["ScatterND"] = direct("ScatterND", {"reduction"});
+    r["Einsum"] = {[](NodeConverter& c) { EinsumLowering(c).run(); }, nullptr};
     r["Dropout"] = {convertDropout, extraOutputsUnused(1, "the mask output")};
     r["Cast"] = {convertCast, checkCast};
     r["Constant"] = {convertConstant, checkConstant};

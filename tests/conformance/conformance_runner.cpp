@@ -64,7 +64,7 @@ namespace {
 // One structural check on the -O2 graph, optionally limited to the cases
 // whose name matches a regex ("check@regex").
 struct Expectation {
-  enum Kind { NoBatchNorm, NoSeparable, NoTransposePair, MaxTransposes, ArenaHalf, GeluFused, LayerNormFused } kind;
+  enum Kind { NoBatchNorm, NoSeparable, NoTransposePair, MaxTransposes, ArenaHalf, GeluFused, LayerNormFused, IndexMathFolded } kind;
   int64_t limit = 0;  // MaxTransposes
   std::optional<std::regex> cases;
   std::string text;  // as given, for messages
@@ -98,7 +98,9 @@ struct Options {
             << "  checks: no-batchnorm, no-separable, no-transpose-pair (no Transpose fed by a\n"
             << "  Transpose), max-transposes=N, arena-half (arena bytes * 2 <= the bytes of all\n"
             << "  intermediates), gelu-fused (no Erf or Tanh left), layernorm-fused (no\n"
-            << "  ReduceMean or Sqrt left); @REGEX limits a check to matching case names\n"
+            << "  ReduceMean or Sqrt left), index-math-folded (no Range, Mod or ScatterND left:\n"
+            << "  Swin's padding and shift mask are constant); @REGEX limits a check to\n"
+            << "  matching case names\n"
             << "  --engine compiled also compiles the -O2 graph for --cpu (default native), runs\n"
             << "  it and compares it with the interpreter and the expected outputs\n";
   std::exit(2);
@@ -133,6 +135,7 @@ Expectation parseExpectation(const std::string& text) {
   else if (check == "arena-half") e.kind = Expectation::ArenaHalf;
   else if (check == "gelu-fused") e.kind = Expectation::GeluFused;
   else if (check == "layernorm-fused") e.kind = Expectation::LayerNormFused;
+  else if (check == "index-math-folded") e.kind = Expectation::IndexMathFolded;
   else if (check.rfind(maxPrefix, 0) == 0) {
     e.kind = Expectation::MaxTransposes;
     e.limit = static_cast<int64_t>(parseNumber("max-transposes", check.substr(maxPrefix.size())));
@@ -245,7 +248,7 @@ const std::map<std::string, std::set<int>>& staticOperandSlots() {
       {"Pad", {1, 2, 3}},      {"ConstantOfShape", {0}},
       {"ReduceMean", {1}},     {"Gather", {1}},
       {"ReduceSum", {1}},      {"Split", {1}},          {"Expand", {1}},  {"Tile", {1}},
-      {"Resize", {1, 2, 3}},   {"Upsample", {1}},
+      {"Resize", {1, 2, 3}},   {"Upsample", {1}},       {"Range", {0, 1, 2}},
   };
   return slots;
 }
@@ -308,8 +311,13 @@ bool importerConverts(const onnx::ModelProto& model) {
 }
 
 // The IR op an ONNX op imports as: its own name but for the ops the
-// importer maps onto another (Upsample is upgraded to Resize).
-std::string irOpOf(const std::string& onnxOp) { return onnxOp == "Upsample" ? "Resize" : onnxOp; }
+// importer maps onto others (Upsample is upgraded to Resize; Einsum is
+// lowered into MatMul, Transpose, Reshape, ReduceSum...).
+std::string irOpOf(const std::string& onnxOp) {
+  if (onnxOp == "Upsample") return "Resize";
+  if (onnxOp == "Einsum") return "MatMul";
+  return onnxOp;
+}
 
 using LocalFunctions = std::map<std::pair<std::string, std::string>, const onnx::FunctionProto*>;
 
@@ -523,6 +531,7 @@ struct GraphCounts {
   int transposePairs = 0;  // Transposes whose input another Transpose produces
   int geluParts = 0;       // Erf and Tanh nodes (what fuse-gelu removes)
   int layerNormParts = 0;  // ReduceMean and Sqrt nodes (what fuse-layernorm removes)
+  int indexMath = 0;       // Range, Mod and ScatterND nodes (constant in Swin: what constant-fold removes)
   int64_t intermediateBytes = 0;
 };
 
@@ -539,6 +548,7 @@ GraphCounts countGraph(const kiln::Graph& g) {
     c.separables += op == "SeparableConv2D";
     c.geluParts += op == "Erf" || op == "Tanh";
     c.layerNormParts += op == "ReduceMean" || op == "Sqrt";
+    c.indexMath += op == "Range" || op == "Mod" || op == "ScatterND";
     if (op == "Transpose") {
       ++c.transposes;
       const kiln::Node* from = n->input(0) ? n->input(0)->producer : nullptr;
@@ -597,6 +607,9 @@ std::string checkExpectations(const std::string& caseName, const GraphCounts& c,
         break;
       case Expectation::LayerNormFused:
         if (c.layerNormParts) fail(e, std::to_string(c.layerNormParts) + " ReduceMean/Sqrt left");
+        break;
+      case Expectation::IndexMathFolded:
+        if (c.indexMath) fail(e, std::to_string(c.indexMath) + " Range/Mod/ScatterND left");
         break;
       case Expectation::ArenaHalf:
         if (arenaBytes * 2 > c.intermediateBytes)

@@ -424,6 +424,37 @@ save("layernorm_stash_double", [helper.make_node("LayerNormalization", ["X", "s"
 save("unsupported_dropout_training", [
     helper.make_node("Dropout", ["X", "", "t"], ["Y"], name="drop")],
     [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("t", np.array(True))])
+# torchvision 0.14's Swin: F.dropout(attn, p=0.0) in training mode.
+save("dropout_training_zero_ratio", [
+    helper.make_node("Dropout", ["X", "r", "t"], ["Y"], name="drop")],
+    [vinfo("X", ["N", 4])], [vinfo("Y", None)], [init("r", np.array(0.0, np.float32)), init("t", np.array(True))])
+# Einsum, lowered by the importer: attention's batched product (values
+# checked against numpy), an implicit output, and operands kiln cannot take
+# listed with another node conversion finds unsupported, in one report.
+EIN_Q = RNG.standard_normal((2, 2, 3, 4)).astype(np.float32)
+EIN_K = RNG.standard_normal((2, 2, 5, 4)).astype(np.float32)
+save("einsum_attention", [helper.make_node("Einsum", ["Q", "K"], ["Y"], name="ein", equation="bhid, bhjd -> bhij")],
+     [vinfo("Q", [2, 2, 3, 4])], [vinfo("Y", None)], [init("K", EIN_K)])
+save_tensor("einsum_attention_input", EIN_Q)
+save_tensor("einsum_attention_expected", np.einsum("bhid,bhjd->bhij", EIN_Q, EIN_K))
+save("einsum_implicit", [helper.make_node("Einsum", ["A", "B"], ["Y"], name="ein", equation="ij,jk")],
+     [vinfo("A", [3, 4])], [vinfo("Y", None)], [init("B", np.ones([4, 5], np.float32))])
+save("unsupported_einsum_int", [
+    helper.make_node("Einsum", ["A", "B"], ["Y"], name="ein_int", equation="ij,jk->ik"),
+    helper.make_node("Dropout", ["X", "", "t"], ["D"], name="drop")],
+    [vinfo("A", [3, 4], TensorProto.INT64), vinfo("X", [3, 3])],
+    [vinfo("Y", None, TensorProto.INT64), vinfo("D", None)], [init("B", np.ones([4, 5], np.int64)), init("t", np.array(True))])
+# Range: constant operands fix the size; a float range longer than an
+# operand stays a node (constant-fold's), an integer one folds at import.
+save("range_f32", [helper.make_node("Range", ["s", "l", "d"], ["R"], name="range"),
+                   helper.make_node("Add", ["X", "R"], ["Y"], name="add")],
+     [vinfo("X", ["N", 20])], [vinfo("Y", None)],
+     [init("s", np.array(0.5, np.float32)), init("l", np.array(-9.25, np.float32)), init("d", np.array(-0.5, np.float32))])
+save("range_i64", [helper.make_node("Range", ["s", "l", "d"], ["R"], name="range"),
+                   helper.make_node("Cast", ["R"], ["Rf"], name="cast", to=TensorProto.FLOAT),
+                   helper.make_node("Add", ["X", "Rf"], ["Y"], name="add")],
+     [vinfo("X", ["N", 3])], [vinfo("Y", None)],
+     [init("s", np.array(10, np.int64)), init("l", np.array(2, np.int64)), init("d", np.array(-3, np.int64))])
 save("symbolic_dim", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", ["N", "C"])], [vinfo("Y", None)])
 # paddle2onnx's spelling of dynamic dims: dim_value -1.
 save("minus_one_dims", [helper.make_node("Relu", ["X"], ["Y"], name="r")], [vinfo("X", [-1, 3, -1, -1])],

@@ -187,6 +187,36 @@ TEST_CASE("Constant and ConstantOfShape", "[frontend]") {
         std::vector<float>{2.5f, 3.5f, 4.5f, 5.5f});
 }
 
+TEST_CASE("Einsum lowers to a batched MatMul and a Transpose to the output's order", "[frontend]") {
+  Graph g = importTestModel("einsum_attention");
+  // K moves to [b, h, d, j]; the last Transpose is the identity (removed at -O2).
+  CHECK(opSequence(g) == std::vector<std::string>{"Transpose", "MatMul", "Transpose"});
+  CHECK(g.nodes().front()->attrs.getInts("perm") == Ints{0, 1, 3, 2});
+  Tensor q = onnx_import::loadTensorProtoFile(std::string(KILN_FRONTEND_MODELS) + "/einsum_attention_input.pb");
+  Tensor want = onnx_import::loadTensorProtoFile(std::string(KILN_FRONTEND_MODELS) + "/einsum_attention_expected.pb");
+  Tensor got = interpret(g, {q}).at(0);
+  REQUIRE(got.shape() == want.shape());
+  for (int64_t i = 0; i < got.numElements(); ++i) CHECK(std::abs(got.data<float>()[i] - want.data<float>()[i]) < 1e-5f);
+  // Implicit output: the letters used once, alphabetically ("ij,jk" is "ij,jk->ik").
+  g = importTestModel("einsum_implicit");
+  CHECK(g.outputs().front()->type.shape == Shape{3, 5});
+}
+
+TEST_CASE("Range takes its size from the constant operands", "[frontend]") {
+  Graph g = importTestModel("range_f32");
+  CHECK(opSequence(g) == std::vector<std::string>{"Range", "Add"});
+  CHECK(g.nodes().front()->attrs.getInt("size") == 20);  // ceil((-9.25 - 0.5) / -0.5)
+  std::vector<Tensor> out = interpret(g, {Tensor::fromVector<float>(Shape{1, 20}, std::vector<float>(20, 0.f))});
+  CHECK(out[0].data<float>()[0] == 0.5f);
+  CHECK(out[0].data<float>()[19] == -9.f);
+  // Integer ranges fold at import like other shape arithmetic: 10, 7, 4.
+  g = importTestModel("range_i64");
+  CHECK(opSequence(g) == std::vector<std::string>{"Add"});
+  out = interpret(g, {Tensor::fromVector<float>(Shape{1, 3}, {0, 0, 0})});
+  CHECK(std::vector<float>(out[0].values<float>().begin(), out[0].values<float>().end()) ==
+        std::vector<float>{10, 7, 4});
+}
+
 TEST_CASE("Softmax before opset 13 keeps its coerced-2D meaning", "[frontend]") {
   Graph last = importTestModel("softmax11_last");
   CHECK(opSequence(last) == std::vector<std::string>{"Softmax"});

@@ -729,6 +729,37 @@ TEST_CASE("Gather with negative and multi-dim indices", "[shape]") {
   requireError([&] { apply("Gather", {data, f32({1}, {0})}); }, "Gather", "expected one of i64, i32");
 }
 
+TEST_CASE("ScatterND writes or combines slabs in index order", "[shape]") {
+  const Tensor data = f32({3, 2}, {1, 2, 3, 4, 5, 6});
+  // Whole rows; negative indices count from the end; a repeated index: the last wins.
+  requireFloats(apply("ScatterND", {data, i64({3, 1}, {0, -1, 0}), f32({3, 2}, {10, 11, 20, 21, 30, 31})}), {3, 2},
+                {30, 31, 3, 4, 20, 21});
+  // Single elements, combined by add and mul.
+  const Tensor at = i64({3, 2}, {1, 1, 0, 0, 1, 1}), updates = f32({3}, {10, 20, 30});
+  requireFloats(apply("ScatterND", {data, at, updates}, attrs({{"reduction", std::string("add")}})), {3, 2},
+                {21, 2, 3, 44, 5, 6});
+  requireFloats(apply("ScatterND", {data, at, updates}, attrs({{"reduction", std::string("mul")}})), {3, 2},
+                {20, 2, 3, 1200, 5, 6});
+  requireExact<int64_t>(apply("ScatterND", {i64({2}, {7, 8}), i32({1, 1}, {1}), i64({1}, {9})}), {2}, {7, 9});
+  requireError([&] { apply("ScatterND", {data, i64({1, 1}, {3}), f32({1, 2}, {0, 0})}); }, "ScatterND", "out of range");
+  requireError([] { oneNode("ScatterND", {typeOf(DType::F32, {3, 2}), typeOf(DType::I64, {2, 1}),
+                                          typeOf(DType::F32, {2, 3})}); },
+               "ScatterND", "expected f32[2x2]");
+  requireError([] { oneNode("ScatterND", {typeOf(DType::F32, {kBatch, 2}), typeOf(DType::I64, {1, 1}),
+                                          typeOf(DType::F32, {1, 2})}); },
+               "ScatterND", "symbolic batch");
+}
+
+TEST_CASE("Range counts from start by delta", "[shape]") {
+  requireFloats(apply("Range", {f32({}, {1}), f32({}, {-0.25f})}, attrs({{"size", int64_t{4}}})), {4},
+                {1, 0.75f, 0.5f, 0.25f});
+  requireExact<int32_t>(apply("Range", {i32({}, {10}), i32({}, {-3})}, attrs({{"size", int64_t{2}}})), {2}, {10, 7});
+  requireExact<int64_t>(apply("Range", {i64({1}, {kMax}), i64({1}, {1})}, attrs({{"size", int64_t{2}}})), {2},
+                        {kMax, kMin});  // wraps
+  requireError([] { oneNode("Range", {typeOf(DType::F32, {}), typeOf(DType::I64, {})}, attrs({{"size", int64_t{1}}})); },
+               "Range", "one type");
+}
+
 TEST_CASE("Gather with the symbolic batch", "[shape][batch]") {
   const Graph g =
       oneNode("Gather", {typeOf(DType::F32, {kBatch, 3}), typeOf(DType::I64, {2})}, attrs({{"axis", int64_t{1}}}));
@@ -921,7 +952,28 @@ TEST_CASE("Pow follows C's powf for negative bases, zeros and NaN", "[elementwis
   requireFloats(apply("Pow", {f32({6}, {-2, -2, -8, 0, nan, 1}), f32({6}, {3, 2, 1.f / 3, -1, 0, nan})}), {6},
                 {-8, 4, nan, INFINITY, 1, 1});
   requireFloats(apply("Pow", {f32({2, 1}, {2, 3}), f32({2}, {0.5f, 2})}), {2, 2}, {1.4142135f, 4, 1.7320508f, 9});
-  requireError([] { oneNode("Pow", {typeOf(DType::I64, {2}), typeOf(DType::I64, {2})}); }, "Pow", "expected one of f32");
+  requireError([] { oneNode("Pow", {typeOf(DType::Bool, {2}), typeOf(DType::Bool, {2})}); }, "Pow", "expected one of f32");
+}
+
+TEST_CASE("integer Pow is exact and wraps; negative exponents truncate 1/x^n", "[elementwise]") {
+  requireExact<int64_t>(apply("Pow", {i64({6}, {3, -2, 2, 7, 5, 0}), i64({6}, {4, 3, 62, 0, 1, 0})}), {6},
+                        {81, -8, int64_t{1} << 62, 1, 5, 1});
+  requireExact<int64_t>(apply("Pow", {i64({1}, {2}), i64({1}, {64})}), {1}, {0});  // wraps
+  requireExact<int32_t>(apply("Pow", {i32({5}, {1, -1, -1, 2, 0}), i32({}, {-3})}), {5}, {1, -1, -1, 0, 0});
+  requireExact<int32_t>(apply("Pow", {i32({1}, {-1}), i32({1}, {-2})}), {1}, {1});
+  requireError([] { oneNode("Pow", {typeOf(DType::I64, {2}), typeOf(DType::I32, {2})}); }, "Pow", "expected i64");
+}
+
+TEST_CASE("Mod: fmod=1 takes the dividend's sign, fmod=0 the divisor's", "[elementwise]") {
+  const Attributes fmod = attrs({{"fmod", int64_t{1}}});
+  const std::vector<int64_t> x{-4, 7, 5, 4, -7, 8, kMin, 9}, y{2, -3, 8, -2, 3, 5, -1, 9};
+  requireExact<int64_t>(apply("Mod", {i64({8}, x), i64({8}, y)}), {8}, {0, -2, 5, 0, 2, 3, 0, 0});
+  requireExact<int64_t>(apply("Mod", {i64({8}, x), i64({8}, y)}, fmod), {8}, {0, 1, 5, 0, -1, 3, 0, 0});
+  requireExact<int32_t>(apply("Mod", {i32({2, 2}, {-7, 7, 30, -30}), i32({}, {4})}), {2, 2}, {1, 3, 2, 2});
+  requireFloats(apply("Mod", {f32({4}, {-4.5f, 7.5f, 5, 1}), f32({4}, {2, -2, 8, 0})}, fmod), {4},
+                {-0.5f, 1.5f, 5, std::nanf("")});
+  requireFloats(apply("Mod", {f32({3}, {-4.5f, 7.5f, 5}), f32({3}, {2, -2, 8})}), {3}, {1.5f, -0.5f, 5});
+  requireError([] { apply("Mod", {i64({2}, {1, 2}), i64({2}, {1, 0})}); }, "Mod", "division by zero");
 }
 
 TEST_CASE("comparisons give bool masks; NaN compares false", "[elementwise]") {

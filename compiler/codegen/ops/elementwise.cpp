@@ -1,5 +1,5 @@
-// Emits the numpy-broadcasting elementwise ops: Add, Sub, Mul, Div (f32, i64,
-// i32), Pow (f32), the variadic Sum, Max, Min, Mean, PRelu (x with a
+// Emits the numpy-broadcasting elementwise ops: Add, Sub, Mul, Div, Mod, Pow
+// (f32, i64, i32), the variadic Sum, Max, Min, Mean, PRelu (x with a
 // broadcast slope), the comparisons (bool results), And, Or, Xor, Not and
 // Where. Bools are bytes holding 0 or 1. Each is one walk over the output with per-operand broadcast strides
 // computed at compile time (loops.h); after coalescing, the innermost loop
@@ -28,6 +28,51 @@ Value* emitIntegerDivide(llvm::IRBuilder<>& b, Value* x, Value* y) {
   Value* byZero = b.CreateICmpEQ(y, llvm::ConstantInt::get(y->getType(), 0));
   Value* safeDivisor = b.CreateSelect(b.CreateOr(byMinusOne, byZero), llvm::ConstantInt::get(y->getType(), 1), y);
   return b.CreateSelect(byMinusOne, b.CreateNeg(x), b.CreateSDiv(x, safeDivisor));
+}
+
+// The remainder of truncating division (frem is C's fmod); integer x % -1
+// is 0 and a zero divisor, which the reference rejects, yields 0 instead of
+// trapping. fmod=0 then moves a remainder whose sign differs from the
+// divisor's by one divisor (numpy's mod).
+Value* emitMod(llvm::IRBuilder<>& b, Value* x, Value* y, bool fmod) {
+  Value* zero = llvm::Constant::getNullValue(y->getType());
+  Value* r;
+  if (x->getType()->isFloatTy()) {
+    r = b.CreateFRem(x, y);
+    if (fmod) return r;
+    Value* signsDiffer = b.CreateXor(b.CreateFCmpOLT(r, zero), b.CreateFCmpOLT(y, zero));
+    return b.CreateSelect(b.CreateAnd(b.CreateFCmpONE(r, zero), signsDiffer), b.CreateFAdd(r, y), r);
+  }
+  Value* byMinusOne = b.CreateICmpEQ(y, llvm::ConstantInt::getSigned(y->getType(), -1));
+  Value* byZero = b.CreateICmpEQ(y, zero);
+  Value* unsafe = b.CreateOr(byMinusOne, byZero);
+  r = b.CreateSelect(unsafe, zero, b.CreateSRem(x, b.CreateSelect(unsafe, llvm::ConstantInt::get(y->getType(), 1), y)));
+  if (fmod) return r;
+  Value* signsDiffer = b.CreateXor(b.CreateICmpSLT(r, zero), b.CreateICmpSLT(y, zero));
+  return b.CreateSelect(b.CreateAnd(b.CreateICmpNE(r, zero), signsDiffer), b.CreateAdd(r, y), r);
+}
+
+// Integer x^y as the reference computes it: repeated squaring over every
+// bit of y, as straight-line selects (vectorizable; a constant y folds to
+// its few multiplies), wrapping; a negative y gives 1/x^|y| truncated: 1 for
+// x = 1, +-1 for x = -1, 0 otherwise.
+Value* emitIntegerPow(llvm::IRBuilder<>& b, Value* x, Value* y) {
+  llvm::Type* type = x->getType();
+  Value* one = llvm::ConstantInt::get(type, 1);
+  Value* zero = llvm::ConstantInt::get(type, 0);
+  Value* result = one;
+  Value* base = x;
+  const unsigned bits = type->getIntegerBitWidth();
+  for (unsigned bit = 0; bit + 1 < bits; ++bit) {  // the sign bit is handled below
+    Value* set = b.CreateICmpNE(b.CreateAnd(y, llvm::ConstantInt::get(type, uint64_t{1} << bit)), zero);
+    result = b.CreateSelect(set, b.CreateMul(result, base), result);
+    base = b.CreateMul(base, base);
+  }
+  Value* odd = b.CreateICmpNE(b.CreateAnd(y, one), zero);
+  Value* minusOne = llvm::ConstantInt::getSigned(type, -1);
+  Value* negativePower = b.CreateSelect(b.CreateICmpEQ(x, one), one,
+                                        b.CreateSelect(b.CreateICmpEQ(x, minusOne), b.CreateSelect(odd, minusOne, one), zero));
+  return b.CreateSelect(b.CreateICmpSLT(y, zero), negativePower, result);
 }
 
 // The op's binary step, as the reference computes it: Max/Min propagate a
@@ -72,7 +117,9 @@ Value* emitElement(EmitContext& ctx, const std::string& op, const std::vector<Va
   if (isComparison(op)) return b.CreateZExt(emitCompare(b, op, in[0], in[1]), b.getInt8Ty());
   if (op == "Not") return b.CreateXor(in[0], b.getInt8(1));
   if (op == "Where") return b.CreateSelect(b.CreateICmpNE(in[0], b.getInt8(0)), in[1], in[2]);
+  if (op == "Pow" && !in[0]->getType()->isFloatTy()) return emitIntegerPow(b, in[0], in[1]);
   if (op == "Pow") return exponent ? emitPowByConstant(b, in[0], *exponent) : emitPow(b, in[0], in[1]);
+  if (op == "Mod") return emitMod(b, in[0], in[1], ctx.attrs().getInt("fmod") != 0);
   if (op == "And") return b.CreateAnd(in[0], in[1]);
   if (op == "Or") return b.CreateOr(in[0], in[1]);
   if (op == "Xor") return b.CreateXor(in[0], in[1]);
@@ -92,7 +139,7 @@ void rejectConstantZeroDivisor(EmitContext& ctx) {
 // y = element(x0, x1, ...), each input broadcast to y.
 void emitBroadcast(EmitContext& ctx) {
   const std::string& op = ctx.node.opName();
-  if (op == "Div") rejectConstantZeroDivisor(ctx);
+  if (op == "Div" || op == "Mod") rejectConstantZeroDivisor(ctx);
   const Operand& y = ctx.output();
   std::vector<const Operand*> inputs;
   std::vector<Shape> shapes;
@@ -107,7 +154,8 @@ void emitBroadcast(EmitContext& ctx) {
       ctx.fail("blocked operands must share the output's shape and layout, got " + in->type.str() + " for " +
                y.type.str());
   std::optional<float> exponent;
-  if (op == "Pow" && inputs[1]->constant && inputs[1]->constant->numElements() == 1)
+  if (op == "Pow" && inputs[1]->type.dtype == DType::F32 && inputs[1]->constant &&
+      inputs[1]->constant->numElements() == 1)
     exponent = inputs[1]->constant->data<float>()[0];
   emitStridedLoops(ctx, broadcastWalk(y.type.storageShape(), shapes), [&](const std::vector<Value*>& offsets) {
     std::vector<Value*> elements;
@@ -119,7 +167,7 @@ void emitBroadcast(EmitContext& ctx) {
 }  // namespace
 
 void registerElementwiseEmitters(EmitterRegistry& r) {
-  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean", "PRelu", "Equal", "Greater",
+  for (const char* op : {"Add", "Sub", "Mul", "Div", "Mod", "Pow", "Sum", "Max", "Min", "Mean", "PRelu", "Equal", "Greater",
                          "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Not", "Where"})
     r.add(op, emitBroadcast);
 }

@@ -2,8 +2,11 @@
 // Unsqueeze, Identity and Dropout copy bytes (skipped at run time when the
 // output aliases the input); Transpose, Slice, Concat, Gather and the
 // planned copies (Split, Expand, Tile, DepthToSpace, SpaceToDepth) are strided
-// copies (loops.h) whose innermost loop runs along the output; Pad, Cast,
-// Shape and ConstantOfShape write each output element from its source.
+// copies (loops.h) whose innermost loop runs along the output (a memcpy
+// where input and output are both contiguous along it); ScatterND
+// copies its data, then each update slab to where its index tuple points;
+// Pad, Cast, Shape, ConstantOfShape and Range write each output element from
+// its source.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -18,9 +21,23 @@ namespace {
 
 using llvm::Value;
 
-// y[offsets[0]] = x[offsets[1]] over the walk.
+// y[offsets[0]] = x[offsets[1]] over the walk. A run contiguous in both
+// (the coalesced innermost dim at unit strides) is one memcpy: as an element
+// loop, LLVM fully unrolled and vectorized every short run of a nested
+// walk, seconds of codegen per 6-D Transpose of Swin's window partition.
 void emitStridedCopy(EmitContext& ctx, const Operand& x, const Operand& y, const StridedWalk& walk,
                      const std::vector<Value*>& bases) {
+  StridedWalk runs = coalesce(walk);
+  if (!runs.dims.empty() && runs.strides[0].back() == 1 && runs.strides[1].back() == 1) {
+    const int64_t bytes = runs.dims.back() * static_cast<int64_t>(dtypeSize(x.type.dtype));
+    const llvm::Align align(dtypeSize(x.type.dtype));
+    runs.dims.pop_back();
+    for (std::vector<int64_t>& strides : runs.strides) strides.pop_back();
+    emitStridedLoops(ctx, runs, bases, [&](const std::vector<Value*>& offsets) {
+      ctx.b.CreateMemCpy(ctx.elementPtr(y, offsets[0]), align, ctx.elementPtr(x, offsets[1]), align, ctx.i64(bytes));
+    });
+    return;
+  }
   emitStridedLoops(ctx, walk, bases,
                    [&](const std::vector<Value*>& offsets) { ctx.store(y, offsets[0], ctx.load(x, offsets[1])); });
 }
@@ -185,6 +202,64 @@ void emitPad(EmitContext& ctx) {
   level(0, ctx.i64(0), ctx.i64(0));
 }
 
+// An index value of a dim of size `dim` made an offset in range: negative
+// ones count from the end; out-of-range run-time ones (which the reference
+// rejects) are clamped so they cannot reach outside the tensor.
+Value* emitIndexInDim(EmitContext& ctx, Value* index, int64_t dim) {
+  llvm::IRBuilder<>& b = ctx.b;
+  index = b.CreateSExt(index, b.getInt64Ty());
+  index = b.CreateSelect(b.CreateICmpSLT(index, ctx.i64(0)), b.CreateAdd(index, ctx.i64(dim)), index);
+  index = b.CreateSelect(b.CreateICmpSLT(index, ctx.i64(0)), ctx.i64(0), index);
+  return b.CreateSelect(b.CreateICmpSGT(index, ctx.i64(dim - 1)), ctx.i64(dim - 1), index);
+}
+
+// Compile-time indices are checked as the reference checks them: index i
+// addresses dim firstAxis + i % dims of `shape`.
+void rejectConstantIndices(EmitContext& ctx, const Operand& indices, const Shape& shape, size_t firstAxis, size_t dims) {
+  if (!indices.constant) return;
+  const std::vector<int64_t> values = indices.constant->toInts();
+  for (size_t i = 0; i < values.size(); ++i) {
+    const size_t axis = firstAxis + i % dims;
+    if (values[i] < -shape[axis] || values[i] >= shape[axis])
+      ctx.fail("index " + std::to_string(values[i]) + " is out of range for dim " + std::to_string(axis) + " of size " +
+               std::to_string(shape[axis]));
+  }
+}
+
+// The data copied (a no-op when the output aliases it), then, tuple after
+// tuple in order, the update slab written or combined at the tuple's offset.
+void emitScatterND(EmitContext& ctx) {
+  const Operand &data = ctx.input(0), &indices = ctx.input(1), &updates = ctx.input(2);
+  const Operand& y = ctx.output();
+  const Shape& shape = data.type.shape;
+  const size_t k = static_cast<size_t>(indices.type.shape.dims.back());
+  const int64_t tuples = indices.type.shape.numElements() / static_cast<int64_t>(k);
+  const int64_t slab = shape.product(k, shape.rank());
+  const std::vector<int64_t> strides = stridesOf(shape);
+  rejectConstantIndices(ctx, indices, shape, 0, k);
+  const int64_t count = shape.numElements();
+  emitStridedCopy(ctx, data, y, StridedWalk{{count}, {{1}, {1}}}, {ctx.i64(0), ctx.i64(0)});
+  if (count == 0) return;
+  const std::string& reduction = ctx.attrs().getString("reduction");
+  const bool isFloat = y.type.dtype == DType::F32;
+  llvm::IRBuilder<>& b = ctx.b;
+  ctx.loop(tuples, [&](Value* t) {
+    Value* offset = ctx.i64(0);
+    for (size_t j = 0; j < k; ++j) {
+      Value* index = ctx.load(indices, b.CreateAdd(b.CreateMul(t, ctx.i64(static_cast<int64_t>(k))), ctx.i64(j)));
+      offset = b.CreateAdd(offset, b.CreateMul(emitIndexInDim(ctx, index, shape[j]), ctx.i64(strides[j])));
+    }
+    Value* source = b.CreateMul(t, ctx.i64(slab));
+    ctx.loop(slab, [&](Value* e) {
+      Value* at = b.CreateAdd(offset, e);
+      Value* u = ctx.load(updates, b.CreateAdd(source, e));
+      if (reduction == "add") u = isFloat ? b.CreateFAdd(ctx.load(y, at), u) : b.CreateAdd(ctx.load(y, at), u);
+      if (reduction == "mul") u = isFloat ? b.CreateFMul(ctx.load(y, at), u) : b.CreateMul(ctx.load(y, at), u);
+      ctx.store(y, at, u);
+    });
+  });
+}
+
 // Copies, per outer index and index, the slab of data the index selects.
 void emitGather(EmitContext& ctx) {
   const Operand& data = ctx.input(0);
@@ -194,21 +269,12 @@ void emitGather(EmitContext& ctx) {
   const size_t axis = normalizeAxis(ctx.attrs().getInt("axis"), shape.rank());
   const int64_t dim = shape[axis], outer = shape.product(0, axis), slab = shape.product(axis + 1, shape.rank());
   const int64_t count = indices.type.shape.numElements();
-  if (indices.constant)
-    for (int64_t i : indices.constant->toInts())
-      if (i < -dim || i >= dim)
-        ctx.fail("index " + std::to_string(i) + " is out of range for dim " + std::to_string(axis) + " of size " +
-                 std::to_string(dim));
+  rejectConstantIndices(ctx, indices, shape, axis, 1);
   if (count > 0 && dim == 0) ctx.fail("cannot gather from an empty dim");
   llvm::IRBuilder<>& b = ctx.b;
   ctx.loop(outer, [&](Value* o) {
     ctx.loop(count, [&](Value* j) {
-      Value* index = b.CreateSExt(ctx.load(indices, j), b.getInt64Ty());
-      index = b.CreateSelect(b.CreateICmpSLT(index, ctx.i64(0)), b.CreateAdd(index, ctx.i64(dim)), index);
-      // Out-of-range run-time indices (which the reference rejects) are
-      // clamped so they cannot read outside the data.
-      index = b.CreateSelect(b.CreateICmpSLT(index, ctx.i64(0)), ctx.i64(0), index);
-      index = b.CreateSelect(b.CreateICmpSGT(index, ctx.i64(dim - 1)), ctx.i64(dim - 1), index);
+      Value* index = emitIndexInDim(ctx, ctx.load(indices, j), dim);
       Value* outBase = b.CreateMul(b.CreateAdd(b.CreateMul(o, ctx.i64(count)), j), ctx.i64(slab));
       Value* inBase = b.CreateMul(b.CreateAdd(b.CreateMul(o, ctx.i64(dim)), index), ctx.i64(slab));
       emitStridedCopy(ctx, data, y, StridedWalk{{slab}, {{1}, {1}}}, {outBase, inBase});
@@ -248,6 +314,20 @@ void emitShape(EmitContext& ctx) {
     ctx.store(ctx.output(), ctx.i64(d - start), ctx.i64(full[static_cast<size_t>(d)]));
 }
 
+// start + i * delta: integers wrap, floats multiply then add like the reference.
+void emitRange(EmitContext& ctx) {
+  const Operand& y = ctx.output();
+  llvm::IRBuilder<>& b = ctx.b;
+  Value* start = ctx.load(ctx.input(0), ctx.i64(0));
+  Value* delta = ctx.load(ctx.input(1), ctx.i64(0));
+  const bool isFloat = y.type.dtype == DType::F32;
+  ctx.loop(y.type.shape.numElements(), [&](Value* i) {
+    Value* step = isFloat ? b.CreateFMul(b.CreateSIToFP(i, start->getType()), delta)
+                          : b.CreateMul(b.CreateTrunc(i, start->getType()), delta);
+    ctx.store(y, i, isFloat ? b.CreateFAdd(start, step) : b.CreateAdd(start, step));
+  });
+}
+
 void emitConstantOfShape(EmitContext& ctx) {
   const Operand& y = ctx.output();
   emitFill(ctx, y, emitConvert(ctx.b, ctx.f32(ctx.attrs().getFloat("value")), DType::F32, y.type.dtype));
@@ -262,6 +342,8 @@ void registerShapeEmitters(EmitterRegistry& r) {
   r.add("Concat", emitConcat);
   r.add("Pad", emitPad);
   r.add("Gather", emitGather);
+  r.add("ScatterND", emitScatterND);
+  r.add("Range", emitRange);
   r.add("Cast", emitCast);
   r.add("Shape", emitShape);
   r.add("ConstantOfShape", emitConstantOfShape);
