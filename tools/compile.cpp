@@ -36,7 +36,9 @@ constexpr std::string_view kHelpHead =
     "with the C header from --header. Both export one function,\n"
     "PREFIX_kiln_artifact_v1, returning the model's descriptor (see\n"
     "kiln/artifact.h). OUT and the header are written atomically: a failed\n"
-    "compile leaves neither. The time of each phase goes to stderr.\n"
+    "compile leaves neither. The time of each phase goes to stderr: import,\n"
+    "optimize (kiln's graph passes), then LLVM's: IR (emitting the kernels),\n"
+    "LLVM passes, machine code and link.\n"
     "\n"
     "With --ensemble, the members of a kiln-ensemble manifest (ONNX models,\n"
     "see 'kiln ensemble') are compiled into ONE artifact: their graphs are\n"
@@ -326,6 +328,7 @@ int runCompile(const ParsedArgs& args) {
   pipeline.options.passes.channelBlock = codegen::channelBlock(options);  // the layout pass's NCHWc block
   runPipeline(g, pipeline.passes, pipeline.options);
   progress.phase("optimize");
+  options.phaseDone = [&](const std::string& phase) { progress.phase(phase); };
   codegen::compileGraph(g, options, kind, *out);
   if (headerPath) {
     try {
@@ -335,7 +338,6 @@ int runCompile(const ParsedArgs& args) {
       throw;
     }
   }
-  progress.phase("codegen");
   const codegen::BatchSchedule schedule = codegen::batchSchedule(g);
   const std::string groups = schedule.samplesPerGroup == 0 ? "batches node by node"
                              : schedule.samplesPerGroup == 1

@@ -4,6 +4,7 @@
 // artifact's layout is the ABI of runtime/include/kiln/artifact.h.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct CompileOptions {
   std::string modelName;      // recorded in the descriptor
   std::vector<std::string> labels;  // class names of a classifier output, recorded in the descriptor (ABI 1.1)
   bool profile = false;             // per-layer cycle counters in the artifact (ABI 1.2 profile)
+  // Called as each phase of compileGraph ends ("IR", "LLVM passes",
+  // "machine code", "link" or "print"), for progress reports.
+  std::function<void(const std::string& phase)> phaseDone;
 };
 
 // The resolved target, for reports: triple, CPU name and the features the

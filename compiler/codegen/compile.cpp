@@ -19,6 +19,7 @@
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
+#include <llvm/Transforms/IPO/MergeFunctions.h>
 #include <llvm/TargetParser/Host.h>
 #include <llvm/TargetParser/Triple.h>
 
@@ -91,8 +92,12 @@ void optimize(llvm::Module& m, llvm::TargetMachine& tm, int optLevel) {
                                   : optLevel == 2 ? llvm::OptimizationLevel::O2
                                   : optLevel == 1 ? llvm::OptimizationLevel::O1
                                                   : llvm::OptimizationLevel::O0;
-  llvm::ModulePassManager mpm = level == llvm::OptimizationLevel::O0 ? pb.buildO0DefaultPipeline(level)
-                                                                     : pb.buildPerModuleDefaultPipeline(level);
+  // Identical kernels (see module_builder.cpp) are folded first, so the
+  // pipeline and the code generator see each one once.
+  llvm::ModulePassManager mpm;
+  mpm.addPass(llvm::MergeFunctionsPass());
+  mpm.addPass(level == llvm::OptimizationLevel::O0 ? pb.buildO0DefaultPipeline(level)
+                                                   : pb.buildPerModuleDefaultPipeline(level));
   mpm.run(m, mam);
 }
 
@@ -209,13 +214,18 @@ void compileGraph(const Graph& g, const CompileOptions& options, EmitKind kind, 
   target.info.vectorFloats = vectorFloats(target.resolved);
   target.dataLayout = tm->createDataLayout().getStringRepresentation();
 
+  auto phaseDone = [&](const char* phase) {
+    if (options.phaseDone) options.phaseDone(phase);
+  };
   llvm::LLVMContext ctx;
   std::unique_ptr<llvm::Module> module = buildModule(g, ctx, options, target, kind == EmitKind::SharedLibrary);
   std::string broken;
   llvm::raw_string_ostream verifyOut(broken);
   if (llvm::verifyModule(*module, &verifyOut))
     throw Error("internal error: the generated LLVM IR is invalid: " + verifyOut.str());
+  phaseDone("IR");
   optimize(*module, *tm, options.optLevel);
+  phaseDone("LLVM passes");
 
   TempFile out(path);
   switch (kind) {
@@ -224,14 +234,23 @@ void compileGraph(const Graph& g, const CompileOptions& options, EmitKind kind, 
       llvm::raw_fd_ostream os(out.path(), ec, llvm::sys::fs::OF_Text);
       if (ec) throw Error("cannot write " + path + ": " + ec.message());
       module->print(os, nullptr);
+      phaseDone("print");
       break;
     }
-    case EmitKind::Assembly: emitWithTargetMachine(*module, *tm, llvm::CodeGenFileType::AssemblyFile, out.path()); break;
-    case EmitKind::Object: emitWithTargetMachine(*module, *tm, llvm::CodeGenFileType::ObjectFile, out.path()); break;
+    case EmitKind::Assembly:
+      emitWithTargetMachine(*module, *tm, llvm::CodeGenFileType::AssemblyFile, out.path());
+      phaseDone("machine code");
+      break;
+    case EmitKind::Object:
+      emitWithTargetMachine(*module, *tm, llvm::CodeGenFileType::ObjectFile, out.path());
+      phaseDone("machine code");
+      break;
     case EmitKind::SharedLibrary: {
       TempFile object(path, ".o");
       emitWithTargetMachine(*module, *tm, llvm::CodeGenFileType::ObjectFile, object.path());
+      phaseDone("machine code");
       linkSharedLibrary(object.path(), out.path());
+      phaseDone("link");
       break;
     }
   }

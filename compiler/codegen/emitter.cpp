@@ -2,19 +2,16 @@
 
 #include <algorithm>
 
-#include "compiler/codegen/weights.h"
-
 namespace kiln::codegen {
 
 EmitContext::EmitContext(llvm::IRBuilder<>& builder, const Node& n, std::vector<std::optional<Operand>> inputs,
-                         std::vector<Operand> outputs, const TargetInfo& t, WeightsBuilder& weights,
-                         llvm::Value* part)
+                         std::vector<Operand> outputs, const TargetInfo& t, PackFn pack, llvm::Value* part)
     : b(builder),
       node(n),
       target(t),
       inputs_(std::move(inputs)),
       outputs_(std::move(outputs)),
-      weights_(weights),
+      pack_(std::move(pack)),
       part_(part) {}
 
 int64_t splitWays(int64_t flops, int64_t limit) {
@@ -55,7 +52,7 @@ const Operand& EmitContext::input(size_t i) const {
   return *inputs_[i];
 }
 
-llvm::Value* EmitContext::packConstant(const Tensor& t) { return weights_.add(b, t); }
+llvm::Value* EmitContext::packConstant(const Tensor& t) { return pack_(t); }
 
 llvm::Value* EmitContext::f32(float v) const { return llvm::ConstantFP::get(b.getFloatTy(), v); }
 

@@ -31,8 +31,6 @@ struct Operand {
   const Tensor* constant = nullptr;  // the value, when known at compile time
 };
 
-class WeightsBuilder;
-
 // Intra-op parallelism: the number of near-equal parts worth splitting
 // `flops` of one sample's work into, at most `limit` (the iterations of the
 // loop being split). A part should outweigh the pool's cost of handing it
@@ -50,10 +48,14 @@ struct LoopRange {
 
 class EmitContext {
  public:
+  // Places a constant the emitter packed and returns the pointer the code
+  // reads it through.
+  using PackFn = std::function<llvm::Value*(const Tensor&)>;
+
   // `part`: the i64 index of the part of the node this task computes (see
   // split), 0 when the node is not split.
   EmitContext(llvm::IRBuilder<>& builder, const Node& node, std::vector<std::optional<Operand>> inputs,
-              std::vector<Operand> outputs, const TargetInfo& target, WeightsBuilder& weights, llvm::Value* part);
+              std::vector<Operand> outputs, const TargetInfo& target, PackFn pack, llvm::Value* part);
 
   llvm::IRBuilder<>& b;
   const Node& node;
@@ -101,7 +103,7 @@ class EmitContext {
  private:
   std::vector<std::optional<Operand>> inputs_;
   std::vector<Operand> outputs_;
-  WeightsBuilder& weights_;
+  PackFn pack_;
   llvm::Value* part_;
   int64_t parts_ = 1;
 };

@@ -166,6 +166,8 @@ class ModuleBuilder {
 
   // One node for one sample and part, void kiln_node_K(ptr args, i64
   // sample, i64 part), behind its task void kiln_task_K(ptr args, i64 index).
+  // kiln_node_K only finds the node's operands (arena offsets, weights) and
+  // calls its kernel, which the emitter wrote (see emitKernel).
   Task emitNodeTask(const Node& n, size_t k) {
     const Emitter* emitter = EmitterRegistry::instance().find(n.opName());
     if (!emitter) throw Error("the LLVM backend has no emitter for this op yet", n.site());
@@ -177,12 +179,106 @@ class ModuleBuilder {
       inputs.push_back(in ? std::optional<Operand>(operand(b, frame, in, rows)) : std::nullopt);
     std::vector<Operand> outputs;
     for (Value* out : n.outputs) outputs.push_back(operand(b, frame, out, rows));
-    EmitContext ctx(b, n, std::move(inputs), std::move(outputs), target_.info, weights_, fn->getArg(2));
-    emitter->fn(ctx);
+    const Kernel kernel = emitKernel(n, *emitter, inputs, outputs, k);
+    std::vector<llvm::Value*> args = kernel.operands;
+    args.push_back(fn->getArg(2));
+    b.CreateCall(kernel.fn, args);
     b.CreateRetVoid();
     bool batched = false;
     for (const Value* out : n.outputs) batched = batched || isBatched(out);
-    return {emitPartsTask(fn, ctx.parts(), k), batched, rows.count, ctx.parts(), static_cast<int64_t>(k)};
+    return {emitPartsTask(fn, kernel.parts, k), batched, rows.count, kernel.parts, static_cast<int64_t>(k)};
+  }
+
+  struct Kernel {
+    llvm::Function* fn;
+    std::vector<llvm::Value*> operands;  // its pointer arguments, as the node's caller passes them
+    int64_t parts;
+  };
+
+  // void kiln_kernel_K(ptr operand..., ptr packed..., i64 part): the
+  // emitter's code for node K, reading every operand and packed constant
+  // through an argument, never at a fixed address. Nodes of the same op,
+  // shapes, attributes and epilogue so get identical kernels, which the
+  // optimizer's first pass (MergeFunctions, see compileGraph) folds into
+  // one: a network's repeated blocks are optimized and compiled once. Only
+  // the operands the code reads become arguments (a weight the emitter
+  // repacked is not, so the blob leaves it out). Kernels stay out of line:
+  // inlined, a shared kernel would be optimized once per caller again.
+  Kernel emitKernel(const Node& n, const Emitter& emitter, const std::vector<std::optional<Operand>>& inputs,
+                    const std::vector<Operand>& outputs, size_t k) {
+    // A draft with an argument per operand; the packed constants' arguments
+    // are known only once the emitter is done.
+    std::vector<const Operand*> operands;
+    for (const auto& in : inputs)
+      if (in) operands.push_back(&*in);
+    for (const Operand& out : outputs) operands.push_back(&out);
+    std::vector<llvm::Type*> draftParams(operands.size(), ptr_);
+    draftParams.push_back(i64_);
+    auto* draft = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), draftParams, false),
+                                         llvm::GlobalValue::InternalLinkage, "kiln_kernel_" + std::to_string(k),
+                                         *module_);
+    llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", draft);
+    llvm::IRBuilder<> b(entry);
+    size_t next = 0;
+    auto argumentFor = [&](const Operand& op) {
+      Operand in = op;
+      in.data = draft->getArg(static_cast<unsigned>(next++));
+      return in;
+    };
+    std::vector<std::optional<Operand>> kernelInputs;
+    for (const auto& in : inputs) kernelInputs.push_back(in ? std::optional<Operand>(argumentFor(*in)) : std::nullopt);
+    std::vector<Operand> kernelOutputs;
+    for (const Operand& out : outputs) kernelOutputs.push_back(argumentFor(out));
+    // A packed constant is a placeholder instruction at the top of the entry
+    // block (an instruction, so no constant expression folds it away) until
+    // it becomes an argument.
+    std::vector<std::pair<llvm::Instruction*, llvm::Value*>> packed;  // placeholder, address in the blob
+    auto pack = [&](const Tensor& t) -> llvm::Value* {
+      auto* placeholder = new llvm::FreezeInst(llvm::PoisonValue::get(ptr_), "packed", entry->begin());
+      llvm::IRBuilder<> at(ctx_);
+      packed.emplace_back(placeholder, weights_.add(at, t));
+      return placeholder;
+    };
+    EmitContext ctx(b, n, std::move(kernelInputs), std::move(kernelOutputs), target_.info, pack,
+                    draft->getArg(static_cast<unsigned>(operands.size())));
+    emitter.fn(ctx);
+    b.CreateRetVoid();
+
+    Kernel kernel{nullptr, {}, ctx.parts()};
+    std::vector<llvm::Value*> from;  // the draft's values each argument replaces
+    std::vector<bool> readOnly;
+    for (size_t i = 0; i < operands.size(); ++i)
+      if (!draft->getArg(static_cast<unsigned>(i))->use_empty()) {
+        from.push_back(draft->getArg(static_cast<unsigned>(i)));
+        kernel.operands.push_back(operands[i]->data);
+        readOnly.push_back(operands[i]->constant != nullptr);
+      }
+    for (const auto& [placeholder, address] : packed) {
+      from.push_back(placeholder);
+      kernel.operands.push_back(address);
+      readOnly.push_back(true);
+    }
+    from.push_back(draft->getArg(static_cast<unsigned>(operands.size())));
+    std::vector<llvm::Type*> params(kernel.operands.size(), ptr_);
+    params.push_back(i64_);
+    kernel.fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), params, false),
+                                       llvm::GlobalValue::InternalLinkage, "", *module_);
+    kernel.fn->takeName(draft);
+    kernel.fn->splice(kernel.fn->begin(), draft);
+    for (size_t i = 0; i < from.size(); ++i) from[i]->replaceAllUsesWith(kernel.fn->getArg(static_cast<unsigned>(i)));
+    for (const auto& [placeholder, address] : packed) placeholder->eraseFromParent();
+    draft->eraseFromParent();
+    // Weights are 64-byte aligned in the blob and nothing writes them, so no
+    // other pointer the kernel holds modifies what they point to.
+    for (size_t i = 0; i < readOnly.size(); ++i)
+      if (readOnly[i]) {
+        const auto arg = static_cast<unsigned>(i);
+        kernel.fn->addParamAttr(arg, llvm::Attribute::NoAlias);
+        kernel.fn->addParamAttr(arg, llvm::Attribute::ReadOnly);
+        kernel.fn->addParamAttr(arg, llvm::Attribute::getWithAlignment(ctx_, llvm::Align(64)));
+      }
+    kernel.fn->addFnAttr(llvm::Attribute::NoInline);
+    return kernel;
   }
 
   // kiln_task_K(args, index) = kiln_node_K(args, index / parts, index % parts).

@@ -1,5 +1,6 @@
 // Builds the LLVM module of one compiled model: a per-node function computing
-// one sample, the run function sequencing nodes and fanning samples out
+// one sample (a thin caller of the node's kernel, which identical nodes
+// share), the run function sequencing nodes and fanning samples out
 // through the runtime's parallel-for, the weights blob and the descriptor of
 // runtime/include/kiln/artifact.h behind the entry symbol.
 #pragma once

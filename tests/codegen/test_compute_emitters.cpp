@@ -5,12 +5,17 @@
 // residuals, constant and run-time weights), compiled unoptimized so the node
 // stays as built, at batch 1 and 7, for the host CPU and for AVX2.
 #include <catch2/catch.hpp>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <span>
 
 #include "compiled_model.h"
+#include "compiler/codegen/codegen.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/passes/pipeline.h"
 
@@ -240,6 +245,39 @@ TEST_CASE("Conv followed by a Clip with run-time bounds, optimized", "[codegen][
         INFO(cpu << ", batch " << batch << ", min " << minValue << ", max " << maxValue);
         CHECK(maxRelativeError(model->run(in), interpret(g, in)) <= 1e-5);
       }
+  }
+}
+
+// Nodes of the same op, shapes and attributes share one kernel, called with
+// each node's own operands and weights: three 8->8 convs (different weights)
+// and two Relus compile to one kernel each, beside the last conv's.
+TEST_CASE("identical nodes share a kernel and still read their own weights", "[codegen][conv]") {
+  Graph g;
+  g.name = "repeated convs";
+  Value* v = g.addInput("x", f32({kBatch, 8, 6, 6}));
+  for (int i = 0; i < 3; ++i) {
+    Value* w = g.addConstant("w" + std::to_string(i), Tensor::uniform(Shape{8, 8, 3, 3}, 10 + i));
+    v = g.addNode("Conv", "conv" + std::to_string(i), {v, w}, convAttrs({1, 1}, {1, 1, 1, 1}, {1, 1}))->output();
+    if (i < 2) v = g.addNode("Relu", "relu" + std::to_string(i), {v})->output();
+  }
+  Value* last = g.addConstant("w3", Tensor::uniform(Shape{4, 8, 1, 1}, 13));
+  g.addOutput(g.addNode("Conv", "conv3", {v, last}, convAttrs({1, 1}, {0, 0, 0, 0}, {1, 1}))->output());
+
+  Graph planned = g.clone();
+  runPipeline(planned, {"plan-memory"});
+  const auto ll = std::filesystem::temp_directory_path() / ("kiln-shared-kernels-" + std::to_string(::getpid()) + ".ll");
+  codegen::compileGraph(planned, {}, codegen::EmitKind::LLVMIR, ll.string());
+  std::ifstream in(ll);
+  int kernels = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("define ", 0) == 0 && line.find("@kiln_kernel_") != std::string::npos) ++kernels;
+  std::filesystem::remove(ll);
+  CHECK(kernels == 3);
+
+  auto model = CompiledModel::compile(g, "native", /*optimize=*/false);
+  for (int64_t batch : {1, 3}) {
+    const std::vector<Tensor> x{Tensor::uniform(Shape{batch, 8, 6, 6}, 4)};
+    CHECK(maxRelativeError(model->run(x), interpret(g, x)) <= 1e-5);
   }
 }
 
