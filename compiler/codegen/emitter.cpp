@@ -1,6 +1,7 @@
 #include "compiler/codegen/emitter.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace kiln::codegen {
 
@@ -22,6 +23,11 @@ int64_t splitWays(int64_t flops, int64_t limit) {
 }
 
 LoopRange EmitContext::split(int64_t count, int64_t ways) {
+  // Powers of two: every split of a loop into 2^k shares puts the same
+  // boundary at its middle (and quarters, ...), so the pool's contiguous
+  // per-thread chunks of consecutive nodes cover the same rows, and each
+  // thread reads what it wrote itself.
+  ways = std::bit_floor(static_cast<uint64_t>(std::clamp<int64_t>(ways, 1, std::max<int64_t>(1, count))));
   if (ways <= 1) return {i64(0), i64(count)};
   // Part index = sum of each split's share index times the parts before it.
   llvm::Value* share = b.CreateURem(b.CreateUDiv(part_, i64(parts_)), i64(ways));

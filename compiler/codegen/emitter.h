@@ -84,8 +84,10 @@ class EmitContext {
   llvm::Value* load(const Operand& t, llvm::Value* index);
   void store(const Operand& t, llvm::Value* index, llvm::Value* value);
 
-  // Splits the node into `ways` parts along an outer loop of `count`
-  // iterations and returns this task's share of them: the module builder
+  // Splits the node into `ways` parts (rounded down to a power of two, at
+  // most `count`) along an outer loop of `count` iterations and returns this
+  // task's share of them; the last split of a node is the slowest-varying
+  // one, the shares the pool hands each thread in one chunk: the module builder
   // then runs the node as parts() tasks per sample on the thread pool. An
   // iteration computes the same whatever share it falls in, so outputs are
   // bit-identical to an unsplit node. Splitting several (nested) loops

@@ -7,6 +7,8 @@
 // - The calling thread runs indices of its own job too, so a pool of N
 //   threads has N - 1 workers, and a job always completes even when every
 //   worker is busy.
+// - Indices are dealt in contiguous chunks per thread (thread_pool.cpp), so
+//   consecutive nodes' parts of the same rows run on the same core.
 // - Nested parallel-for (an ensemble member's run on a worker issuing its own
 //   jobs) cannot deadlock: a thread waiting for its job only waits for the
 //   indices other threads have already claimed and are running, and it never
@@ -52,11 +54,13 @@ class ThreadPool {
   static void parallelFor(void* pool, int64_t count, kiln_task_fn task, void* taskContext);
 
  private:
+  static constexpr int64_t kMaxChunks = 64;  // threads beyond it share chunks
+  struct Chunk;
   struct Job;
   ThreadPool() = default;
   int32_t resolvedThreadCount() const;  // configMutex_ held
   void run(int64_t count, kiln_task_fn task, void* taskContext);
-  void workerLoop();
+  void workerLoop(int64_t thread);  // thread: 1 ... workers
   void link(Job& job);
   void unlink(Job& job);
 

@@ -18,6 +18,8 @@
 // per output row, the depthwise row of all channels into a stack buffer
 // (channels x output width floats) and immediately the pointwise 1x1 conv of
 // that row, so the intermediate never leaves the cache and needs no workspace.
+#include <bit>
+
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/vector_kernels.h"
 #include "compiler/ops/epilogue.h"
@@ -382,19 +384,40 @@ class BlockedConvKernel {
     maskPadLanes_ = zero != 0.f && outChannels_ % c_ != 0;
   }
 
-  // Splits the work (EmitContext::split) over the groups of output blocks
-  // the tiles hold, and over output rows when there are too few groups for
-  // the parts the node is worth.
+  // Splits the work (EmitContext::split) over output rows and the groups of
+  // output blocks the tiles hold. Rows are the outer split (each thread's
+  // chunk, see split) when the maps outweigh the weights: a thread then
+  // reads the rows it wrote in the node before. Weight-heavy convs (the
+  // last stages) split their output blocks first, so each thread streams
+  // only its blocks' weights. A memory-bound conv (depthwise) counts its
+  // bytes as work too: left whole, it would read the other threads' rows
+  // of its input.
   void emit() {
     const int64_t groups = outBlocks_ / blocksPerTile_, rest = outBlocks_ % blocksPerTile_;
     const int64_t allGroups = groups + (rest ? 1 : 0);
-    const int64_t flops = 2 * s_.rows.out * s_.cols.out * outChannels_ * (depthwise_ ? 1 : groupInChannels_) * s_.taps();
-    const int64_t ways = splitWays(flops, allGroups * s_.rows.out * s_.cols.out);  // a one-row map may be refolded
-    const int64_t groupWays = std::min(allGroups, ways);
-    if (ways / groupWays >= 2) refoldPixelRow(ways / groupWays);
-    const int64_t rowWays = 2 * groupWays <= ways ? std::min(s_.rows.out, ways / groupWays) : 1;
-    const LoopRange groupRange = ctx_.split(allGroups, groupWays);
-    rowRange_ = ctx_.split(s_.rows.out, rowWays);
+    const int64_t pixels = s_.rows.out * s_.cols.out;
+    const int64_t flops = 2 * pixels * outChannels_ * (depthwise_ ? 1 : groupInChannels_) * s_.taps();
+    const int64_t mapBytes = 4 * (s_.rows.in * s_.cols.in * inChannels_ + pixels * outChannels_);
+    const int64_t weightBytes = 4 * outChannels_ * (depthwise_ ? 1 : groupInChannels_) * s_.taps();
+    const int64_t ways = splitWays(std::max(flops, 4 * mapBytes), allGroups * pixels);  // a one-row map may be refolded
+    // The ways left for the other split once `used` (rounded as split rounds it) are taken.
+    auto waysLeft = [&](int64_t used) {
+      return std::max<int64_t>(1, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(used))));
+    };
+    LoopRange groupRange;
+    int64_t rowWays = 1;
+    if (mapBytes >= weightBytes) {
+      refoldPixelRow(ways);
+      rowWays = std::min(s_.rows.out, ways);
+      groupRange = ctx_.split(allGroups, std::min(allGroups, waysLeft(rowWays)));
+      rowRange_ = ctx_.split(s_.rows.out, rowWays);  // the outer split
+    } else {
+      const int64_t groupWays = std::min(allGroups, ways);
+      if (waysLeft(groupWays) >= 2) refoldPixelRow(waysLeft(groupWays));
+      rowWays = std::min(s_.rows.out, waysLeft(groupWays));
+      rowRange_ = ctx_.split(s_.rows.out, rowWays);
+      groupRange = ctx_.split(allGroups, groupWays);  // the outer split
+    }
     rowsSplit_ = rowWays > 1;
     ctx_.loop(groupRange, 0, groups,
               [&](llvm::Value* g) { emitBlocks(b_.CreateMul(g, ctx_.i64(blocksPerTile_)), blocksPerTile_); });

@@ -17,6 +17,7 @@
 #include <llvm/IR/MDBuilder.h>
 
 #include <algorithm>
+#include <bit>
 #include <limits>
 
 #include "compiler/codegen/ops/families.h"
@@ -128,12 +129,15 @@ void emitBlockedWindowPool(EmitContext& ctx, const Reducer& reducer, bool countI
     llvm::Value* p = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(cb, ctx.i64(height)), r), ctx.i64(width)), col);
     return kernels::floatPtr(ctx, data, b.CreateMul(p, ctx.i64(c)));
   };
-  // The work (a load and a fold per tap, counted as flops) is split over
-  // channel blocks, then output rows.
-  const int64_t work = 2 * blocks * c * rows.out * cols.out * rows.kernel * cols.kernel;
-  const int64_t ways = splitWays(work, blocks * rows.out), blockWays = std::min(blocks, ways);
-  const LoopRange blockRange = ctx.split(blocks, blockWays);
-  const LoopRange rowRange = ctx.split(rows.out, std::min(rows.out, ways / blockWays));
+  // The work (a load and a fold per tap, counted as flops; at least the
+  // bytes moved) is split over output rows, the outer split (each thread's
+  // rows, as in the convs around it), then channel blocks.
+  const int64_t work = std::max(2 * blocks * c * rows.out * cols.out * rows.kernel * cols.kernel,
+                                16 * blocks * c * (rows.in * cols.in + rows.out * cols.out));
+  const int64_t ways = splitWays(work, blocks * rows.out), rowWays = std::min(rows.out, ways);
+  const LoopRange blockRange =
+      ctx.split(blocks, std::min(blocks, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(rowWays)))));
+  const LoopRange rowRange = ctx.split(rows.out, rowWays);
   ctx.loop(blockRange, 0, blocks, [&](llvm::Value* cb) {
     for (const AxisSpan& rowSpan : kernels::axisSpans(rows))
       ctx.loop(rowRange, rowSpan.begin, rowSpan.end, [&](llvm::Value* oh) {
