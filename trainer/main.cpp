@@ -7,6 +7,7 @@
 //   kiln-train trials URL
 //   kiln-train study copy SRC_URL DST_URL
 //   kiln-train ensemble SPEC.json --members K --data fashion-mnist -o DIR
+//   kiln-train ensemble --study URL --top K --data fashion-mnist -o DIR
 //              [--epochs E] [--seed S] [--train-limit N] [--method caruana|logloss]
 // Exit codes: 0 ok, 1 bad spec/data/export/study or a failed worker, 2 bad usage.
 #include <malloc.h>
@@ -35,6 +36,7 @@ constexpr const char* kUsage = R"(usage: kiln-train fit SPEC.json --data DATASET
        kiln-train trials URL
        kiln-train study copy SRC_URL DST_URL
        kiln-train ensemble SPEC.json --members K --data DATASET -o DIR [options]
+       kiln-train ensemble --study URL --top K --data DATASET -o DIR [options]
 
 Trains the model described by SPEC.json (architecture + training config, see
 trainer/README.md) on DATASET, a folder of MNIST-style IDX files (gzip or raw)
@@ -86,12 +88,16 @@ not exist); it is written in one transaction (SQLite: a temporary file
 renamed into place).
 
 ensemble: trains K members (seeds S..S+K-1, one shared validation split from
-S), learns mixture weights on their validation probabilities, prints each
+S) of SPEC.json, or with --study one member of each of the K complete trials
+with the lowest validation loss (the study's base spec with the trial's
+values; --epochs and --train-limit as given here, not the search's), learns mixture weights on their validation probabilities, prints each
 member, the equal-weight and the weighted mixture (validation accuracy and
 log-loss), writes DIR/member<i>.onnx and DIR/ensemble.json (see
 trainer/README.md) atomically, then evaluates everything once on the test
 set and prints the validation-to-test gap.
   --members K        members (default 3)
+  --study URL --top K
+                     members from the K best trials of a search study
   --method M         caruana (greedy selection with replacement, default)
                      or logloss (log-loss minimization on the simplex)
   --iterations I     Caruana selection rounds (default 5 * K)
@@ -122,7 +128,8 @@ int64_t parseInt(const std::string& flag, const std::string& v, int64_t min) {
   return n;
 }
 
-FitArgs parseFitArgs(int argc, char** argv) {
+// `specOptional`: ensemble --study takes its specs from the study.
+FitArgs parseFitArgs(int argc, char** argv, bool specOptional = false) {
   FitArgs a;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
@@ -140,7 +147,7 @@ FitArgs parseFitArgs(int argc, char** argv) {
     else if (a.spec.empty()) a.spec = arg;
     else throw UsageError("unexpected argument '" + arg + "'");
   }
-  if (a.spec.empty()) throw UsageError("missing SPEC.json");
+  if (a.spec.empty() && !specOptional) throw UsageError("missing SPEC.json");
   if (a.data.empty()) throw UsageError("missing --data");
   if (a.output.empty()) throw UsageError("missing -o OUTPUT (fit: the model .onnx; ensemble: the output folder)");
   return a;
@@ -234,6 +241,7 @@ struct EnsembleArgs {
   FitArgs fit;
   int64_t members = 3, iterations = 0;
   std::string method = "caruana";
+  std::string study;  // members from its best trials instead of fit.spec
 };
 
 EnsembleArgs parseEnsembleArgs(int argc, char** argv) {
@@ -245,13 +253,15 @@ EnsembleArgs parseEnsembleArgs(int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--members") e.members = parseInt(arg, value(), 1);
+    if (arg == "--members" || arg == "--top") e.members = parseInt(arg, value(), 1);
+    else if (arg == "--study") e.study = value();
     else if (arg == "--iterations") e.iterations = parseInt(arg, value(), 1);
     else if (arg == "--method") e.method = value();
     else rest.push_back(argv[i]);
   }
   if (e.method != "caruana" && e.method != "logloss") throw UsageError("--method must be caruana or logloss");
-  e.fit = parseFitArgs(static_cast<int>(rest.size()), rest.data());
+  e.fit = parseFitArgs(static_cast<int>(rest.size()), rest.data(), !e.study.empty());
+  if (!e.study.empty() && !e.fit.spec.empty()) throw UsageError("ensemble takes SPEC.json or --study, not both");
   if (e.iterations == 0) e.iterations = 5 * e.members;
   return e;
 }
@@ -272,7 +282,22 @@ int runEnsemble(const EnsembleArgs& e) {
   if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
     throw std::runtime_error(a.output + " exists and is not an empty folder");
   setMathThreads(a.threads);
-  ModelSpec spec = loadSpecFile(a.spec);
+  std::vector<ModelSpec> specs;  // one per member
+  std::vector<std::string> origins;
+  if (e.study.empty()) {
+    specs.assign(static_cast<size_t>(e.members), loadSpecFile(a.spec));
+    origins.assign(specs.size(), a.spec);
+  } else {
+    for (const auto& t : kiln::train::search::bestTrialSpecs(e.study, static_cast<size_t>(e.members))) {
+      const std::string origin = e.study + " trial " + std::to_string(t.id);
+      specs.push_back(parseSpec(t.spec, origin));
+      origins.push_back(origin + " (search val_loss " + std::to_string(t.value) + ")");
+    }
+  }
+  const ModelSpec& spec = specs.front();
+  for (const ModelSpec& s : specs)
+    if (s.training.validationSize != spec.training.validationSize || s.training.loss.fromLogits != spec.training.loss.fromLogits)
+      throw SpecError("ensemble members must share training.validation_size and loss.from_logits");
   DatasetFolder folder(a.data);
   // One split for every member: the weights are learned on the same samples.
   TrainValSplit split = loadTrainValSplit(folder, spec.training.validationSize, a.seed);
@@ -282,15 +307,16 @@ int runEnsemble(const EnsembleArgs& e) {
   std::vector<ProbMatrix> probs;
   for (int64_t k = 0; k < e.members; ++k) {
     const uint64_t seed = a.seed + static_cast<uint64_t>(k);
-    std::cerr << "member " << k << " (seed " << seed << ")\n";
-    models.push_back(std::make_unique<Sequential>(spec, seed));
+    const ModelSpec& member = specs[static_cast<size_t>(k)];
+    std::cerr << "member " << k << " (seed " << seed << ", " << origins[static_cast<size_t>(k)] << ")\n";
+    models.push_back(std::make_unique<Sequential>(member, seed));
     FitOptions opts;
-    opts.epochs = a.epochs.value_or(spec.training.epochs);
+    opts.epochs = a.epochs.value_or(member.training.epochs);
     opts.seed = seed;
     opts.trainLimit = a.trainLimit;
     opts.progress = &std::cerr;
-    fit(*models.back(), spec.training, split, opts);
-    probs.push_back(predictProbabilities(*models.back(), spec.training.loss, split.validation, spec.training.batchSize));
+    fit(*models.back(), member.training, split, opts);
+    probs.push_back(predictProbabilities(*models.back(), member.training.loss, split.validation, member.training.batchSize));
   }
   const std::span<const uint8_t> labels(split.validation.labels);
   const std::vector<double> weights =

@@ -368,6 +368,7 @@ TEST_CASE("kiln-train search runs, resumes and lists a tiny study") {
   for (std::string line; std::getline(listed, line);) lines.push_back(line);
   REQUIRE(lines.size() == 5);
   std::vector<double> losses;
+  std::vector<int64_t> ids;
   for (size_t i = 1; i < lines.size(); ++i) {
     CHECK(lines[i].find("COMPLETE") != std::string::npos);
     CHECK(lines[i].find("training/batch_size=") != std::string::npos);
@@ -376,6 +377,35 @@ TEST_CASE("kiln-train search runs, resumes and lists a tiny study") {
     double loss = 0;
     row >> id >> state >> loss;
     losses.push_back(loss);
+    ids.push_back(std::stoll(id));
   }
   CHECK(std::is_sorted(losses.begin(), losses.end()));
+
+  // Members from the two best trials: the stored base spec with their values.
+  std::vector<TrialSpec> best = bestTrialSpecs(study, 2);
+  REQUIRE(best.size() == 2);
+  CHECK(best[0].value == Approx(losses[0]).margin(1e-4));  // the table prints 4 decimals
+  CHECK(best[0].value <= best[1].value);
+  for (size_t k = 0; k < best.size(); ++k) {
+    CHECK(best[k].id == ids[k]);
+    CHECK(best[k].spec.at("name") == "tiny");
+    CHECK(lines[k + 1].find("training/batch_size=" + best[k].spec.at("training").at("batch_size").dump()) != std::string::npos);
+  }
+  CHECK_THROWS_WITH(bestTrialSpecs(study, 5), Catch::Contains("4 complete trial(s), fewer than the 5"));
+  const fs::path ens = dir / "ens";
+  REQUIRE(std::system((bin + " ensemble --study " + study + " --top 2 --data fashion-mnist --train-limit 300 --epochs 1 -o " +
+                       ens.string() + " > " + (dir / "ens.txt").string() + " 2> " + (dir / "ens_err.txt").string())
+                          .c_str()) == 0);
+  std::ifstream manifestFile(ens / "ensemble.json");
+  const json manifest = json::parse(manifestFile);
+  CHECK(manifest.at("members").size() == 2);
+  std::ifstream ensErr(dir / "ens_err.txt");
+  const std::string ensLog((std::istreambuf_iterator<char>(ensErr)), std::istreambuf_iterator<char>());
+  INFO(ensLog);
+  CHECK(ensLog.find("trial " + std::to_string(best[0].id) + " (search val_loss") != std::string::npos);
+  CHECK(ensLog.find("trial " + std::to_string(best[1].id) + " (search val_loss") != std::string::npos);
+  // SPEC.json and --study together are refused before anything is trained.
+  CHECK(std::system((bin + " ensemble " + (dir / "tiny.json").string() + " --study " + study +
+                     " --top 2 --data fashion-mnist -o " + (dir / "ens2").string() + " 2> /dev/null").c_str()) != 0);
+  CHECK_FALSE(fs::exists(dir / "ens2"));
 }

@@ -182,11 +182,13 @@ json SearchSpace::overrides(const Assignment& a) const {
   return out;
 }
 
-json SearchSpace::apply(const json& overrides) const {
-  json spec = base_;
+json applyOverrides(const json& base, const json& overrides) {
+  json spec = base;
   for (const auto& [path, value] : overrides.items()) spec[json::json_pointer(path)] = value;
   return spec;
 }
+
+json SearchSpace::apply(const json& overrides) const { return applyOverrides(base_, overrides); }
 
 json SearchSpace::canonical() const { return {{"base", base_}, {"params", params_}}; }
 

@@ -39,6 +39,9 @@ using Assignment = std::map<std::string, double>;
 // Picks the internal value of one dimension (a sampler's whole job).
 using Chooser = std::function<double(const Dimension&)>;
 
+// `base` with each override (JSON pointer -> value) written in, in key order.
+nlohmann::json applyOverrides(const nlohmann::json& base, const nlohmann::json& overrides);
+
 class SearchSpace {
  public:
   // `doc` is the search-space file; `baseDir` resolves its "base" path.

@@ -329,6 +329,27 @@ std::vector<TrialRecord> readStudy(const std::string& url) {
   return out;
 }
 
+std::vector<TrialSpec> bestTrialSpecs(const std::string& url, size_t count) {
+  std::unique_ptr<Database> db = openExisting(url);
+  std::string space;
+  std::vector<TrialRecord> trials;
+  db->transaction(false, [&] {
+    space = db->query("SELECT value FROM study WHERE key = 'space'").at(0).text(0);
+    trials = readTrials(*db);
+  });
+  std::erase_if(trials, [](const TrialRecord& t) { return t.state != TrialState::Complete || !t.value; });
+  if (trials.size() < count)
+    throw StudyError(url + " holds " + std::to_string(trials.size()) + " complete trial(s), fewer than the " +
+                     std::to_string(count) + " asked for");
+  std::stable_sort(trials.begin(), trials.end(), [](const TrialRecord& a, const TrialRecord& b) { return *a.value < *b.value; });
+  const nlohmann::json base = nlohmann::json::parse(space).at("base");
+  std::vector<TrialSpec> out;
+  for (size_t i = 0; i < count; ++i) {
+    out.push_back({trials[i].id, *trials[i].value, applyOverrides(base, trials[i].overrides)});
+  }
+  return out;
+}
+
 size_t copyStudy(const std::string& from, const std::string& to) {
   namespace fs = std::filesystem;
   const StudyLocation dst = parseStudyUrl(to);

@@ -81,6 +81,19 @@ class Study {
 // Every trial of an existing study, by id (kiln-train trials).
 std::vector<TrialRecord> readStudy(const std::string& url);
 
+// A complete trial's model spec: the study's stored base spec with the
+// trial's overrides written in, so members can be retrained from the study
+// alone (kiln-train ensemble --study).
+struct TrialSpec {
+  int64_t id = 0;
+  double value = 0;  // its validation loss
+  nlohmann::json spec;
+};
+
+// The `count` complete trials with the lowest validation loss, best first;
+// a StudyError when the study holds fewer.
+std::vector<TrialSpec> bestTrialSpecs(const std::string& url, size_t count);
+
 // Copies the study at `from` (every trial with its parameters, intermediate
 // values and state) into `to`, which must hold no trials: one transaction
 // on a PostgreSQL destination; a SQLite destination must not exist and is
