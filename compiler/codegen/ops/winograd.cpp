@@ -11,6 +11,9 @@
 // transform's adds (winograd::applyTransform2D, the reference kernels'
 // order) and 16 stores (input), or 16 loads, the adds, bias, residual, the
 // fused activation and up to 4 stores (output).
+#include <bit>
+#include <utility>
+
 #include "compiler/codegen/math.h"
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/vector_kernels.h"
@@ -62,24 +65,32 @@ std::vector<TileRun> tileRuns(int64_t tiles, int64_t size, int64_t first, int64_
   return runs;
 }
 
-// body(ty, rowValid, tx, colValid) for every tile in the part's runs.
+// body(ty, rowValid, tx, colValid) for every tile of the runs in the
+// part's tile rows.
 using TileBody = std::function<void(llvm::Value*, const std::vector<bool>&, llvm::Value*, const std::vector<bool>&)>;
-void forEachTile(EmitContext& ctx, const std::vector<TileRun>& rows, const std::vector<TileRun>& cols,
-                 const TileBody& body) {
-  auto walk = [&](const TileRun& run, const std::function<void(llvm::Value*)>& inner) {
-    if (run.end - run.begin == 1) return inner(ctx.i64(run.begin));
-    ctx.loop(ctx.i64(run.begin), ctx.i64(run.end), inner);
-  };
+void forEachTile(EmitContext& ctx, const std::vector<TileRun>& rows, const LoopRange& rowPart,
+                 const std::vector<TileRun>& cols, const TileBody& body) {
   for (const TileRun& r : rows)
-    walk(r, [&](llvm::Value* ty) {
-      for (const TileRun& c : cols) walk(c, [&](llvm::Value* tx) { body(ty, r.valid, tx, c.valid); });
+    ctx.loop(rowPart, r.begin, r.end, [&](llvm::Value* ty) {
+      for (const TileRun& c : cols) {
+        if (c.end - c.begin == 1) body(ty, r.valid, ctx.i64(c.begin), c.valid);
+        else ctx.loop(ctx.i64(c.begin), ctx.i64(c.end), [&](llvm::Value* tx) { body(ty, r.valid, tx, c.valid); });
+      }
     });
 }
 
 int64_t lanesOf(const Operand& t) { return t.type.layout == Layout::NCHWc ? t.type.block : 1; }
 
-// Transforms are memory-bound: split by the bytes moved, as if each were an FMA.
-int64_t transformWays(int64_t elements, int64_t blocks) { return splitWays(2 * elements, blocks); }
+// Transforms are memory-bound: split by the bytes moved (in and out), each
+// counted as 4 flops, as the convs count theirs. Tile rows are the outer split (each thread's chunk, EmitContext::
+// split), as rows are in the convs around them, so a thread transforms the
+// rows it wrote; channel blocks take the ways left. Returns {blocks, tile rows}.
+std::pair<LoopRange, LoopRange> splitTransform(EmitContext& ctx, int64_t elements, int64_t blocks, int64_t tileRows) {
+  const int64_t ways = splitWays(16 * elements, blocks * tileRows), rowWays = std::min(tileRows, ways);
+  const LoopRange blockPart =
+      ctx.split(blocks, std::min(blocks, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(rowWays)))));
+  return {blockPart, ctx.split(tileRows, rowWays)};
+}
 
 void emitWinogradInput(EmitContext& ctx) {
   const Operand &x = ctx.input(0), &v = ctx.output();
@@ -92,11 +103,12 @@ void emitWinogradInput(EmitContext& ctx) {
   const std::vector<TileRun> cols = tileRuns(tilesW, kInputTile, -pads[1], w);
   llvm::IRBuilder<>& b = ctx.b;
   const VectorOps ops{ctx, lanes};
-  const LoopRange part = ctx.split(blocks, transformWays(v.type.shape.numElements(), blocks));
+  const auto [part, rowPart] =
+      splitTransform(ctx, x.type.shape.numElements() + v.type.shape.numElements(), blocks, tilesH);
   ctx.loop(part, 0, blocks, [&](llvm::Value* cb) {
     llvm::Value* inPlane = b.CreateMul(cb, ctx.i64(h * w * lanes));
-    forEachTile(ctx, rows, cols, [&](llvm::Value* ty, const std::vector<bool>& rowValid, llvm::Value* tx,
-                                     const std::vector<bool>& colValid) {
+    forEachTile(ctx, rows, rowPart, cols, [&](llvm::Value* ty, const std::vector<bool>& rowValid, llvm::Value* tx,
+                                              const std::vector<bool>& colValid) {
       // Input pixel (2 ty - pad_top, 2 tx - pad_left), negative at the top and left borders.
       llvm::Value* corner = b.CreateAdd(
           b.CreateMul(b.CreateSub(b.CreateMul(ty, ctx.i64(kOutputTile)), ctx.i64(pads[0])), ctx.i64(w)),
@@ -131,14 +143,15 @@ void emitWinogradOutput(EmitContext& ctx) {
   const std::optional<Operand> residual = ctx.hasInput(2) ? std::optional<Operand>(ctx.input(2)) : std::nullopt;
   llvm::IRBuilder<>& b = ctx.b;
   const VectorOps ops{ctx, lanes};
-  const LoopRange part = ctx.split(blocks, transformWays(m.type.shape.numElements(), blocks));
+  const auto [part, rowPart] =
+      splitTransform(ctx, m.type.shape.numElements() + y.type.shape.numElements(), blocks, tilesH);
   ctx.loop(part, 0, blocks, [&](llvm::Value* kb) {
     llvm::Value* biasVector =
         bias ? kernels::loadVector(ctx, kernels::floatPtr(ctx, bias->data, b.CreateMul(kb, ctx.i64(lanes))), lanes)
              : nullptr;
     llvm::Value* outPlane = b.CreateMul(kb, ctx.i64(outH * outW * lanes));
-    forEachTile(ctx, rows, cols, [&](llvm::Value* ty, const std::vector<bool>& rowValid, llvm::Value* tx,
-                                     const std::vector<bool>& colValid) {
+    forEachTile(ctx, rows, rowPart, cols, [&](llvm::Value* ty, const std::vector<bool>& rowValid, llvm::Value* tx,
+                                              const std::vector<bool>& colValid) {
       llvm::Value* tile = b.CreateMul(b.CreateAdd(b.CreateMul(ty, ctx.i64(tilesW)), tx), ctx.i64(lanes));
       std::array<llvm::Value*, kPositions> t;
       for (int64_t p = 0; p < kPositions; ++p) {
