@@ -6,7 +6,10 @@ stdout (a markdown table), progress on stderr. Not a CTest test: the whole
 list takes tens of minutes on 2 cores; tests/conformance compiles a subset
 (gen_torch_fixtures.py --set zoo) in CI.
 
-  scripts/torchvision_sweep.py KILN_BINARY WORKDIR [--only NAME ...] [--opset N]
+  scripts/torchvision_sweep.py KILN_BINARY WORKDIR [--only NAME ...] [--opset N] [--size S]
+
+--only also takes any other torchvision.models (or .segmentation) builder
+name, built with its defaults at SxS (default 64).
 
 Exit status: 0 when every model that exported compiled and matched, 1 otherwise.
 """
@@ -66,8 +69,20 @@ MODELS = {
 }
 
 
-def export(name, opset, work):
-    builder, side = MODELS[name]
+def model_entry(name, size):
+    if name in MODELS:
+        return MODELS[name]
+    segmentation = torchvision.models.segmentation
+    if hasattr(segmentation, name):  # no pretrained backbone: nothing to download
+        return (lambda: getattr(segmentation, name)(weights_backbone=None), size)
+    if hasattr(torchvision.models, name):
+        head = with_random_head if name.startswith("vit_") else (lambda m: m)
+        return (lambda: head(getattr(torchvision.models, name)()), size)
+    raise SystemExit(f"torchvision_sweep: no torchvision model '{name}'")
+
+
+def export(name, opset, work, size):
+    builder, side = model_entry(name, size)
     torch.manual_seed(0)
     model = builder().eval()
     randomize_batchnorm(model, torch.Generator().manual_seed(0))
@@ -98,6 +113,7 @@ def main():
     parser.add_argument("work")
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     names = args.only or list(MODELS)
@@ -107,9 +123,9 @@ def main():
     for name in names:
         print(f"sweep: {name}", file=sys.stderr, flush=True)
         try:
-            path, x, y, side = export(name, args.opset, args.work)
+            path, x, y, side = export(name, args.opset, args.work, args.size)
         except Exception as e:  # an exporter failure is torch's, not kiln's: reported, not counted
-            print(f"| {name} | {MODELS[name][1]} | {args.opset} | | | | | export failed: {type(e).__name__}: {e} |"[:300])
+            print(f"| {name} | {model_entry(name, args.size)[1]} | {args.opset} | | | | | export failed: {type(e).__name__}: {e} |"[:300])
             continue
         so = os.path.join(args.work, name + ".so")
         start = time.monotonic()

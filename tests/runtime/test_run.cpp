@@ -349,3 +349,23 @@ TEST_CASE("nested parallel-for on the pool completes every task", "[runtime][poo
   ThreadPool::parallelFor(&ThreadPool::instance(), 0, outerTask, &nesting);  // no tasks: returns at once
   CHECK(nesting.leaves.load() == 4 * 9 * 7 * 5);
 }
+
+namespace {
+void countIndex(void* runs, int64_t i) { (*static_cast<std::vector<std::atomic<int>>*>(runs))[static_cast<size_t>(i)]++; }
+}  // namespace
+
+TEST_CASE("a job's indices run once each, dealt to the threads in chunks", "[runtime][pool]") {
+  using kiln::runtime::ThreadPool;
+  ThreadPool::instance().start();
+  // Counts below, at and above the thread count (chunks of uneven sizes,
+  // threads taking over others' chunks), from two callers at once.
+  for (int64_t count : {2, 3, 7, 64, 1000}) {
+    INFO("count " << count);
+    std::vector<std::atomic<int>> a(static_cast<size_t>(count)), b(static_cast<size_t>(count));
+    std::thread other([&] { ThreadPool::parallelFor(&ThreadPool::instance(), count, countIndex, &b); });
+    ThreadPool::parallelFor(&ThreadPool::instance(), count, countIndex, &a);
+    other.join();
+    for (const auto* runs : {&a, &b})
+      CHECK(std::all_of(runs->begin(), runs->end(), [](const std::atomic<int>& n) { return n.load() == 1; }));
+  }
+}
