@@ -104,7 +104,11 @@ def export(name, opset, work, size):
 
     torch.onnx.export(Out(model), x, path, opset_version=opset, input_names=["input"], output_names=["output"])
     np.save(os.path.join(work, name + "_x.npy"), x.numpy())
-    return path, x.numpy(), y.numpy(), side
+    # The same network in float64: how far float32 rounding alone moves
+    # PyTorch's own output, for nets whose activations grow large.
+    with torch.no_grad():
+        y64 = Out(model.double()).eval()(x.double()).numpy()  # export leaves the wrapper in training mode
+    return path, x.numpy(), y.numpy(), y64, side
 
 
 def main():
@@ -117,15 +121,16 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     names = args.only or list(MODELS)
-    print(f"| model | input | opset | compile s | max abs(ref) | max abs diff | max diff / (atol + rtol·abs(ref)) | result |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print(f"| model | input | opset | compile s | max abs(ref) | max abs diff | max diff / (atol + rtol·abs(ref)) "
+          "| kiln / PyTorch max error vs float64 | result |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     failed = 0
     for name in names:
         print(f"sweep: {name}", file=sys.stderr, flush=True)
         try:
-            path, x, y, side = export(name, args.opset, args.work, args.size)
+            path, x, y, y64, side = export(name, args.opset, args.work, args.size)
         except Exception as e:  # an exporter failure is torch's, not kiln's: reported, not counted
-            print(f"| {name} | {model_entry(name, args.size)[1]} | {args.opset} | | | | | export failed: {type(e).__name__}: {e} |"[:300])
+            print(f"| {name} | {model_entry(name, args.size)[1]} | {args.opset} | | | | | | export failed: {type(e).__name__}: {e} |"[:300])
             continue
         so = os.path.join(args.work, name + ".so")
         start = time.monotonic()
@@ -134,22 +139,27 @@ def main():
         if c.returncode != 0:
             failed += 1
             reason = (c.stderr.strip().splitlines() or ["?"])[-1][:160].replace("|", "/")
-            print(f"| {name} | {side} | {args.opset} | {seconds:.1f} | | | | compile failed: {reason} |")
+            print(f"| {name} | {side} | {args.opset} | {seconds:.1f} | | | | | compile failed: {reason} |")
             continue
         out = os.path.join(args.work, name + "_out")
         p = subprocess.run([args.kiln, "predict", so, "--input", f"input={os.path.join(args.work, name + '_x.npy')}",
                             "--output-dir", out], capture_output=True, text=True)
         if p.returncode != 0:
             failed += 1
-            print(f"| {name} | {side} | {args.opset} | {seconds:.1f} | | | | predict failed |")
+            print(f"| {name} | {side} | {args.opset} | {seconds:.1f} | | | | | predict failed |")
             continue
         got = np.load(os.path.join(out, "output.npy"))
         diff = np.abs(got.astype(np.float64) - y)
         worst = float((diff / (1e-4 + 1e-3 * np.abs(y))).max())
-        ok = got.shape == y.shape and worst <= 1.0
+        # Within tolerance of PyTorch, or (activations grown so large that
+        # float32 rounding breaks it) no further from the float64 network
+        # than PyTorch's float32 run is.
+        kilnErr, torchErr = float(np.abs(got - y64).max()), float(np.abs(y - y64).max())
+        ok = got.shape == y.shape and (worst <= 1.0 or kilnErr <= 2 * torchErr)
         failed += 0 if ok else 1
         print(f"| {name} | {side} | {args.opset} | {seconds:.1f} | {np.abs(y).max():.1e} | {diff.max():.1e} | {worst:.3f} | "
-              f"{'match' if ok else 'MISMATCH'} |", flush=True)
+              f"{kilnErr:.1e} / {torchErr:.1e} | {'match' if worst <= 1.0 else 'as close as PyTorch' if ok else 'MISMATCH'} |",
+              flush=True)
         for f in (so, path):
             os.remove(f)
     return 1 if failed else 0
