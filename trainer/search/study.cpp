@@ -329,14 +329,23 @@ std::vector<TrialRecord> readStudy(const std::string& url) {
   return out;
 }
 
-std::vector<TrialSpec> bestTrialSpecs(const std::string& url, size_t count) {
-  std::unique_ptr<Database> db = openExisting(url);
-  std::string space;
-  std::vector<TrialRecord> trials;
-  db->transaction(false, [&] {
-    space = db->query("SELECT value FROM study WHERE key = 'space'").at(0).text(0);
-    trials = readTrials(*db);
+namespace {
+
+// The space a study was created for (its canonical JSON text) and its
+// trials, read in one snapshot.
+std::pair<std::string, std::vector<TrialRecord>> readSpaceAndTrials(Database& db) {
+  std::pair<std::string, std::vector<TrialRecord>> out;
+  db.transaction(false, [&] {
+    out.first = db.query("SELECT value FROM study WHERE key = 'space'").at(0).text(0);
+    out.second = readTrials(db);
   });
+  return out;
+}
+
+}  // namespace
+
+std::vector<TrialSpec> bestTrialSpecs(const std::string& url, size_t count) {
+  auto [space, trials] = readSpaceAndTrials(*openExisting(url));
   std::erase_if(trials, [](const TrialRecord& t) { return t.state != TrialState::Complete || !t.value; });
   if (trials.size() < count)
     throw StudyError(url + " holds " + std::to_string(trials.size()) + " complete trial(s), fewer than the " +
@@ -344,22 +353,14 @@ std::vector<TrialSpec> bestTrialSpecs(const std::string& url, size_t count) {
   std::stable_sort(trials.begin(), trials.end(), [](const TrialRecord& a, const TrialRecord& b) { return *a.value < *b.value; });
   const nlohmann::json base = nlohmann::json::parse(space).at("base");
   std::vector<TrialSpec> out;
-  for (size_t i = 0; i < count; ++i) {
-    out.push_back({trials[i].id, *trials[i].value, applyOverrides(base, trials[i].overrides)});
-  }
+  for (size_t i = 0; i < count; ++i) out.push_back({trials[i].id, *trials[i].value, applyOverrides(base, trials[i].overrides)});
   return out;
 }
 
 size_t copyStudy(const std::string& from, const std::string& to) {
   namespace fs = std::filesystem;
   const StudyLocation dst = parseStudyUrl(to);
-  std::unique_ptr<Database> src = openExisting(from);
-  std::string space;
-  std::vector<TrialRecord> trials;
-  src->transaction(false, [&] {
-    space = src->query("SELECT value FROM study WHERE key = 'space'").at(0).text(0);
-    trials = readTrials(*src);
-  });
+  const auto [space, trials] = readSpaceAndTrials(*openExisting(from));
   auto write = [&](Database& out) {
     out.transaction(true, [&] {
       const std::string held = createTables(out);
