@@ -48,7 +48,12 @@ class ProgressBar {
 }  // namespace
 
 Metrics evaluate(Sequential& model, const LossConfig& lossCfg, const LabeledImages& data, int64_t batchSize) {
-  CategoricalCrossentropy loss(lossCfg);
+  // The log-loss of the true labels: with the training targets' smoothing
+  // it would depend on the smoothing, and a search over label_smoothing
+  // (or early stopping across such trials) would favour the least.
+  LossConfig plain = lossCfg;
+  plain.labelSmoothing = 0;
+  CategoricalCrossentropy loss(plain);
   std::vector<int64_t> order(static_cast<size_t>(data.size()));
   std::iota(order.begin(), order.end(), 0);
   double lossSum = 0;

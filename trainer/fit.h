@@ -18,7 +18,8 @@ struct Metrics {
   double loss = 0, accuracy = 0;
 };
 
-// Inference-mode loss and accuracy over `data`.
+// Inference-mode loss (crossentropy of the true labels, no label
+// smoothing) and accuracy over `data`.
 Metrics evaluate(Sequential& model, const LossConfig& loss, const LabeledImages& data, int64_t batchSize);
 
 struct EpochRecord;
