@@ -409,3 +409,22 @@ TEST_CASE("kiln-train search runs, resumes and lists a tiny study") {
                      " --top 2 --data fashion-mnist -o " + (dir / "ens2").string() + " 2> /dev/null").c_str()) != 0);
   CHECK_FALSE(fs::exists(dir / "ens2"));
 }
+
+TEST_CASE("The trial table shows a long drawn option by the values sampled inside it") {
+  TrialRecord t;
+  t.id = 7;
+  t.state = TrialState::Complete;
+  t.value = 0.25;
+  json layers = json::array();
+  for (int i = 0; i < 8; ++i) layers.push_back({{"type", "Conv2D"}, {"filters", 16 * (i + 1)}, {"padding", "same"}});
+  t.overrides = {{"/layers", layers}, {"/training/optimizer", {{"type", "adam"}, {"learning_rate", 0.0012345}}}};
+  t.params = {{"/layers", 1}, {"/layers[1]/0/filters", 16}, {"/layers[1]/7/filters", 128}, {"/layers[0]/0/filters", 32},
+              {"/training/optimizer", 0}, {"/training/optimizer[0]/learning_rate", 0.0012345}};
+  const std::string row = tableRow(t);
+  INFO(row);
+  CHECK(row.find(" layers[1]: 0/filters=16 7/filters=128") != std::string::npos);
+  CHECK(row.find("Conv2D") == std::string::npos);     // not the whole list
+  CHECK(row.find("layers[0]") == std::string::npos);  // nor the option not drawn
+  // A short structured value stays whole: the option is named by its values.
+  CHECK(row.find(R"(training/optimizer={"learning_rate":0.001234,"type":"adam"})") != std::string::npos);
+}

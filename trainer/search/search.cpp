@@ -74,6 +74,23 @@ nlohmann::json rounded(const nlohmann::json& v) {
   return out;
 }
 
+// One override as the table shows it: its value, or for a long structured
+// one (a choice between layer lists, say) the option drawn and the values
+// sampled inside it, which is what differs between trials
+// ("layers[1]: 0/filters=64 7/rate=0.14"), not the whole tree.
+std::string shownOverride(const std::string& path, const nlohmann::json& value, const Assignment& params) {
+  const std::string whole = path.substr(1) + "=" + rounded(value).dump();
+  const auto choice = params.find(path);
+  if (!value.is_structured() || whole.size() <= 120 || choice == params.end()) return whole;
+  const std::string option = path + "[" + std::to_string(static_cast<int64_t>(choice->second)) + "]";
+  std::string out = option.substr(1) + ":";
+  for (const auto& [label, x] : params)
+    if (label.rfind(option + "/", 0) == 0)
+      out += " " + label.substr(option.size() + 1) + "=" +
+             (std::floor(x) == x ? nlohmann::json(static_cast<int64_t>(x)) : rounded(x)).dump();
+  return out;
+}
+
 }  // namespace
 
 int runWorkers(const std::string& url, const SearchSpace& space, uint64_t seed, const SearchConfig& cfg, int workers,
@@ -137,7 +154,7 @@ std::string tableRow(const TrialRecord& t) {
   std::snprintf(head, sizeof head, "%5lld  %-9s  %8s  %6zu  %6.1fs ", static_cast<long long>(t.id), stateName(t.state), loss,
                 t.intermediate.size(), t.seconds);
   std::string row = head;
-  for (const auto& [path, value] : t.overrides.items()) row += " " + path.substr(1) + "=" + rounded(value).dump();
+  for (const auto& [path, value] : t.overrides.items()) row += " " + shownOverride(path, value, t.params);
   if (!t.error.empty()) row += "  error: " + t.error;
   return row + "\n";
 }
