@@ -22,6 +22,10 @@ int64_t splitWays(int64_t flops, int64_t limit) {
   return std::clamp<int64_t>(flops / kMinPartFlops, 1, std::max<int64_t>(1, std::min(limit, kMaxParts)));
 }
 
+int64_t waysLeft(int64_t ways, int64_t used) {
+  return std::max<int64_t>(1, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(std::max<int64_t>(1, used)))));
+}
+
 LoopRange EmitContext::split(int64_t count, int64_t ways) {
   // Powers of two: every split of a loop into 2^k shares puts the same
   // boundary at its middle (and quarters, ...), so the pool's contiguous

@@ -39,6 +39,9 @@ struct Operand {
 // fixed at compile time, never by the thread count, so which thread runs a
 // part cannot change what it computes.
 int64_t splitWays(int64_t flops, int64_t limit);
+// The ways left of `ways` for a second split once a first one took `used`
+// (rounded as EmitContext::split rounds it); at least 1.
+int64_t waysLeft(int64_t ways, int64_t used);
 
 // [begin, end) of an i64 loop, as run-time values.
 struct LoopRange {

@@ -18,8 +18,6 @@
 // per output row, the depthwise row of all channels into a stack buffer
 // (channels x output width floats) and immediately the pointwise 1x1 conv of
 // that row, so the intermediate never leaves the cache and needs no workspace.
-#include <bit>
-
 #include "compiler/codegen/ops/families.h"
 #include "compiler/codegen/ops/vector_kernels.h"
 #include "compiler/ops/epilogue.h"
@@ -400,21 +398,17 @@ class BlockedConvKernel {
     const int64_t mapBytes = 4 * (s_.rows.in * s_.cols.in * inChannels_ + pixels * outChannels_);
     const int64_t weightBytes = 4 * outChannels_ * (depthwise_ ? 1 : groupInChannels_) * s_.taps();
     const int64_t ways = splitWays(std::max(flops, 4 * mapBytes), allGroups * pixels);  // a one-row map may be refolded
-    // The ways left for the other split once `used` (rounded as split rounds it) are taken.
-    auto waysLeft = [&](int64_t used) {
-      return std::max<int64_t>(1, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(used))));
-    };
     LoopRange groupRange;
     int64_t rowWays = 1;
     if (mapBytes >= weightBytes) {
       refoldPixelRow(ways);
       rowWays = std::min(s_.rows.out, ways);
-      groupRange = ctx_.split(allGroups, std::min(allGroups, waysLeft(rowWays)));
+      groupRange = ctx_.split(allGroups, std::min(allGroups, waysLeft(ways, rowWays)));
       rowRange_ = ctx_.split(s_.rows.out, rowWays);  // the outer split
     } else {
       const int64_t groupWays = std::min(allGroups, ways);
-      if (waysLeft(groupWays) >= 2) refoldPixelRow(waysLeft(groupWays));
-      rowWays = std::min(s_.rows.out, waysLeft(groupWays));
+      if (waysLeft(ways, groupWays) >= 2) refoldPixelRow(waysLeft(ways, groupWays));
+      rowWays = std::min(s_.rows.out, waysLeft(ways, groupWays));
       rowRange_ = ctx_.split(s_.rows.out, rowWays);
       groupRange = ctx_.split(allGroups, groupWays);  // the outer split
     }

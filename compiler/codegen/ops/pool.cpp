@@ -17,7 +17,6 @@
 #include <llvm/IR/MDBuilder.h>
 
 #include <algorithm>
-#include <bit>
 #include <limits>
 
 #include "compiler/codegen/ops/families.h"
@@ -136,7 +135,7 @@ void emitBlockedWindowPool(EmitContext& ctx, const Reducer& reducer, bool countI
                                 16 * blocks * c * (rows.in * cols.in + rows.out * cols.out));
   const int64_t ways = splitWays(work, blocks * rows.out), rowWays = std::min(rows.out, ways);
   const LoopRange blockRange =
-      ctx.split(blocks, std::min(blocks, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(rowWays)))));
+      ctx.split(blocks, std::min(blocks, waysLeft(ways, rowWays)));
   const LoopRange rowRange = ctx.split(rows.out, rowWays);
   ctx.loop(blockRange, 0, blocks, [&](llvm::Value* cb) {
     for (const AxisSpan& rowSpan : kernels::axisSpans(rows))

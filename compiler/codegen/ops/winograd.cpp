@@ -11,7 +11,6 @@
 // transform's adds (winograd::applyTransform2D, the reference kernels'
 // order) and 16 stores (input), or 16 loads, the adds, bias, residual, the
 // fused activation and up to 4 stores (output).
-#include <bit>
 #include <utility>
 
 #include "compiler/codegen/math.h"
@@ -88,7 +87,7 @@ int64_t lanesOf(const Operand& t) { return t.type.layout == Layout::NCHWc ? t.ty
 std::pair<LoopRange, LoopRange> splitTransform(EmitContext& ctx, int64_t elements, int64_t blocks, int64_t tileRows) {
   const int64_t ways = splitWays(16 * elements, blocks * tileRows), rowWays = std::min(tileRows, ways);
   const LoopRange blockPart =
-      ctx.split(blocks, std::min(blocks, ways / static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(rowWays)))));
+      ctx.split(blocks, std::min(blocks, waysLeft(ways, rowWays)));
   return {blockPart, ctx.split(tileRows, rowWays)};
 }
 
