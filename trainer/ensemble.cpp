@@ -194,6 +194,12 @@ nlohmann::json ensembleManifest(const std::vector<std::string>& memberPaths, con
           {"members", members},          {"labels", labels}};
 }
 
+std::string memberFingerprint(const std::string& specText, uint64_t seed, int64_t epochs, int64_t trainLimit,
+                              uint64_t splitSeed, const std::string& data) {
+  return specText + "\nseed " + std::to_string(seed) + " epochs " + std::to_string(epochs) + " train_limit " +
+         std::to_string(trainLimit) + " split_seed " + std::to_string(splitSeed) + " data " + data;
+}
+
 EnsembleTestReport evaluateEnsembleOnTestSet(const std::vector<Sequential*>& members, std::span<const double> weights,
                                              const TrainingConfig& cfg, const DatasetFolder& folder) {
   TestSet test = TestSet::load(folder);

@@ -75,6 +75,11 @@ ProbMatrix predictProbabilities(Sequential& model, const LossConfig& loss, const
 nlohmann::json ensembleManifest(const std::vector<std::string>& memberPaths, const std::vector<double>& weights,
                                 const std::vector<std::string>& labels, bool memberOutputsLogits = false);
 
+// What a member's state file is tagged with (see saveStateFile): the spec's
+// text and everything else its training depends on.
+std::string memberFingerprint(const std::string& specText, uint64_t seed, int64_t epochs, int64_t trainLimit,
+                              uint64_t splitSeed, const std::string& data);
+
 // The final evaluation of the members and the mixtures (equal weights and
 // `weights`) on the official test set. The only caller of the test set
 // besides evaluateOnTestSet; call it once, after the weights are fixed.

@@ -94,7 +94,9 @@ values; --epochs and --train-limit as given here, not the search's), learns mixt
 member, the equal-weight and the weighted mixture (validation accuracy and
 log-loss), writes DIR/member<i>.onnx and DIR/ensemble.json (see
 trainer/README.md) atomically, then evaluates everything once on the test
-set and prints the validation-to-test gap.
+set and prints the validation-to-test gap. Each trained member is kept in
+DIR.members/ until DIR is written: rerun the same command after a kill and
+it resumes after the last finished member.
   --members K        members (default 3)
   --study URL --top K
                      members from the K best trials of a search study
@@ -283,15 +285,18 @@ int runEnsemble(const EnsembleArgs& e) {
     throw std::runtime_error(a.output + " exists and is not an empty folder");
   setMathThreads(a.threads);
   std::vector<ModelSpec> specs;  // one per member
-  std::vector<std::string> origins;
+  std::vector<std::string> origins, specTexts;
   if (e.study.empty()) {
     specs.assign(static_cast<size_t>(e.members), loadSpecFile(a.spec));
     origins.assign(specs.size(), a.spec);
+    std::ifstream file(a.spec);
+    specTexts.assign(specs.size(), std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()));
   } else {
     for (const auto& t : kiln::train::search::bestTrialSpecs(e.study, static_cast<size_t>(e.members))) {
       const std::string origin = e.study + " trial " + std::to_string(t.id);
       specs.push_back(parseSpec(t.spec, origin));
       origins.push_back(origin + " (search val_loss " + std::to_string(t.value) + ")");
+      specTexts.push_back(t.spec.dump());
     }
   }
   const ModelSpec& spec = specs.front();
@@ -303,6 +308,10 @@ int runEnsemble(const EnsembleArgs& e) {
   TrainValSplit split = loadTrainValSplit(folder, spec.training.validationSize, a.seed);
   std::cerr << spec.name << " ensemble: " << e.members << " member(s); " << split.train.size() << " train / "
             << split.validation.size() << " validation samples\n";
+  // Each trained member's state is kept in DIR.members/ until DIR is
+  // written, so a run killed after hours resumes after its last member.
+  const fs::path finished = dir.parent_path() / (dir.filename().string() + ".members");
+  fs::create_directories(finished);
   std::vector<std::unique_ptr<Sequential>> models;
   std::vector<ProbMatrix> probs;
   for (int64_t k = 0; k < e.members; ++k) {
@@ -315,7 +324,15 @@ int runEnsemble(const EnsembleArgs& e) {
     opts.seed = seed;
     opts.trainLimit = a.trainLimit;
     opts.progress = &std::cerr;
-    fit(*models.back(), member.training, split, opts);
+    const std::string statePath = (finished / ("member" + std::to_string(k) + ".state")).string();
+    const std::string fingerprint =
+        memberFingerprint(specTexts[static_cast<size_t>(k)], seed, opts.epochs, a.trainLimit, a.seed, a.data);
+    if (loadStateFile(*models.back(), statePath, fingerprint)) {
+      std::cerr << "  trained by an earlier run: restored from " << statePath << "\n";
+    } else {
+      fit(*models.back(), member.training, split, opts);
+      saveStateFile(*models.back(), statePath, fingerprint);
+    }
     probs.push_back(predictProbabilities(*models.back(), member.training.loss, split.validation, member.training.batchSize));
   }
   const std::span<const uint8_t> labels(split.validation.labels);
@@ -358,6 +375,7 @@ int runEnsemble(const EnsembleArgs& e) {
     if (!out) throw std::runtime_error("cannot write " + (tmp / "ensemble.json").string());
     if (fs::exists(dir)) fs::remove(dir);  // empty, checked above
     fs::rename(tmp, dir);
+    fs::remove_all(finished);
   } catch (...) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);

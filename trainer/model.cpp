@@ -1,8 +1,12 @@
 // Sequential model and the layer factory that reads each layer's spec keys.
 #include "trainer/model.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <fstream>
 
 namespace kiln::train {
 
@@ -143,5 +147,70 @@ void Sequential::restoreState(const std::vector<Tensor>& state) {
   for (size_t i = 0; i < dst.size(); ++i) *dst[i] = state.at(i);
 }
 
-}  // namespace kiln::train
+namespace {
 
+constexpr char kStateMagic[] = "kiln-train-state 1\n";
+
+void writeU64(std::ostream& out, uint64_t v) { out.write(reinterpret_cast<const char*>(&v), sizeof v); }
+
+uint64_t readU64(std::istream& in, const std::string& path) {
+  uint64_t v = 0;
+  if (!in.read(reinterpret_cast<char*>(&v), sizeof v)) throw std::runtime_error(path + ": truncated model state");
+  return v;
+}
+
+}  // namespace
+
+void saveStateFile(const Sequential& model, const std::string& path, const std::string& fingerprint) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(kStateMagic, sizeof kStateMagic - 1);
+    writeU64(out, fingerprint.size());
+    out.write(fingerprint.data(), static_cast<std::streamsize>(fingerprint.size()));
+    const std::vector<Tensor> state = model.saveState();
+    writeU64(out, state.size());
+    for (const Tensor& t : state) {
+      writeU64(out, t.shape.size());
+      for (int64_t d : t.shape) writeU64(out, static_cast<uint64_t>(d));
+      out.write(reinterpret_cast<const char*>(t.ptr()), static_cast<std::streamsize>(t.data.size() * sizeof(float)));
+    }
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("cannot write " + tmp);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  }
+}
+
+bool loadStateFile(Sequential& model, const std::string& path, const std::string& fingerprint) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::string magic(sizeof kStateMagic - 1, '\0');
+  if (!in.read(magic.data(), static_cast<std::streamsize>(magic.size())) || magic != kStateMagic)
+    throw std::runtime_error(path + ": not a kiln-train model state");
+  const uint64_t fpSize = readU64(in, path);
+  if (fpSize != fingerprint.size()) return false;
+  std::string stored(fpSize, '\0');
+  if (!in.read(stored.data(), static_cast<std::streamsize>(fpSize))) throw std::runtime_error(path + ": truncated model state");
+  if (stored != fingerprint) return false;
+  std::vector<Tensor> state = model.saveState();  // the shapes to expect
+  if (readU64(in, path) != state.size())
+    throw std::runtime_error(path + ": holds another number of tensors than model " + model.name());
+  for (Tensor& t : state) {
+    if (readU64(in, path) != t.shape.size()) throw std::runtime_error(path + ": a tensor's rank differs from the model's");
+    for (int64_t d : t.shape)
+      if (readU64(in, path) != static_cast<uint64_t>(d)) throw std::runtime_error(path + ": a tensor's shape differs from the model's");
+    if (!in.read(reinterpret_cast<char*>(t.ptr()), static_cast<std::streamsize>(t.data.size() * sizeof(float))))
+      throw std::runtime_error(path + ": truncated model state");
+  }
+  if (in.peek() != std::char_traits<char>::eof()) throw std::runtime_error(path + ": trailing bytes after the model state");
+  model.restoreState(state);
+  return true;
+}
+
+}  // namespace kiln::train

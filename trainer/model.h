@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "trainer/layers.h"
@@ -36,6 +37,16 @@ class Sequential {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Param*> params_;
 };
+
+// A trained model's parameters and buffers in a file, tagged with a
+// fingerprint of what produced them (spec, seed, epochs, data), so that a
+// killed ensemble run resumes after the members it finished. Written to a
+// temporary file renamed into place: the file is whole or absent.
+void saveStateFile(const Sequential& model, const std::string& path, const std::string& fingerprint);
+// Restores `model` from `path`; false when the file is absent or carries
+// another fingerprint. Throws std::runtime_error naming the file when it is
+// truncated, foreign, or its tensors do not fit `model`.
+bool loadStateFile(Sequential& model, const std::string& path, const std::string& fingerprint);
 
 // One layer from its spec object ({"type": "Conv2D", ...}); `index` names
 // unnamed layers ("conv2d_3").

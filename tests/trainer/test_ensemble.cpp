@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <sstream>
 
 #include "trainer/ensemble.h"
+#include "trainer/model.h"
 #include "trainer/random.h"
 
 using namespace kiln::train;
@@ -186,7 +188,74 @@ TEST_CASE("kiln-train ensemble trains, weights, writes and tests once") {
   CHECK(manifest["labels"].size() == 10);
   double total = manifest["members"][0]["weight"].get<double>() + manifest["members"][1]["weight"].get<double>();
   CHECK(total == Approx(1.0));
+  CHECK_FALSE(fs::exists(dir / "ens.members"));  // dropped once the ensemble is written
   // A second run into the now non-empty folder refuses before training.
   CHECK(std::system(cmd.c_str()) != 0);
+
+  // What a run killed after member 0 leaves: that member's state. Here an
+  // untrained model stands in for it, so a restore (not a retrain) shows in
+  // member 0's chance-level accuracy as well as in the log.
+  const fs::path resumed = dir / "resumed";
+  fs::create_directories(dir / "resumed.members");
+  std::ifstream specFile(dir / "tiny.json");
+  const std::string specText((std::istreambuf_iterator<char>(specFile)), std::istreambuf_iterator<char>());
+  const Sequential untrained(loadSpecFile((dir / "tiny.json").string()), 0);
+  saveStateFile(untrained, (dir / "resumed.members" / "member0.state").string(),
+                memberFingerprint(specText, 0, 1, 300, 0, "fashion-mnist"));
+  const std::string resume = std::string(KILN_TRAIN_BINARY) + " ensemble " + (dir / "tiny.json").string() +
+                             " --members 2 --epochs 1 --train-limit 300 --method logloss --data fashion-mnist -o " +
+                             resumed.string() + " > " + (dir / "out2.txt").string() + " 2> " + (dir / "err2.txt").string();
+  REQUIRE(std::system(resume.c_str()) == 0);
+  std::ifstream err(dir / "err2.txt");
+  const std::string log((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  INFO(log);
+  const size_t restoredAt = log.find("restored from");
+  CHECK(restoredAt != std::string::npos);
+  CHECK(log.find("restored from", restoredAt + 1) == std::string::npos);  // member 1 was trained
+  CHECK_FALSE(fs::exists(dir / "resumed.members"));
+  std::ifstream out2(dir / "out2.txt");
+  std::string table;
+  double member0Accuracy = -1;
+  while (std::getline(out2, table))
+    if (table.rfind("member0 ", 0) == 0) {
+      std::istringstream row(table);
+      std::string name, weight;
+      row >> name >> weight >> member0Accuracy;
+      break;
+    }
+  CHECK(member0Accuracy >= 0);
+  CHECK(member0Accuracy < 0.3);  // untrained: about 0.1; one epoch on 300 samples gets above 0.5
+  fs::remove_all(dir);
+}
+
+TEST_CASE("A member's state file restores it and refuses other runs' or damaged files") {
+  fs::path dir = fs::temp_directory_path() / ("kiln_state_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const json doc = json::parse(R"({"name": "tiny", "input_shape": [8, 8, 1],
+    "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 3}, {"type": "BatchNormalization"}, {"type": "Flatten"},
+               {"type": "Dense", "units": 3, "activation": "softmax"}]})");
+  const ModelSpec spec = parseSpec(doc, "tiny");
+  Sequential saved(spec, 1), restored(spec, 2);
+  Tensor x({2, 1, 8, 8});
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) * 0.1f;
+  const Tensor before = restored.forward(x, false);
+  const std::string path = (dir / "m.state").string();
+  saveStateFile(saved, path, "run A");
+  CHECK_FALSE(loadStateFile(restored, path, "run B"));
+  CHECK_FALSE(loadStateFile(restored, (dir / "absent.state").string(), "run A"));
+  CHECK(restored.forward(x, false).data == before.data);  // untouched by the refusals
+  REQUIRE(loadStateFile(restored, path, "run A"));
+  CHECK(restored.forward(x, false).data == saved.forward(x, false).data);
+
+  const auto size = fs::file_size(path);
+  fs::resize_file(path, size - 4);
+  CHECK_THROWS_WITH(loadStateFile(restored, path, "run A"), Catch::Contains("truncated"));
+  std::ofstream(path, std::ios::trunc) << "not a state file at all";
+  CHECK_THROWS_WITH(loadStateFile(restored, path, "run A"), Catch::Contains("not a kiln-train model state"));
+  Sequential other(parseSpec(json::parse(R"({"name": "other", "input_shape": [8, 8, 1],
+    "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]})"), "other"), 1);
+  saveStateFile(other, path, "run A");
+  CHECK_THROWS_WITH(loadStateFile(restored, path, "run A"), Catch::Contains("number of tensors"));
   fs::remove_all(dir);
 }
