@@ -350,8 +350,15 @@ int runCompile(const ParsedArgs& args) {
           ? "workspace " + kib(schedule.samplesPerGroup * g.arenaBytes) + " per thread for any batch"
       : schedule.workspaceSamples > 0 ? "workspace " + kib(schedule.workspaceSamples * g.arenaBytes) + " for any batch"
                                       : "workspace " + kib(g.arenaBytes) + " per sample of max_batch";
+  const Graph::BatchSuffix& suffix = g.batchSuffix;
+  const std::string wholeBatch =
+      suffix.chunk == 0 ? ""
+                        : ", the last " + std::to_string(g.numNodes() - static_cast<size_t>(suffix.firstNode)) +
+                              " nodes (from '" + g.nodes()[static_cast<size_t>(suffix.firstNode)]->name +
+                              "') node by node over chunks of " + std::to_string(suffix.chunk) + " samples, + " +
+                              kib(suffix.chunk * suffix.regionBytes) + " for a chunk";
   progress.finish(*out + (headerPath ? " + " + *headerPath : "") + " (" + target.triple + ", " + target.cpu + "; " +
-                  groups + ", " + kib(schedule.sampleBytes) + " per sample, " + workspace + ")");
+                  groups + ", " + kib(schedule.sampleBytes) + " per sample, " + workspace + wholeBatch + ")");
   return kExitOk;
 }
 

@@ -66,7 +66,9 @@ std::string artifactHeader(const Graph& g, const CompileOptions& options) {
   for (size_t i = 0; i < options.labels.size(); ++i)
     os << "/*   " << i << ": " << quotedLabel(options.labels[i]) << " */\n";
   os << "#define " << macro << "_NUM_LABELS " << options.labels.size() << "\n\n";
-  os << "#define " << macro << "_WORKSPACE_BYTES_PER_SAMPLE " << g.arenaBytes << "u\n\n"
+  os << "/* a run's workspace: kiln_workspace_bytes(descriptor, batch, slots) bytes, 64-byte aligned */\n"
+     << "#define " << macro << "_WORKSPACE_BYTES_PER_SAMPLE " << g.arenaBytes << "u\n"
+     << "#define " << macro << "_BATCH_REGION_BYTES_PER_SAMPLE " << g.batchSuffix.regionBytes << "u\n\n"
      << "#ifdef __cplusplus\n}\n#endif\n\n#endif\n";
   return os.str();
 }

@@ -118,8 +118,9 @@ class ModuleBuilder {
         ptr_(llvm::PointerType::get(ctx, 0)),
         i64_(llvm::Type::getInt64Ty(ctx)),
         i32_(llvm::Type::getInt32Ty(ctx)),
-        // The sample tasks' shared arguments: {batch, inputs, outputs, workspace}.
-        argsType_(llvm::StructType::create(ctx, {i64_, ptr_, ptr_, ptr_}, "kiln_run_args")) {
+        // The sample tasks' shared arguments: {batch, inputs, outputs,
+        // workspace, region} (see operand for the last two).
+        argsType_(llvm::StructType::create(ctx, {i64_, ptr_, ptr_, ptr_, ptr_}, "kiln_run_args")) {
     module_->setTargetTriple(target.resolved.triple);
     module_->setDataLayout(target.dataLayout);
     for (size_t i = 0; i < g.inputs().size(); ++i) inputIndex_[g.inputs()[i]] = i;
@@ -296,7 +297,7 @@ class ModuleBuilder {
   }
 
   struct Frame {
-    llvm::Value *inputs, *outputs, *workspace, *sample;
+    llvm::Value *inputs, *outputs, *workspace, *region, *sample;
   };
 
   // A function void NAME(ptr args, i64 sample[, i64 part]) with its frame loaded.
@@ -308,7 +309,7 @@ class ModuleBuilder {
     b.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", fn));
     llvm::Value* args = fn->getArg(0);
     auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(argsType_, args, i)); };
-    return {fn, Frame{field(1, ptr_), field(2, ptr_), field(3, ptr_), fn->getArg(1)}};
+    return {fn, Frame{field(1, ptr_), field(2, ptr_), field(3, ptr_), field(4, ptr_), fn->getArg(1)}};
   }
 
   // The profile's counters, {cycles, calls} per layer, zero-initialized
@@ -372,6 +373,12 @@ class ModuleBuilder {
     } else {
       if (v->arenaOffset < 0)
         throw Error("value '" + v->name + "' has no workspace offset: run the plan-memory pass before compiling");
+      if (v->inBatchRegion) {  // sample s's copy at region + s * regionBytes (region shifted for the chunk)
+        llvm::Value* copy = b.CreateMul(f.sample, b.getInt64(static_cast<uint64_t>(g_.batchSuffix.regionBytes)));
+        op.data = b.CreateGEP(b.getInt8Ty(), f.region,
+                              b.CreateAdd(copy, b.getInt64(static_cast<uint64_t>(v->arenaOffset))));
+        return op;
+      }
       // Each sample has an arena of its own, the plan's per-sample layout at
       // workspace + sample * arenaBytes: a group of samples runs a segment's
       // nodes in order while other groups are at other nodes, so a region
@@ -406,6 +413,14 @@ class ModuleBuilder {
   // computes the same whatever group or thread runs it, so results are
   // bit-identical to a node-by-node schedule.
   //
+  // With a whole-batch suffix (Graph::BatchSuffix, chosen by plan-memory for
+  // weight-heavy nodes) the batch runs in chunks of up to `chunk` samples:
+  // the segment before the suffix for the chunk's groups, then each suffix
+  // step over the chunk, part by part (every sample of a part before the
+  // next part, so the part's share of the weights is read once per chunk).
+  // The workspace then starts with the chunk's batch region, the arenas
+  // after it.
+  //
   // kiln_run_slots(batch, inputs, outputs, workspace, slots, parallel_for,
   // pool) is the ABI 1.4 entry; kiln_run, the 1.0 one, calls it with the
   // most slots (KILN_MAX_SLOTS), for which older runtimes size the workspace.
@@ -413,22 +428,60 @@ class ModuleBuilder {
     auto* type = llvm::FunctionType::get(i32_, {i64_, ptr_, ptr_, ptr_, i64_, ptr_, ptr_}, false);
     auto* fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_run_slots", *module_);
     llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    llvm::Value* batch = fn->getArg(0);
     llvm::Value* args = b.CreateAlloca(argsType_);
     for (unsigned i = 0; i < 4; ++i) b.CreateStore(fn->getArg(i), b.CreateStructGEP(argsType_, args, i));
+    b.CreateStore(llvm::ConstantPointerNull::get(ptr_), b.CreateStructGEP(argsType_, args, 4));
     llvm::Value* slots = fn->getArg(4);
     const Pool pool{fn->getArg(5), fn->getArg(6)};
-    for (size_t i = 0; i < tasks.size();) {
-      if (!tasks[i].batched) {
-        emitStep(b, pool, tasks[i], args, b.getInt64(static_cast<uint64_t>(tasks[i].rows)), b.getInt64(0));
-        ++i;
-        continue;
+    const Graph::BatchSuffix& suffix = g_.batchSuffix;
+    if (suffix.chunk == 0) {
+      for (size_t i = 0; i < tasks.size();) {
+        if (!tasks[i].batched) {
+          emitStep(b, pool, tasks[i], args, b.getInt64(static_cast<uint64_t>(tasks[i].rows)), b.getInt64(0));
+          ++i;
+          continue;
+        }
+        size_t end = i;
+        while (end < tasks.size() && tasks[end].batched) ++end;
+        emitSegment(b, pool, {tasks.begin() + i, tasks.begin() + end}, batchSchedule(g_).samplesPerGroup, args,
+                    b.getInt64(0), batch, slots);
+        i = end;
       }
-      size_t end = i;
-      while (end < tasks.size() && tasks[end].batched) ++end;
-      emitSegment(b, pool, {tasks.begin() + i, tasks.begin() + end}, batchSchedule(g_).samplesPerGroup, args,
-                  fn->getArg(0), slots);
-      i = end;
+      b.CreateRet(b.getInt32(0));
+      return fn;
     }
+    // Every step is batched here (plan-memory chooses a suffix only then).
+    const auto chunk = b.getInt64(static_cast<uint64_t>(suffix.chunk));
+    const auto regionBytes = b.getInt64(static_cast<uint64_t>(suffix.regionBytes));
+    llvm::Value* workspace = fn->getArg(3);
+    b.CreateStore(b.CreateInBoundsGEP(b.getInt8Ty(), workspace,
+                                      b.CreateMul(b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, batch, chunk),
+                                                  regionBytes)),
+                  b.CreateStructGEP(argsType_, args, 3));
+    const auto first = static_cast<size_t>(suffix.firstNode);
+    llvm::BasicBlock* entry = b.GetInsertBlock();
+    llvm::BasicBlock* header = llvm::BasicBlock::Create(ctx_, "chunk", fn);
+    llvm::BasicBlock* body = llvm::BasicBlock::Create(ctx_, "chunk.body", fn);
+    llvm::BasicBlock* done = llvm::BasicBlock::Create(ctx_, "chunk.done", fn);
+    b.CreateBr(header);
+    b.SetInsertPoint(header);
+    llvm::PHINode* start = b.CreatePHI(i64_, 2);
+    start->addIncoming(b.getInt64(0), entry);
+    b.CreateCondBr(b.CreateICmpSLT(start, batch), body, done);
+    b.SetInsertPoint(body);
+    llvm::Value* count = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, b.CreateSub(batch, start), chunk);
+    // Sample s of the chunk keeps its copy of the region's values at
+    // workspace + (s - start) * regionBytes.
+    b.CreateStore(b.CreateGEP(b.getInt8Ty(), workspace, b.CreateNeg(b.CreateMul(start, regionBytes))),
+                  b.CreateStructGEP(argsType_, args, 4));
+    if (first > 0)
+      emitSegment(b, pool, {tasks.begin(), tasks.begin() + static_cast<std::ptrdiff_t>(first)},
+                  batchSchedule(g_).samplesPerGroup, args, start, count, slots);
+    for (size_t i = first; i < tasks.size(); ++i) emitStep(b, pool, tasks[i], args, count, start, true);
+    start->addIncoming(b.CreateAdd(start, chunk), b.GetInsertBlock());
+    b.CreateBr(header);
+    b.SetInsertPoint(done);
     b.CreateRet(b.getInt32(0));
     return fn;
   }
@@ -446,8 +499,9 @@ class ModuleBuilder {
     llvm::Value *parallelFor, *context;  // the run function's; parallelFor NULL: serial
   };
 
-  // The segment's steps for every group: parallel_for(groups) of
-  // kiln_segment_S(ptr {args, parallel_for, pool}, i64 group).
+  // The segment's steps for every group of the `count` samples from
+  // `start`: parallel_for(groups) of kiln_segment_S(ptr {args, parallel_for,
+  // pool, flags, slots, start, count}, i64 group).
   //
   // A group works in one of the batch's arenas, a slot it claims for the
   // segment: the slots in use are the lowest free ones, so a thread's next
@@ -458,8 +512,8 @@ class ModuleBuilder {
   static constexpr int64_t kSlots = BatchSchedule::kMaxGroupsInFlight;
   static_assert(kSlots == KILN_MAX_SLOTS, "the flags hold the most slots the ABI allows");
   void emitSegment(llvm::IRBuilder<>& b, const Pool& pool, const std::vector<Task>& steps, int64_t group,
-                   llvm::Value* args, llvm::Value* batch, llvm::Value* slots) {
-    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, ptr_, i64_});
+                   llvm::Value* args, llvm::Value* start, llvm::Value* count, llvm::Value* slots) {
+    auto* contextType = llvm::StructType::get(ctx_, {ptr_, ptr_, ptr_, ptr_, i64_, i64_, i64_});
     auto* fnType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
     auto* segment = llvm::Function::Create(fnType, llvm::GlobalValue::InternalLinkage,
                                            "kiln_segment_" + std::to_string(segments_++), *module_);
@@ -470,10 +524,11 @@ class ModuleBuilder {
       llvm::Value* runArgs = field(0);
       const Pool inner{field(1), field(2)};
       llvm::Value* flags = field(3);
-      llvm::Value* total = sb.CreateLoad(i64_, sb.CreateStructGEP(argsType_, runArgs, 0));
+      llvm::Value* total = sb.CreateLoad(i64_, sb.CreateStructGEP(contextType, context, 6));
       llvm::Value* size = group > 0 ? sb.getInt64(static_cast<uint64_t>(group)) : total;
-      llvm::Value* first = sb.CreateMul(segment->getArg(1), size);
-      llvm::Value* samples = sb.CreateBinaryIntrinsic(llvm::Intrinsic::smin, sb.CreateSub(total, first), size);
+      llvm::Value* relative = sb.CreateMul(segment->getArg(1), size);
+      llvm::Value* first = sb.CreateAdd(sb.CreateLoad(i64_, sb.CreateStructGEP(contextType, context, 5)), relative);
+      llvm::Value* samples = sb.CreateBinaryIntrinsic(llvm::Intrinsic::smin, sb.CreateSub(total, relative), size);
       // Slot k holds arenas [k * size, k * size + samples), within the batch's.
       llvm::Value* slotsGiven = sb.CreateBinaryIntrinsic(
           llvm::Intrinsic::smax, sb.getInt64(1),
@@ -485,7 +540,7 @@ class ModuleBuilder {
       llvm::Value* slot = claimSlot(sb, flags, slots);
       // The group's args: sample s's arena is arena slot * size + s - first.
       llvm::Value* groupArgs = entryAlloca(sb, argsType_);
-      for (unsigned i = 0; i < 3; ++i)
+      for (unsigned i : {0, 1, 2, 4})
         sb.CreateStore(sb.CreateLoad(argsType_->getElementType(i), sb.CreateStructGEP(argsType_, runArgs, i)),
                        sb.CreateStructGEP(argsType_, groupArgs, i));
       llvm::Value* workspace = sb.CreateLoad(ptr_, sb.CreateStructGEP(argsType_, runArgs, 3));
@@ -507,7 +562,9 @@ class ModuleBuilder {
     b.CreateStore(pool.context, b.CreateStructGEP(contextType, context, 2));
     b.CreateStore(flags, b.CreateStructGEP(contextType, context, 3));
     b.CreateStore(slots, b.CreateStructGEP(contextType, context, 4));
-    llvm::Value* groups = group > 0 ? b.CreateUDiv(b.CreateAdd(batch, b.getInt64(static_cast<uint64_t>(group - 1))),
+    b.CreateStore(start, b.CreateStructGEP(contextType, context, 5));
+    b.CreateStore(count, b.CreateStructGEP(contextType, context, 6));
+    llvm::Value* groups = group > 0 ? b.CreateUDiv(b.CreateAdd(count, b.getInt64(static_cast<uint64_t>(group - 1))),
                                                    b.getInt64(static_cast<uint64_t>(group)))
                                     : b.getInt64(1);
     emitParallelFor(b, pool, groups, segment, context);
@@ -539,17 +596,19 @@ class ModuleBuilder {
   }
 
   // One step for `samples` samples (or rows) from `first`: its tasks
-  // first * parts ... (first + samples) * parts - 1, counted in the profile.
+  // first * parts ... (first + samples) * parts - 1, counted in the profile;
+  // sample by sample, or part by part when partMajor.
   void emitStep(llvm::IRBuilder<>& b, const Pool& pool, const Task& step, llvm::Value* args, llvm::Value* samples,
-                llvm::Value* first) {
+                llvm::Value* first, bool partMajor = false) {
     llvm::Value* start = profile_ && step.layer >= 0 ? readCounter(b) : nullptr;
     const auto parts = b.getInt64(static_cast<uint64_t>(step.parts));
-    auto* offsetType = llvm::StructType::get(ctx_, {ptr_, ptr_, i64_});
-    llvm::Value* offset = entryAlloca(b, offsetType);
-    b.CreateStore(step.fn, b.CreateStructGEP(offsetType, offset, 0));
-    b.CreateStore(args, b.CreateStructGEP(offsetType, offset, 1));
-    b.CreateStore(b.CreateMul(first, parts), b.CreateStructGEP(offsetType, offset, 2));
-    emitParallelFor(b, pool, b.CreateMul(samples, parts), offsetTask(), offset);
+    llvm::Value* context = entryAlloca(b, taskRangeType());
+    b.CreateStore(step.fn, b.CreateStructGEP(taskRangeType(), context, 0));
+    b.CreateStore(args, b.CreateStructGEP(taskRangeType(), context, 1));
+    b.CreateStore(first, b.CreateStructGEP(taskRangeType(), context, 2));
+    b.CreateStore(samples, b.CreateStructGEP(taskRangeType(), context, 3));
+    b.CreateStore(parts, b.CreateStructGEP(taskRangeType(), context, 4));
+    emitParallelFor(b, pool, b.CreateMul(samples, parts), rangeTask(partMajor), context);
     if (start) countProfile(b, step.layer, start);
   }
 
@@ -560,20 +619,34 @@ class ModuleBuilder {
     return llvm::IRBuilder<>(&entry, entry.getFirstInsertionPt()).CreateAlloca(type);
   }
 
-  // void kiln_offset_task(ptr {task, args, offset}, i64 i): task(args, offset + i).
-  llvm::Function* offsetTask() {
-    if (offsetTask_) return offsetTask_;
+  // {task, args, first, samples, parts}: a step's tasks for `samples` samples from `first`.
+  llvm::StructType* taskRangeType() { return llvm::StructType::get(ctx_, {ptr_, ptr_, i64_, i64_, i64_}); }
+
+  // void kiln_sample_major_task(ptr range, i64 i): task(args, first * parts + i);
+  // void kiln_part_major_task(ptr range, i64 i): task(args, (first + i % samples) * parts + i / samples).
+  llvm::Function* rangeTask(bool partMajor) {
+    llvm::Function*& fn = partMajor ? partMajorTask_ : sampleMajorTask_;
+    if (fn) return fn;
     auto* type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false);
-    offsetTask_ = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, "kiln_offset_task", *module_);
-    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", offsetTask_));
-    auto* offsetType = llvm::StructType::get(ctx_, {ptr_, ptr_, i64_});
-    llvm::Value* context = offsetTask_->getArg(0);
-    llvm::Value* task = b.CreateLoad(ptr_, b.CreateStructGEP(offsetType, context, 0));
-    llvm::Value* args = b.CreateLoad(ptr_, b.CreateStructGEP(offsetType, context, 1));
-    llvm::Value* offset = b.CreateLoad(i64_, b.CreateStructGEP(offsetType, context, 2));
-    b.CreateCall(type, task, {args, b.CreateAdd(offset, offsetTask_->getArg(1))});
+    fn = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage,
+                                partMajor ? "kiln_part_major_task" : "kiln_sample_major_task", *module_);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    llvm::Value* range = fn->getArg(0);
+    auto field = [&](unsigned i, llvm::Type* t) { return b.CreateLoad(t, b.CreateStructGEP(taskRangeType(), range, i)); };
+    llvm::Value* task = field(0, ptr_);
+    llvm::Value* first = field(2, i64_);
+    llvm::Value* parts = field(4, i64_);
+    llvm::Value* i = fn->getArg(1);
+    llvm::Value* index;
+    if (partMajor) {
+      llvm::Value* samples = field(3, i64_);
+      index = b.CreateAdd(b.CreateMul(b.CreateAdd(first, b.CreateURem(i, samples)), parts), b.CreateUDiv(i, samples));
+    } else {
+      index = b.CreateAdd(b.CreateMul(first, parts), i);
+    }
+    b.CreateCall(type, task, {field(1, ptr_), index});
     b.CreateRetVoid();
-    return offsetTask_;
+    return fn;
   }
 
   // parallel_for(pool, count, task, context), or a loop on this thread
@@ -673,7 +746,7 @@ class ModuleBuilder {
     auto* i16 = llvm::Type::getInt16Ty(ctx_);
     auto* descType = llvm::StructType::get(ctx_, {i32_, i16, i16, ptr_, ptr_, ptr_, ptr_, ptr_, i32_, i32_, ptr_, ptr_,
                                                   i64_, ptr_, i64_, i64_, ptr_, i32_, ptr_, i64_, i32_, ptr_, ptr_,
-                                                  i64_, i64_, ptr_});
+                                                  i64_, i64_, ptr_, i64_, i64_});
     uint64_t flops = 0;
     for (const Node* n : g_.nodes()) flops += nodeFlops(*n);
     llvm::Constant* fields[] = {
@@ -703,6 +776,8 @@ class ModuleBuilder {
         llvm::ConstantInt::get(i64_, static_cast<uint64_t>(batchSchedule(g_).workspaceSamples)),
         llvm::ConstantInt::get(i64_, static_cast<uint64_t>(batchSchedule(g_).samplesPerGroup)),
         runSlots,
+        llvm::ConstantInt::get(i64_, static_cast<uint64_t>(g_.batchSuffix.regionBytes)),
+        llvm::ConstantInt::get(i64_, static_cast<uint64_t>(g_.batchSuffix.chunk)),
     };
     auto* desc = new llvm::GlobalVariable(*module_, descType, true, llvm::GlobalValue::PrivateLinkage,
                                           llvm::ConstantStruct::get(descType, fields), "kiln_descriptor");
@@ -728,7 +803,7 @@ class ModuleBuilder {
   std::map<const Value*, size_t> inputIndex_, outputIndex_;
   std::map<const Value*, llvm::Value*> constants_;
   llvm::GlobalVariable* profile_ = nullptr;
-  llvm::Function* offsetTask_ = nullptr;
+  llvm::Function* sampleMajorTask_ = nullptr, *partMajorTask_ = nullptr;
   int segments_ = 0;
 };
 

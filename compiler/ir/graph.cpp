@@ -190,6 +190,7 @@ Graph Graph::clone() const {
   Graph g;
   g.name = name;
   g.arenaBytes = arenaBytes;
+  g.batchSuffix = batchSuffix;
   g.nameCounter_ = nameCounter_;
   std::unordered_map<const Value*, Value*> map;
   map[nullptr] = nullptr;
@@ -199,6 +200,7 @@ Graph Graph::clone() const {
     copy->type = v->type;
     copy->constant = v->constant;  // immutable, shared storage
     copy->arenaOffset = v->arenaOffset;
+    copy->inBatchRegion = v->inBatchRegion;
     map[v.get()] = copy.get();
     g.values_.push_back(std::move(copy));
   }

@@ -22,8 +22,10 @@ class Value {
   Tensor constant;           // non-empty for constants (initializers, folded values)
   // Byte offset in one batch item's workspace arena (Graph::arenaBytes; the
   // backend gives every item its own), set by the plan-memory pass; -1 when
-  // not planned (graph inputs/outputs, constants, or no plan yet).
+  // not planned (graph inputs/outputs, constants, or no plan yet). In the
+  // batch region instead (Graph::BatchSuffix) when inBatchRegion.
   int64_t arenaOffset = -1;
+  bool inBatchRegion = false;
 
   bool isConstant() const { return !constant.empty(); }
 };
@@ -53,6 +55,16 @@ class Graph {
   std::string name = "main";
   // Workspace bytes per batch item of the plan-memory pass (0: no plan).
   int64_t arenaBytes = 0;
+  // The plan's whole-batch suffix: nodes()[firstNode...] run node by node
+  // over chunks of up to `chunk` samples (weight-heavy nodes then read their
+  // weights once per chunk, not once per sample), every value those nodes
+  // read or write in a batch region of regionBytes per sample of the chunk.
+  // chunk 0: no suffix, every node runs in the arena.
+  struct BatchSuffix {
+    int64_t firstNode = -1;
+    int64_t chunk = 0;
+    int64_t regionBytes = 0;
+  } batchSuffix;
 
   Value* addInput(std::string name, TensorType type);
   Value* addConstant(std::string name, Tensor value);

@@ -31,6 +31,9 @@ std::string printGraph(const Graph& g) {
   valueList(g.outputs());
   os << ")";
   if (g.arenaBytes > 0) os << " arena " << g.arenaBytes << " B/sample";
+  if (g.batchSuffix.chunk > 0)
+    os << " batch region " << g.batchSuffix.regionBytes << " B/sample from node " << g.batchSuffix.firstNode
+       << " in chunks of " << g.batchSuffix.chunk;
   os << " {\n";
   for (Value* v : g.values())
     if (v->isConstant()) os << "  " << valueRef(v) << ": " << v->type.str() << " = constant\n";
@@ -38,7 +41,8 @@ std::string printGraph(const Graph& g) {
     os << "  ";
     for (size_t i = 0; i < n->outputs.size(); ++i) {
       os << (i ? ", " : "") << valueRef(n->outputs[i]) << ": " << n->outputs[i]->type.str();
-      if (n->outputs[i]->arenaOffset >= 0) os << " @" << n->outputs[i]->arenaOffset;
+      if (n->outputs[i]->arenaOffset >= 0)
+        os << (n->outputs[i]->inBatchRegion ? " @batch+" : " @") << n->outputs[i]->arenaOffset;
     }
     os << " = " << n->opName() << "(";
     for (size_t i = 0; i < n->inputs.size(); ++i) os << (i ? ", " : "") << valueRef(n->inputs[i]);

@@ -211,6 +211,12 @@ void checkDescriptor(const kiln_artifact& d, const std::string& path) {
   if (d.workspace_bytes_per_sample > kMaxSampleBytes)
     fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: implausible workspace of " +
                                      std::to_string(d.workspace_bytes_per_sample) + " bytes per sample");
+  if (d.abi_minor >= 5 && (d.batch_region_bytes_per_sample > kMaxSampleBytes ||
+                           (d.batch_region_bytes_per_sample > 0) != (d.batch_region_samples > 0) ||
+                           d.batch_region_samples > KILN_MAX_SLOTS))
+    fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: implausible batch region of " +
+                                     std::to_string(d.batch_region_bytes_per_sample) + " bytes for " +
+                                     std::to_string(d.batch_region_samples) + " samples");
   // ABI 1.0 descriptors end before the label fields, 1.1 ones before the layers.
   if (d.abi_minor >= 1) checkLabels(d, path);
   if (d.abi_minor >= 2) checkLayers(d, path);

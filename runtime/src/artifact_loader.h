@@ -35,7 +35,8 @@ class Artifact {
 
   // Elements of tensor `info` for `batch` samples.
   static uint64_t elementCount(const kiln_tensor_info& info, int64_t batch);
-  uint64_t workspaceBytes(int64_t batch) const { return desc_->workspace_bytes_per_sample * static_cast<uint64_t>(batch); }
+  // For run(), which gives the run function the most slots.
+  uint64_t workspaceBytes(int64_t batch) const { return kiln_workspace_bytes(desc_, batch, KILN_MAX_SLOTS); }
 
   // Buffers as in kiln_run_slots_fn (kiln_run_fn before ABI 1.4, whose
   // runs may use KILN_MAX_SLOTS slots); parallelFor NULL runs on the

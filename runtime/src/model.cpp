@@ -47,13 +47,11 @@ Executor startExecutor(const ContextSettings& settings) {
 }
 
 AlignedBuffer allocateWorkspace(const Artifact& artifact, int64_t maxBatch, int64_t slots) {
-  const kiln_artifact& d = artifact.descriptor();
-  const uint64_t perSample = d.workspace_bytes_per_sample;
-  const uint64_t samples = kiln_workspace_samples_in_slots(&d, maxBatch, slots);  // bounded for grouped runs
-  if (perSample > 0 && samples > std::numeric_limits<uint64_t>::max() / perSample)
+  const uint64_t bytes = kiln_workspace_bytes(&artifact.descriptor(), maxBatch, slots);  // bounded for grouped runs
+  if (bytes == std::numeric_limits<uint64_t>::max())
     throw StatusError(KILN_ERR_OUT_OF_MEMORY, artifact.path() + ": the workspace for max_batch " +
                                                   std::to_string(maxBatch) + " exceeds the address space");
-  return AlignedBuffer(perSample * samples);
+  return AlignedBuffer(bytes);
 }
 
 }  // namespace kiln::runtime

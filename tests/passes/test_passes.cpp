@@ -228,6 +228,47 @@ TEST_CASE("a Clip with run-time bounds is not fused, stays plain and keeps its b
   }
 }
 
+namespace {
+
+// The values plan-memory placed, with the nodes that write and last read
+// them and their bytes [begin, end) (in the arena or the batch region).
+struct PlacedValue {
+  const Value* v;
+  size_t def, last;
+  int64_t begin, end;
+};
+std::vector<PlacedValue> placedValues(const Graph& g) {
+  std::vector<PlacedValue> placed;
+  std::vector<Node*> nodes = g.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (Value* out : nodes[i]->outputs) {
+      if (out->arenaOffset < 0) continue;
+      size_t last = i;
+      for (size_t j = i + 1; j < nodes.size(); ++j)
+        for (Value* in : nodes[j]->inputs)
+          if (in == out) last = j;
+      const int64_t bytes = out->type.shape.product(1, out->type.shape.rank()) * 4;
+      placed.push_back({out, i, last, out->arenaOffset, out->arenaOffset + bytes});
+    }
+  return placed;
+}
+
+// Values live at the same time never share bytes; a value written by the
+// node that reads another for the last time may reuse exactly its offset
+// (in place) but not overlap it partially; all fit in `limit` bytes.
+void checkNoOverlap(const std::vector<PlacedValue>& placed, int64_t limit) {
+  for (const PlacedValue& a : placed)
+    for (const PlacedValue& b : placed) {
+      if (&a == &b || b.def < a.def) continue;
+      const bool disjoint = a.end <= b.begin || b.end <= a.begin;
+      if (b.def < a.last) CHECK(disjoint);
+      if (b.def == a.last) CHECK((disjoint || a.begin == b.begin));
+      CHECK(b.end <= limit);
+    }
+}
+
+}  // namespace
+
 TEST_CASE("plan-memory packs tensors and never overlaps live ones", "[passes]") {
   GraphBuilder b(10);
   Value* x = b.input("x", {kBatch, 8, 16, 16});
@@ -241,35 +282,55 @@ TEST_CASE("plan-memory packs tensors and never overlaps live ones", "[passes]") 
   CHECK(arena == opt.arenaBytes);
   CHECK(arena * 4 <= total);  // a chain needs two buffers; relus run in place
   CHECK(runs[0].stats.get("in-place tensors") == 5);
-  // Tensors live at the same time never share bytes; a tensor written by
-  // the node that reads another for the last time may reuse exactly its
-  // offset (in place) but not overlap it partially.
-  struct Live {
-    const Value* v;
-    size_t def, last;
-    int64_t begin, end;
-  };
-  std::vector<Live> live;
-  std::vector<Node*> nodes = opt.nodes();
-  for (size_t i = 0; i < nodes.size(); ++i)
-    for (Value* out : nodes[i]->outputs) {
-      if (out->arenaOffset < 0) continue;
-      size_t last = i;
-      for (size_t j = i + 1; j < nodes.size(); ++j)
-        for (Value* in : nodes[j]->inputs)
-          if (in == out) last = j;
-      int64_t bytes = out->type.shape.product(1, out->type.shape.rank()) * 4;
-      live.push_back({out, i, last, out->arenaOffset, out->arenaOffset + bytes});
-    }
-  REQUIRE(live.size() == 11);  // 12 tensors, the last is the graph output
-  for (const Live& a : live)
-    for (const Live& b : live) {
-      if (&a == &b || b.def < a.def) continue;
-      bool disjoint = a.end <= b.begin || b.end <= a.begin;
-      if (b.def < a.last) CHECK(disjoint);
-      if (b.def == a.last) CHECK((disjoint || a.begin == b.begin));
-      CHECK(b.end <= arena);
-    }
+  // 12 tensors, the last is the graph output.
+  const std::vector<PlacedValue> placed = placedValues(opt);
+  REQUIRE(placed.size() == 11);
+  checkNoOverlap(placed, arena);
+}
+
+namespace {
+
+// Conv -> Relu -> Flatten -> Gemm (4096 x hidden) -> Relu -> Gemm (10).
+Graph convThenDense(int64_t hidden) {
+  GraphBuilder b(12);
+  Value* y = b.op("Relu", {b.conv(b.input("x", {kBatch, 8, 16, 16}), 16, 3, 1, 1)});
+  y = b.op("Relu", {b.gemm(b.op("Flatten", {y}), hidden, false)});
+  b.output(b.gemm(y, 10, true));
+  return b.graph.clone();
+}
+
+}  // namespace
+
+TEST_CASE("plan-memory runs a weight-heavy tail over the whole batch, in a region of its own", "[passes]") {
+  Graph g = convThenDense(128);  // the first Gemm's weights: 2 MiB
+  std::vector<PassRun> runs = runPipeline(g, {"plan-memory"});
+  std::vector<Node*> nodes = g.nodes();
+  const Graph::BatchSuffix& suffix = g.batchSuffix;
+  REQUIRE(suffix.chunk > 0);
+  CHECK(suffix.chunk == 32);  // the region is small: the most samples a chunk takes
+  // It starts at the big Gemm: earlier nodes would add activation traffic
+  // and no weights worth saving.
+  REQUIRE(suffix.firstNode >= 0);
+  const auto first = static_cast<size_t>(suffix.firstNode);
+  CHECK(nodes[first]->opName() == "Gemm");
+  CHECK(nodes[first]->inputs[1]->type.shape == Shape{4096, 128});
+  CHECK(runs[0].stats.get("whole-batch nodes") == static_cast<int64_t>(nodes.size() - first));
+  CHECK(runs[0].stats.get("batch region bytes per sample") == suffix.regionBytes);
+  // In the region exactly the planned values a suffix node reads or writes,
+  // and planned there like the arena.
+  std::vector<PlacedValue> region, arena;
+  for (const PlacedValue& p : placedValues(g)) {
+    INFO(p.v->name);
+    CHECK(p.v->inBatchRegion == (p.last >= first));
+    (p.v->inBatchRegion ? region : arena).push_back(p);
+  }
+  CHECK(region.size() >= 3);  // Flatten's output, the Gemm's, the Relu's
+  checkNoOverlap(region, suffix.regionBytes);
+  checkNoOverlap(arena, g.arenaBytes);
+  Graph small = convThenDense(16);  // 256 KiB of weights stay in cache: no suffix
+  runPipeline(small, {"plan-memory"});
+  CHECK(small.batchSuffix.chunk == 0);
+  for (const Value* v : small.values()) CHECK_FALSE(v->inBatchRegion);
 }
 
 TEST_CASE("pipeline reports unknown passes and prints after a pass", "[passes]") {

@@ -25,6 +25,10 @@
 //                 NCHW and in the host's NCHWc layout
 //   split_16.so   the same net on f32[N,8,16,16]: small enough that the run
 //                 schedules groups of several samples
+//   suffix.so     image f32[N,8,16,16] -> Conv 3x3 (16, Relu) -> Flatten ->
+//                 Gemm (4096x128, 2 MiB of weights, Relu) -> Gemm (10) ->
+//                 scores f32[N,10]: the big Gemm makes plan-memory choose a
+//                 whole-batch suffix (chunks of 32 samples), in NCHWc
 //
 //   make_test_artifacts OUT_DIR
 #include <filesystem>
@@ -121,6 +125,26 @@ Graph splitCnn(int64_t size) {
   return g;
 }
 
+Graph suffixNet() {
+  Graph g;
+  g.name = "suffix";
+  Value* x = g.addInput("image", {DType::F32, Shape{kBatch, 8, 16, 16}});
+  Attributes conv;
+  conv.set("strides", std::vector<int64_t>{1, 1});
+  conv.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  conv.set("dilations", std::vector<int64_t>{1, 1});
+  Value* w = g.addConstant("conv_w", Tensor::uniform(Shape{16, 8, 3, 3}, 11));
+  Value* b = g.addConstant("conv_b", Tensor::uniform(Shape{16}, 12));
+  x = g.addNode("Relu", "relu", {g.addNode("Conv", "conv", {x, w, b}, conv)->output()})->output();
+  x = g.addNode("Flatten", "flatten", {x})->output();
+  Value* fc1 = g.addConstant("fc1_w", Tensor::uniform(Shape{16 * 16 * 16, 128}, 13));
+  Value* fc1b = g.addConstant("fc1_b", Tensor::uniform(Shape{128}, 14));
+  x = g.addNode("Relu", "relu_fc1", {g.addNode("Gemm", "fc1", {x, fc1, fc1b})->output()})->output();
+  Value* fc2 = g.addConstant("fc2_w", Tensor::uniform(Shape{128, 10}, 15));
+  g.addOutput(g.addNode("Gemm", "fc2", {x, fc2}, {}, {"scores"})->output());
+  return g;
+}
+
 void compile(Graph g, const std::filesystem::path& path, codegen::CompileOptions options = {},
              codegen::EmitKind kind = codegen::EmitKind::SharedLibrary, bool blocked = false) {
   PipelineOptions pipeline;
@@ -169,6 +193,7 @@ int main(int argc, char** argv) {
     compile(splitCnn(32), out / "split_plain.so");
     compile(splitCnn(32), out / "split_nchwc.so", {}, codegen::EmitKind::SharedLibrary, true);
     compile(splitCnn(16), out / "split_16.so", {}, codegen::EmitKind::SharedLibrary, true);
+    compile(suffixNet(), out / "suffix.so", {}, codegen::EmitKind::SharedLibrary, true);
   } catch (const std::exception& e) {
     std::cerr << "make_test_artifacts: " << e.what() << "\n";
     return 1;

@@ -248,6 +248,14 @@ TEST_CASE("descriptor I/O metadata and labels are sanity-checked", "[runtime][lo
   CHECK(broken([](SyntheticArtifact& a) { a.d.abi_minor = 3, a.d.run_slots = nullptr; }) == KILN_OK);  // before 1.4
   CHECK(broken([](SyntheticArtifact& a) { a.d.cpu_features = nullptr; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.workspace_bytes_per_sample = ~uint64_t{0}; }) == KILN_ERR_CORRUPT);
+  // The batch region: both fields or neither, plausible sizes; unread before 1.5.
+  CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_bytes_per_sample = 64; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_samples = 4; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_bytes_per_sample = 64, a.d.batch_region_samples = 99; }) ==
+        KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_bytes_per_sample = 64, a.d.batch_region_samples = 4; }) ==
+        KILN_OK);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.abi_minor = 4, a.d.batch_region_samples = 99; }) == KILN_OK);
   CHECK(broken([](SyntheticArtifact& a) { a.weights[0] = 'W'; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.magic = 0; }) == KILN_ERR_ABI);
   CHECK(broken([](SyntheticArtifact& a) { a.d.abi_major = 0; }) == KILN_ERR_ABI);

@@ -3,7 +3,8 @@
 // parts and groups are fixed at compile time, so a pool of T threads only
 // changes which thread runs a part or a group. CTest runs each case in its
 // own process, which lets each case start the pool with its own count.
-// Batch 40 runs more groups than the pool has threads (and arena slots).
+// Batch 40 runs more groups than the pool has threads (and arena slots),
+// and suffix.so's whole-batch suffix in two chunks (32 + 8 samples).
 #include <algorithm>
 #include <cstring>
 
@@ -14,8 +15,9 @@ using namespace kiln_test;
 namespace {
 
 std::vector<float> runSplit(const std::string& name, int64_t batch, uint32_t flags) {
-  Buffer image({batch, 8, name == "split_16.so" ? 16 : 32, name == "split_16.so" ? 16 : 32}, 5);
-  return runOnce(name, image, {batch, 512}, flags);
+  const int64_t size = name == "split_plain.so" || name == "split_nchwc.so" ? 32 : 16;
+  Buffer image({batch, 8, size, size}, 5);
+  return runOnce(name, image, {batch, name == "suffix.so" ? 10 : 512}, flags);
 }
 
 void checkBitIdentical(int32_t threads) {
@@ -23,7 +25,7 @@ void checkBitIdentical(int32_t threads) {
     WARN("SKIPPED: another test in this process started the pool with " << kiln_num_threads() << " threads");
     return;
   }
-  for (const std::string name : {"split_plain.so", "split_nchwc.so", "split_16.so"})
+  for (const std::string name : {"split_plain.so", "split_nchwc.so", "split_16.so", "suffix.so"})
     for (int64_t batch : {1, 3, 7, 32, 40}) {
       INFO(name << ", batch " << batch << ", " << threads << " threads");
       const std::vector<float> serial = runSplit(name, batch, KILN_CONTEXT_SERIAL);
@@ -85,4 +87,41 @@ TEST_CASE("a grouped run's workspace holds one group per thread, whatever max_ba
     CHECK(workspaceBytes(name, 4096, KILN_CONTEXT_SERIAL) == group * perSample);
   }
   CHECK(kiln_context_workspace_bytes(nullptr) == 0);
+}
+
+// The whole-batch suffix runs its nodes over chunks of samples, part by
+// part: each sample still gets the bits a batch of one gets.
+TEST_CASE("a whole-batch suffix gives each sample the bits of a batch of one", "[runtime][pool][split]") {
+  kiln_model* model = nullptr;
+  REQUIRE_KILN_OK(kiln_model_open(artifact("suffix.so").c_str(), &model));
+  const kiln_artifact* d = kiln_model_descriptor(model);
+  CHECK(d->batch_region_samples == 32);
+  CHECK(d->batch_region_bytes_per_sample > 0);
+  kiln_model_release(model);
+  const int64_t batch = 40;
+  Buffer images({batch, 8, 16, 16}, 5);
+  const std::vector<float> together = runOnce("suffix.so", images, {batch, 10}, 0);
+  const int64_t sampleSize = 8 * 16 * 16;
+  for (int64_t s = 0; s < batch; ++s) {
+    INFO("sample " << s);
+    Buffer one({1, 8, 16, 16});
+    std::copy_n(images.values.begin() + s * sampleSize, sampleSize, one.values.begin());
+    const std::vector<float> alone = runOnce("suffix.so", one, {1, 10}, 0);
+    CHECK(std::memcmp(alone.data(), together.data() + s * 10, 10 * sizeof(float)) == 0);
+  }
+}
+
+// The batch region for min(max_batch, chunk) samples comes first, then the
+// arenas of the groups in flight (one group in a serial context).
+TEST_CASE("a whole-batch suffix's workspace holds one chunk's region", "[runtime][split]") {
+  kiln_model* model = nullptr;
+  REQUIRE_KILN_OK(kiln_model_open(artifact("suffix.so").c_str(), &model));
+  const kiln_artifact* d = kiln_model_descriptor(model);
+  const uint64_t region = d->batch_region_bytes_per_sample, chunk = d->batch_region_samples;
+  const uint64_t perSample = d->workspace_bytes_per_sample, group = d->group_samples;
+  kiln_model_release(model);
+  REQUIRE(chunk == 32);
+  REQUIRE(group > 0);
+  CHECK(workspaceBytes("suffix.so", 100000, KILN_CONTEXT_SERIAL) == chunk * region + group * perSample);
+  CHECK(workspaceBytes("suffix.so", 5, KILN_CONTEXT_SERIAL) == 5 * region + std::min<uint64_t>(5, group) * perSample);
 }

@@ -19,8 +19,8 @@ extern "C" {
 
 #define KILN_ARTIFACT_MAGIC 0x4e4c494bu /* "KILN" little-endian */
 #define KILN_ABI_MAJOR 1
-#define KILN_ABI_MINOR 4 /* 1.1 added class labels, 1.2 the layer table and profile counters, 1.3 the workspace bound, \
-                          1.4 the run with arena slots */
+#define KILN_ABI_MINOR 5 /* 1.1 added class labels, 1.2 the layer table and profile counters, 1.3 the workspace bound, \
+                          1.4 the run with arena slots, 1.5 the batch region */
 #define KILN_DIM_BATCH (-1)
 
 typedef enum kiln_dtype { KILN_F32 = 1, KILN_I64 = 2, KILN_I32 = 3, KILN_BOOL = 4 } kiln_dtype;
@@ -108,6 +108,14 @@ typedef struct kiln_artifact {
    * run function taking the slot count. Read only when abi_minor >= 4. */
   uint64_t group_samples;
   kiln_run_slots_fn run_slots;
+  /* ABI 1.5: the batch region at the start of the workspace, before the
+   * arenas: batch_region_bytes_per_sample for each sample of a chunk of at
+   * most batch_region_samples (both 0 without one), where the run keeps the
+   * values of the nodes it runs over a whole chunk at once (weight-heavy
+   * nodes, which then read their weights once per chunk). Read only when
+   * abi_minor >= 5; kiln_workspace_bytes adds it. */
+  uint64_t batch_region_bytes_per_sample;
+  uint64_t batch_region_samples;
 } kiln_artifact;
 
 /* The arenas a run of `batch` (>= 1) samples uses: its workspace is
@@ -127,6 +135,23 @@ static inline uint64_t kiln_workspace_samples_in_slots(const kiln_artifact* arti
       artifact->group_samples * (uint64_t)slots < samples)
     samples = artifact->group_samples * (uint64_t)slots;
   return samples;
+}
+
+/* The bytes of the workspace a run_slots of `batch` samples in `slots`
+ * slots needs: the batch region, then the arenas. Saturates at UINT64_MAX. */
+static inline uint64_t kiln_workspace_bytes(const kiln_artifact* artifact, int64_t batch, int64_t slots) {
+  const uint64_t samples = kiln_workspace_samples_in_slots(artifact, batch, slots);
+  const uint64_t perSample = artifact->workspace_bytes_per_sample;
+  if (perSample > 0 && samples > UINT64_MAX / perSample) return UINT64_MAX;
+  uint64_t bytes = perSample * samples;
+  if (artifact->abi_minor >= 5 && artifact->batch_region_samples > 0) {
+    const uint64_t chunk = (uint64_t)batch < artifact->batch_region_samples ? (uint64_t)batch
+                                                                           : artifact->batch_region_samples;
+    const uint64_t region = artifact->batch_region_bytes_per_sample;
+    if (region > 0 && chunk > (UINT64_MAX - bytes) / region) return UINT64_MAX;
+    bytes += region * chunk;
+  }
+  return bytes;
 }
 
 typedef const kiln_artifact* (*kiln_artifact_entry_fn)(void);
