@@ -129,6 +129,26 @@ TEST_CASE("1000 kiln_run calls on the pool allocate nothing", "[runtime][allocat
   kiln_model_release(model);
 }
 
+TEST_CASE("100 kiln_run calls with a whole-batch suffix allocate nothing", "[runtime][allocations]") {
+  kiln_model* model = nullptr;
+  REQUIRE_KILN_OK(kiln_model_open(artifact("suffix.so").c_str(), &model));
+  REQUIRE(kiln_model_descriptor(model)->batch_region_samples > 0);
+  kiln_context_options options;
+  kiln_context_options_init(&options);
+  options.max_batch = 40;
+  kiln_context* context = nullptr;
+  REQUIRE_KILN_OK(kiln_context_create(model, &options, &context));
+  Buffer image({40, 8, 16, 16}), scores({40, 10});  // two chunks: 32 + 8
+  kiln_tensor in = image.tensor(), out = scores.tensor();
+  int failures = 0;
+  CHECK(allocationsOf([&] {
+          for (int i = 0; i < 100; ++i) failures += kiln_run(context, &in, 1, &out, 1) != KILN_OK;
+        }) == 0);
+  CHECK(failures == 0);
+  kiln_context_destroy(context);
+  kiln_model_release(model);
+}
+
 TEST_CASE("1000 kiln_ensemble_run calls on the pool allocate nothing", "[runtime][allocations]") {
   std::string manifest = writeManifest(scratchDir("allocations"), {"member0_probs.so", "member1_probs.so", "member2_probs.so"},
                                        {1, 1, 1}, R"("rule": "vote",)");
