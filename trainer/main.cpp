@@ -350,11 +350,22 @@ int runEnsemble(const EnsembleArgs& e) {
   auto rowName = [&](size_t r) {
     return r < K ? "member" + std::to_string(r) : r == K ? std::string("equal") : "weighted (" + e.method + ")";
   };
-  std::printf("%-20s %8s %9s %9s\n", "model", "weight", "val_acc", "val_loss");
+  // The report goes to stdout and, once the ensemble is written, to
+  // DIR/report.txt: hours of training should not leave their only record
+  // in a terminal or a log that may be lost.
+  std::string report;
+  auto line = [&report](const char* format, auto... values) {
+    char text[1024];
+    std::snprintf(text, sizeof text, format, values...);
+    std::fputs(text, stdout);
+    report += text;
+  };
+  for (size_t k = 0; k < K; ++k) line("member%zu: %s\n", k, origins[k].c_str());
+  line("%-20s %8s %9s %9s\n", "model", "weight", "val_acc", "val_loss");
   for (size_t r = 0; r < valRows.size(); ++r) {
     char weight[32] = "";
     if (r < K) std::snprintf(weight, sizeof weight, "%.4f", weights[r]);
-    std::printf("%-20s %8s %9.4f %9.4f\n", rowName(r).c_str(), weight, valRows[r].accuracy, valRows[r].logLoss);
+    line("%-20s %8s %9.4f %9.4f\n", rowName(r).c_str(), weight, valRows[r].accuracy, valRows[r].logLoss);
   }
 
   // Written into a sibling temp folder and renamed, so DIR never holds a
@@ -389,12 +400,17 @@ int runEnsemble(const EnsembleArgs& e) {
   std::vector<MixtureMetrics> testRows = test.members;
   testRows.push_back(test.equal);
   testRows.push_back(test.weighted);
-  std::printf("test (%lld samples, evaluated once):\n", static_cast<long long>(test.samples));
-  std::printf("%-20s %9s %9s %12s %13s\n", "model", "test_acc", "test_loss", "gap_acc", "gap_loss");
+  line("test (%lld samples, evaluated once):\n", static_cast<long long>(test.samples));
+  line("%-20s %9s %9s %12s %13s\n", "model", "test_acc", "test_loss", "gap_acc", "gap_loss");
   for (size_t r = 0; r < testRows.size(); ++r)
-    std::printf("%-20s %9.4f %9.4f %+12.4f %+13.4f\n", rowName(r).c_str(), testRows[r].accuracy, testRows[r].logLoss,
-                valRows[r].accuracy - testRows[r].accuracy, testRows[r].logLoss - valRows[r].logLoss);
-  std::printf("gap = validation - test accuracy, test - validation log-loss\n");
+    line("%-20s %9.4f %9.4f %+12.4f %+13.4f\n", rowName(r).c_str(), testRows[r].accuracy, testRows[r].logLoss,
+         valRows[r].accuracy - testRows[r].accuracy, testRows[r].logLoss - valRows[r].logLoss);
+  line("gap = validation - test accuracy, test - validation log-loss\n");
+  const fs::path reportPath = dir / "report.txt";
+  std::ofstream reportFile(reportPath);
+  reportFile << report;
+  reportFile.close();
+  if (!reportFile) throw std::runtime_error("cannot write " + reportPath.string());
   return 0;
 }
 

@@ -189,6 +189,11 @@ TEST_CASE("kiln-train ensemble trains, weights, writes and tests once") {
   double total = manifest["members"][0]["weight"].get<double>() + manifest["members"][1]["weight"].get<double>();
   CHECK(total == Approx(1.0));
   CHECK_FALSE(fs::exists(dir / "ens.members"));  // dropped once the ensemble is written
+  // The same report, kept beside the ensemble.
+  std::ifstream reportFile(out / "report.txt");
+  std::string report((std::istreambuf_iterator<char>(reportFile)), std::istreambuf_iterator<char>());
+  for (const char* row : {"member0: ", "weighted (logloss)", "test (10000 samples", "gap_acc"})
+    CHECK(report.find(row) != std::string::npos);
   // A second run into the now non-empty folder refuses before training.
   CHECK(std::system(cmd.c_str()) != 0);
 
