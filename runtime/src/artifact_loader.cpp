@@ -211,8 +211,10 @@ void checkDescriptor(const kiln_artifact& d, const std::string& path) {
   if (d.workspace_bytes_per_sample > kMaxSampleBytes)
     fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: implausible workspace of " +
                                      std::to_string(d.workspace_bytes_per_sample) + " bytes per sample");
+  // A region of 0 bytes with a chunk is plausible (a suffix touching only
+  // graph inputs and outputs); bytes without a chunk are not.
   if (d.abi_minor >= 5 && (d.batch_region_bytes_per_sample > kMaxSampleBytes ||
-                           (d.batch_region_bytes_per_sample > 0) != (d.batch_region_samples > 0) ||
+                           (d.batch_region_bytes_per_sample > 0 && d.batch_region_samples == 0) ||
                            d.batch_region_samples > KILN_MAX_SLOTS))
     fail(KILN_ERR_CORRUPT, path, "corrupt descriptor: implausible batch region of " +
                                      std::to_string(d.batch_region_bytes_per_sample) + " bytes for " +

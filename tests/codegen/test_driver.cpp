@@ -79,6 +79,27 @@ TEST_CASE("a model with a whole-batch suffix matches the interpreter at every ba
   }
 }
 
+// A suffix whose nodes read and write only graph inputs and outputs (one
+// 2 MiB Gemm) runs over chunks with a batch region of 0 bytes; the loader
+// must take it (it once refused it as implausible).
+TEST_CASE("a lone weight-heavy node runs over chunks without a batch region", "[codegen]") {
+  Graph g;
+  g.name = "lone_gemm";
+  Value* x = g.addInput("x", f32({kBatch, 512}));
+  Node* fc = g.addNode("Gemm", "fc", {x, g.addConstant("w", Tensor::uniform(Shape{512, 1000}, 5))}, {}, {"y"});
+  g.addOutput(fc->output());
+  Graph planned = g.clone();
+  runPipeline(planned, pipelineForLevel(2));
+  REQUIRE(planned.batchSuffix.chunk == 32);
+  REQUIRE(planned.batchSuffix.regionBytes == 0);
+  auto model = CompiledModel::compile(g);
+  for (int64_t batch : {1, 33}) {
+    INFO("batch " << batch);
+    std::vector<Tensor> in{Tensor::uniform(Shape{batch, 512}, static_cast<uint32_t>(batch))};
+    CHECK(maxRelativeErrorPerSample(model->run(in), interpret(g, in)) <= 1e-5);
+  }
+}
+
 TEST_CASE("the descriptor describes the model", "[codegen]") {
   Graph g = reluSigmoid();
   runPipeline(g, {"plan-memory"});

@@ -248,9 +248,10 @@ TEST_CASE("descriptor I/O metadata and labels are sanity-checked", "[runtime][lo
   CHECK(broken([](SyntheticArtifact& a) { a.d.abi_minor = 3, a.d.run_slots = nullptr; }) == KILN_OK);  // before 1.4
   CHECK(broken([](SyntheticArtifact& a) { a.d.cpu_features = nullptr; }) == KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.workspace_bytes_per_sample = ~uint64_t{0}; }) == KILN_ERR_CORRUPT);
-  // The batch region: both fields or neither, plausible sizes; unread before 1.5.
+  // The batch region: no bytes without a chunk (a chunk without bytes is a
+  // suffix of graph-facing values only), plausible sizes; unread before 1.5.
   CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_bytes_per_sample = 64; }) == KILN_ERR_CORRUPT);
-  CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_samples = 4; }) == KILN_ERR_CORRUPT);
+  CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_samples = 4; }) == KILN_OK);
   CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_bytes_per_sample = 64, a.d.batch_region_samples = 99; }) ==
         KILN_ERR_CORRUPT);
   CHECK(broken([](SyntheticArtifact& a) { a.d.batch_region_bytes_per_sample = 64, a.d.batch_region_samples = 4; }) ==

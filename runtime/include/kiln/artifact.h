@@ -110,10 +110,11 @@ typedef struct kiln_artifact {
   kiln_run_slots_fn run_slots;
   /* ABI 1.5: the batch region at the start of the workspace, before the
    * arenas: batch_region_bytes_per_sample for each sample of a chunk of at
-   * most batch_region_samples (both 0 without one), where the run keeps the
-   * values of the nodes it runs over a whole chunk at once (weight-heavy
-   * nodes, which then read their weights once per chunk). Read only when
-   * abi_minor >= 5; kiln_workspace_bytes adds it. */
+   * most batch_region_samples (samples 0 without one), where the run keeps
+   * the values of the nodes it runs over a whole chunk at once (weight-heavy
+   * nodes, which then read their weights once per chunk); 0 bytes with a
+   * chunk when those nodes read and write only graph inputs and outputs.
+   * Read only when abi_minor >= 5; kiln_workspace_bytes adds it. */
   uint64_t batch_region_bytes_per_sample;
   uint64_t batch_region_samples;
 } kiln_artifact;
