@@ -5,14 +5,21 @@
 // (serial: the runtime's parallel_for is NULL). Compute-bound ops report
 // GFLOP/s (2 x OpDef::macs per run) and the fraction of the measured FMA
 // peak; memory-bound ops report bytes/s (tensors read + written once).
+// Every kernel also reports %roofline: its bytes/s against memcpy's between
+// buffers of the same total size, so a kernel whose tensors fit in L2 is
+// held to L2's rate and one streaming megabytes of weights (a 3x3 conv on a
+// 4x4 map at batch 1) to L3's or DRAM's; the higher of %peak and %roofline
+// says which bound a kernel is up against.
 // Rates are per CPU second (see fma_peak.cpp for why); wall time is printed too.
 //
 //   kiln_bench_kernels [--benchmark_filter=REGEX] [--benchmark_min_time=0.5]
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -233,6 +240,32 @@ Graph softmaxGraph(int64_t n, const char* op = "Softmax") {
   return g;
 }
 
+// The memory roofline for a kernel touching `bytes`: memcpy's rate (bytes
+// read + written per thread-CPU second) from one buffer of bytes/2 into
+// another, warm, the best of 5 repeats of ~10 ms; measured once per size.
+double copyRoofline(int64_t bytes) {
+  static std::map<int64_t, double> measured;
+  auto [it, fresh] = measured.try_emplace(bytes, 0.0);
+  if (!fresh) return it->second;
+  const auto half = static_cast<size_t>(std::max<int64_t>(bytes / 2, 64));
+  std::vector<char> src(half, 1), dst(half, 0);
+  auto timeOf = [&](int64_t repeats) {
+    const double t0 = bench::threadCpuSeconds();
+    for (int64_t r = 0; r < repeats; ++r) {
+      std::memcpy(dst.data(), src.data(), half);
+      benchmark::DoNotOptimize(dst.data());
+      benchmark::ClobberMemory();
+    }
+    return bench::threadCpuSeconds() - t0;
+  };
+  int64_t repeats = 1;
+  timeOf(repeats);
+  while (timeOf(repeats) < 0.01) repeats *= 2;
+  for (int r = 0; r < 5; ++r)
+    it->second = std::max(it->second, 2.0 * static_cast<double>(half) * static_cast<double>(repeats) / timeOf(repeats));
+  return it->second;
+}
+
 // Times one compiled kernel. The graph is compiled on the first call and
 // kept for repetitions (Google Benchmark calls the function more than once).
 void runKernel(benchmark::State& state, const std::string& name, const std::function<Graph()>& build, bool memoryBound,
@@ -259,6 +292,9 @@ void runKernel(benchmark::State& state, const std::string& name, const std::func
     if (gPeakGflops > 0) state.counters["%peak"] = Counter(100.0 * gflop / gPeakGflops, Counter::kIsIterationInvariantRate);
   }
   if (memoryBound || k->macs == 0) state.SetBytesProcessed(state.iterations() * k->bytes);
+  if (k->bytes > 0)
+    state.counters["%roofline"] =
+        Counter(100.0 * static_cast<double>(k->bytes) / copyRoofline(k->bytes), Counter::kIsIterationInvariantRate);
 }
 
 void registerKernels() {

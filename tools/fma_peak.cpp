@@ -87,23 +87,12 @@ constexpr int kZmmChains = 16;
 // GFLOP/s of `loop` with `flopsPerIteration`: calibrates the iteration
 // count to ~seconds/5 per repeat, then keeps the fastest of 10 repeats (the
 // least disturbed by other processes on a shared machine).
-//
-// Time is this thread's CPU time, not wall time: on a shared, oversubscribed
-// machine the scheduler takes the core away for whole slices, which would
-// read as a slower core. The kernels are timed the same way (Google
-// Benchmark's CPU time), so %peak compares like with like.
-double threadSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 template <typename Loop>
 double bestRate(Loop loop, double flopsPerIteration, double seconds) {
   auto timeOf = [&](int64_t n) {
-    double t0 = threadSeconds();
+    double t0 = threadCpuSeconds();
     loop(n);
-    return threadSeconds() - t0;
+    return threadCpuSeconds() - t0;
   };
   int64_t n = 1 << 16;
   timeOf(n);  // warm up: wakes the vector units / raises the clock
@@ -116,6 +105,16 @@ double bestRate(Loop loop, double flopsPerIteration, double seconds) {
 #endif
 
 }  // namespace
+
+// This thread's CPU time, not wall time: on a shared, oversubscribed machine
+// the scheduler takes the core away for whole slices, which would read as a
+// slower core. The kernels are timed the same way (Google Benchmark's CPU
+// time), so %peak compares like with like.
+double threadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 FmaPeak measureFmaPeak(double seconds) {
   FmaPeak p;

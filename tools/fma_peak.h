@@ -20,4 +20,7 @@ struct FmaPeak {
 // `seconds` per variant and returns the best FLOP rate seen over repeats.
 FmaPeak measureFmaPeak(double seconds = 0.2);
 
+// The calling thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID).
+double threadCpuSeconds();
+
 }  // namespace kiln::bench
