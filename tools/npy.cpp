@@ -271,6 +271,27 @@ void writeFileAtomically(const std::string& path, std::string_view bytes) {
   auto fail = [&](const std::string& what) { failFile(path, what + ": " + std::strerror(errno)); };
   fs::path target(path);
   fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  auto writeAll = [&](int fd) {
+    for (size_t done = 0; done < bytes.size();) {
+      ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno != EINTR) return false;
+      if (n > 0) done += static_cast<size_t>(n);
+    }
+    return true;
+  };
+
+  // A path that exists as neither a regular file nor a folder (/dev/null,
+  // /dev/stdout, a FIFO) is written through: renaming a temporary file over
+  // it would replace the device node itself (as root) or fail on /dev.
+  std::error_code ec;
+  const fs::file_status status = fs::status(target, ec);
+  if (!ec && fs::exists(status) && !fs::is_regular_file(status) && !fs::is_directory(status)) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fail("cannot open");
+    const bool written = writeAll(fd);
+    if (::close(fd) != 0 || !written) fail("write failed");
+    return;
+  }
 
   // A unique hidden name next to the target: rename() is only atomic within
   // one file system.
@@ -292,15 +313,7 @@ void writeFileAtomically(const std::string& path, std::string_view bytes) {
     errno = saved;
     fail(what);
   };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      discard("write failed");
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (!writeAll(fd)) discard("write failed");
   if (::fsync(fd) != 0) discard("fsync failed");
   int closed = ::close(fd);
   fd = -1;

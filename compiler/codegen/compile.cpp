@@ -101,19 +101,43 @@ void optimize(llvm::Module& m, llvm::TargetMachine& tm, int optLevel) {
   mpm.run(m, mam);
 }
 
-// A temporary path beside `path`, removed on destruction unless released.
+// Whether `path` exists as neither a regular file nor a folder (/dev/null,
+// /dev/stdout, a FIFO): such a destination is written through, since
+// renaming a file over it would replace the device node itself (as root)
+// or fail for want of a writable /dev.
+bool isSpecialFile(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  return !ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status) &&
+         !std::filesystem::is_directory(status);
+}
+
+// A temporary path beside `path` (in the temporary folder when `path` is a
+// special file), removed on destruction unless committed.
 class TempFile {
  public:
   explicit TempFile(const std::string& path, const std::string& suffix = "") {
     static std::atomic<int> counter{0};
-    path_ = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + suffix;
+    const std::string base = isSpecialFile(path)
+                                 ? (std::filesystem::temp_directory_path() / "kiln-output").string()
+                                 : path;
+    path_ = base + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + suffix;
   }
   ~TempFile() {
     if (!path_.empty()) std::filesystem::remove(path_);
   }
   const std::string& path() const { return path_; }
   void commitTo(const std::string& dest) {
-    std::filesystem::rename(path_, dest);
+    if (isSpecialFile(dest)) {
+      std::ifstream in(path_, std::ios::binary);
+      std::ofstream out(dest, std::ios::binary);
+      out << in.rdbuf();
+      out.close();
+      if (!in || !out) throw Error("cannot write " + dest);
+      std::filesystem::remove(path_);
+    } else {
+      std::filesystem::rename(path_, dest);
+    }
     path_.clear();
   }
 
@@ -138,8 +162,9 @@ void emitWithTargetMachine(llvm::Module& m, llvm::TargetMachine& tm, llvm::CodeG
   if (out.has_error()) throw Error("cannot write " + path + ": " + out.error().message());
 }
 
-void linkSharedLibrary(const std::string& object, const std::string& output) {
-  std::string soname = std::filesystem::path(output).filename().string();
+// `soname`: the final file's name, not the temporary `output`'s, so an
+// artifact does not carry a process id (and builds are reproducible).
+void linkSharedLibrary(const std::string& object, const std::string& output, const std::string& soname) {
   std::vector<const char*> args = {"ld.lld", "-shared", "-z", "noexecstack", "-z", "relro", "-z", "now",
                                    "--hash-style=gnu", "-soname", soname.c_str(), "-o", output.c_str(),
                                    object.c_str()};
@@ -249,7 +274,7 @@ void compileGraph(const Graph& g, const CompileOptions& options, EmitKind kind, 
       TempFile object(path, ".o");
       emitWithTargetMachine(*module, *tm, llvm::CodeGenFileType::ObjectFile, object.path());
       phaseDone("machine code");
-      linkSharedLibrary(object.path(), out.path());
+      linkSharedLibrary(object.path(), out.path(), std::filesystem::path(path).filename().string());
       phaseDone("link");
       break;
     }

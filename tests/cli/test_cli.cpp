@@ -4,12 +4,17 @@
 // reports, IR and DOT dumps), --top-k, the malformed-model corpus (exit 1),
 // and compile: every --emit kind, cross-compiling, headers, --shape, atomic
 // outputs, and compiled artifacts run by `kiln run` against the interpreter.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "cli_harness.h"
 #include "tools/npy.h"
@@ -572,6 +577,38 @@ TEST_CASE("kiln compile emits objects, assembly, LLVM IR and headers") {
   CHECK(count(r.out, "// ----- IR after ") == 1);
   CHECK_THAT(r.out, Catch::Contains("BatchNormalization("));
   CHECK(fs::exists(dir / "dots" / "01-plan-memory.dot"));
+}
+
+// An output path that is a FIFO (like /dev/stdout under a pipe, or
+// /dev/null) is written through, not replaced by a renamed regular file:
+// `kiln bench --json /dev/null` once replaced the host's /dev/null (as root).
+TEST_CASE("kiln compile and kiln bench write through a FIFO instead of replacing it") {
+  fs::path dir = scratchDir("fifo_out");
+  auto throughFifo = [&](const std::string& name, const std::vector<std::string>& args) {
+    const fs::path fifo = dir / name;
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::string received;
+    std::thread reader([&] { received = slurp(fifo); });
+    std::vector<std::string> full = args;
+    for (std::string& a : full)
+      if (a == "FIFO") a = fifo.string();
+    Result r = runKiln(dir, full);
+    // Unblocks the reader if kiln never opened the FIFO.
+    if (int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK); fd >= 0) ::close(fd);
+    reader.join();
+    INFO(r.err);
+    CHECK(r.exitCode == 0);
+    CHECK(fs::is_fifo(fifo));
+    return received;
+  };
+  // The same bytes as a regular file of that name (the soname is the name).
+  fs::create_directories(dir / "regular");
+  const fs::path so = dir / "regular" / "out.so";
+  REQUIRE(runKiln(dir, {"compile", data("conv_bn_relu.onnx"), "-o", so.string(), "--quiet"}).exitCode == 0);
+  CHECK(throughFifo("out.so", {"compile", data("conv_bn_relu.onnx"), "-o", "FIFO", "--quiet"}) == slurp(so));
+  CHECK(throughFifo("bench.json", {"bench", so.string(), "--iterations", "3", "--json", "FIFO"}).starts_with("{"));
+  for (const auto& entry : fs::directory_iterator(dir))  // no temporary left behind
+    CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
 }
 
 TEST_CASE("kiln compile --shape binds symbolic dims") {
