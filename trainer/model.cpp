@@ -1,12 +1,12 @@
 // Sequential model and the layer factory that reads each layer's spec keys.
 #include "trainer/model.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cstring>
 #include <fstream>
+#include <sstream>
+
+#include "trainer/file_output.h"
 
 namespace kiln::train {
 
@@ -162,29 +162,18 @@ uint64_t readU64(std::istream& in, const std::string& path) {
 }  // namespace
 
 void saveStateFile(const Sequential& model, const std::string& path, const std::string& fingerprint) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(kStateMagic, sizeof kStateMagic - 1);
-    writeU64(out, fingerprint.size());
-    out.write(fingerprint.data(), static_cast<std::streamsize>(fingerprint.size()));
-    const std::vector<Tensor> state = model.saveState();
-    writeU64(out, state.size());
-    for (const Tensor& t : state) {
-      writeU64(out, t.shape.size());
-      for (int64_t d : t.shape) writeU64(out, static_cast<uint64_t>(d));
-      out.write(reinterpret_cast<const char*>(t.ptr()), static_cast<std::streamsize>(t.data.size() * sizeof(float)));
-    }
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("cannot write " + tmp);
-    }
+  std::ostringstream out;
+  out.write(kStateMagic, sizeof kStateMagic - 1);
+  writeU64(out, fingerprint.size());
+  out.write(fingerprint.data(), static_cast<std::streamsize>(fingerprint.size()));
+  const std::vector<Tensor> state = model.saveState();
+  writeU64(out, state.size());
+  for (const Tensor& t : state) {
+    writeU64(out, t.shape.size());
+    for (int64_t d : t.shape) writeU64(out, static_cast<uint64_t>(d));
+    out.write(reinterpret_cast<const char*>(t.ptr()), static_cast<std::streamsize>(t.data.size() * sizeof(float)));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
-  }
+  writeFileReplacing(path, out.str());
 }
 
 bool loadStateFile(Sequential& model, const std::string& path, const std::string& fingerprint) {

@@ -5,8 +5,9 @@
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
-#include <fstream>
 #include <set>
+
+#include "trainer/file_output.h"
 
 namespace kiln::train {
 
@@ -141,8 +142,13 @@ void exportOnnx(const Sequential& model, const std::string& path) {
   } catch (const std::exception& e) {
     throw ExportError(model.name() + ": the ONNX checker rejects the exported model: " + e.what());
   }
-  std::ofstream out(path, std::ios::binary);
-  if (!out || !m.SerializeToOstream(&out)) throw ExportError(path + ": cannot write");
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) throw ExportError(path + ": cannot serialize the model");
+  try {
+    writeFileReplacing(path, bytes);
+  } catch (const std::runtime_error& e) {
+    throw ExportError(e.what());
+  }
 }
 
 }  // namespace kiln::train

@@ -3,6 +3,7 @@
 // kiln's ONNX frontend and run by the reference interpreter; the outputs
 // must match the trainer's own inference within 1e-5.
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -91,4 +92,21 @@ TEST_CASE("The shipped Fashion-MNIST spec builds and exports") {
   std::string path = (std::filesystem::temp_directory_path() / "kiln_trainer_shipped.onnx").string();
   exportOnnx(model, path);
   CHECK(kiln::onnx_import::importModelFile(path).nodes().size() > 0);
+}
+
+// A failed export leaves neither a partial model nor its temporary file.
+TEST_CASE("An export that cannot be put in place leaves nothing behind") {
+  namespace fs = std::filesystem;
+  ModelSpec spec = loadSpecFile(std::string(KILN_SOURCE_DIR_FOR_TRAINER) + "/examples/fashion_mnist/separable_cnn.json");
+  Sequential model(spec, 0);
+  const fs::path dir = fs::temp_directory_path() / ("kiln_trainer_export_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "model.onnx" / "occupied");  // a folder where the file should go
+  CHECK_THROWS_AS(exportOnnx(model, (dir / "model.onnx").string()), ExportError);
+  CHECK(fs::is_directory(dir / "model.onnx" / "occupied"));
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);  // no temporary left
+  exportOnnx(model, (dir / "fine.onnx").string());
+  CHECK(kiln::onnx_import::importModelFile((dir / "fine.onnx").string()).nodes().size() > 0);
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 2);
+  fs::remove_all(dir);
 }
