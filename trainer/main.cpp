@@ -23,6 +23,7 @@
 
 #include "trainer/kernels.h"
 #include "trainer/ensemble.h"
+#include "trainer/file_output.h"
 #include "trainer/fit.h"
 #include "trainer/onnx_export.h"
 #include "trainer/search/objective.h"
@@ -406,11 +407,7 @@ int runEnsemble(const EnsembleArgs& e) {
     line("%-20s %9.4f %9.4f %+12.4f %+13.4f\n", rowName(r).c_str(), testRows[r].accuracy, testRows[r].logLoss,
          valRows[r].accuracy - testRows[r].accuracy, testRows[r].logLoss - valRows[r].logLoss);
   line("gap = validation - test accuracy, test - validation log-loss\n");
-  const fs::path reportPath = dir / "report.txt";
-  std::ofstream reportFile(reportPath);
-  reportFile << report;
-  reportFile.close();
-  if (!reportFile) throw std::runtime_error("cannot write " + reportPath.string());
+  writeFileReplacing((dir / "report.txt").string(), report);
   return 0;
 }
 
