@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
-  build-essential cmake ninja-build ccache pkg-config git \
+  build-essential libc6-dev libgcc-12-dev cmake ninja-build ccache pkgconf git \
   llvm-19-dev llvm-19-tools liblld-19-dev clang-19 libclang-rt-19-dev \
   zlib1g-dev libzstd-dev libedit-dev libxml2-dev libxml2-utils libffi-dev libncurses-dev \
   libonnx-dev libprotobuf-dev protobuf-compiler \
