@@ -23,7 +23,7 @@
 //                 -> Flatten -> Gemm (512) -> scores f32[N,512]: nodes heavy
 //                 enough that the backend splits them into parts, in plain
 //                 NCHW and in the host's NCHWc layout
-//   split_16.so   the same net on f32[N,8,16,16]: small enough that the run
+//   split_4.so    the same net on f32[N,8,4,4]: small enough that the run
 //                 schedules groups of several samples
 //   suffix.so     image f32[N,8,16,16] -> Conv 3x3 (16, Relu) -> Flatten ->
 //                 Gemm (4096x128, 2 MiB of weights, Relu) -> Gemm (10) ->
@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
     compile(classifier(0, 5, 6, true), out / "aarch64.so", arm);
     compile(splitCnn(32), out / "split_plain.so");
     compile(splitCnn(32), out / "split_nchwc.so", {}, codegen::EmitKind::SharedLibrary, true);
-    compile(splitCnn(16), out / "split_16.so", {}, codegen::EmitKind::SharedLibrary, true);
+    compile(splitCnn(4), out / "split_4.so", {}, codegen::EmitKind::SharedLibrary, true);
     compile(suffixNet(), out / "suffix.so", {}, codegen::EmitKind::SharedLibrary, true);
   } catch (const std::exception& e) {
     std::cerr << "make_test_artifacts: " << e.what() << "\n";
